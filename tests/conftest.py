@@ -1,0 +1,43 @@
+"""Shared fixtures: a tiny real training run, made once through the real CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# A few hundred env steps: two iterations, two checkpoints, finished episodes
+# (a Kuka episode lasts about 200 steps) and an export.
+TINY_FLAGS = [
+    "--total_steps=600",
+    "--num_envs=2",
+    "--collect_steps=300",
+    "--checkpoint_interval=300",
+    "--eval_interval=0",
+    "--eval_episodes=2",
+    "--actor_layers=16",
+    "--value_layers=16",
+]
+
+
+def run_task(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Runs `python -m trainer.task` from the repository root."""
+    return subprocess.run(
+        [sys.executable, "-m", "trainer.task", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> str:
+    """The directory of a finished tiny PPO run."""
+    logdir = tmp_path_factory.mktemp("runs")
+    result = run_task(f"--logdir={logdir}", "--run=tiny", *TINY_FLAGS)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return os.path.join(logdir, "tiny")

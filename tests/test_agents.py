@@ -1,0 +1,83 @@
+"""The numpy actor that env processes run must be the agent's own policy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tf_agents.specs import array_spec, tensor_spec
+from tf_agents.trajectories import time_step as ts
+
+from trainer import agents
+from trainer.config import Config
+
+OBS = array_spec.BoundedArraySpec((9,), np.float32, -100.0, 100.0, name="observation")
+ACTION = array_spec.BoundedArraySpec((3,), np.float32, -1.0, 1.0, name="action")
+
+
+def _agent(name: str):
+    cfg = Config(agent=name, actor_layers=(32, 16), value_layers=(32, 16))
+    return agents.create(
+        cfg,
+        tensor_spec.from_spec(ts.time_step_spec(OBS)),
+        tensor_spec.from_spec(ACTION),
+        tf.Variable(0, dtype=tf.int64),
+    )
+
+
+def _observations(n: int) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return (rng.normal(size=(n, 9)) * [0.1, 0.1, 0.2, 3, 1, 3, 0.2, 0.2, 1]).astype(np.float32)
+
+
+def _time_steps(observations):
+    return ts.restart(tf.constant(observations), batch_size=len(observations))
+
+
+def test_ppo_numpy_actor_matches_the_tf_collect_policy():
+    agent = _agent("ppo")
+    observations = _observations(64)
+    # Move the observation normalizer off its initial state, as training does.
+    agent._observation_normalizer.update(tf.constant(observations * 3 + 1))
+    dist = agent.collect_policy.distribution(_time_steps(observations)).action
+    actor = agents.NumpyActor(agents.actor_params(agent), ACTION.minimum, ACTION.maximum, seed=0)
+    for i, observation in enumerate(observations):
+        loc, scale = actor.distribution(observation)
+        np.testing.assert_allclose(loc, dist.loc[i].numpy(), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(scale, dist.stddev()[i].numpy(), rtol=1e-4, atol=1e-6)
+        _, info = actor.action(observation)
+        np.testing.assert_allclose(info["dist_params"]["loc"], loc)
+
+
+def test_ppo_info_matches_the_collect_data_spec():
+    agent = _agent("ppo")
+    actor = agents.NumpyActor(agents.actor_params(agent), ACTION.minimum, ACTION.maximum, seed=0)
+    action, info = actor.action(_observations(1)[0])
+    assert action.shape == (3,) and action.dtype == np.float32
+    spec = agent.collect_data_spec.policy_info
+    tf.nest.assert_same_structure(info, spec)
+    for value, s in zip(tf.nest.flatten(info), tf.nest.flatten(spec), strict=False):
+        assert value.shape == tuple(s.shape)
+
+
+def test_sac_numpy_greedy_action_matches_the_tf_greedy_policy():
+    agent = _agent("sac")
+    observations = _observations(32)
+    greedy = agents.greedy_policy(agent).action(_time_steps(observations)).action.numpy()
+    actor = agents.NumpyActor(agents.actor_params(agent), ACTION.minimum, ACTION.maximum, seed=0)
+    ours = np.stack([actor.action(o, greedy=True)[0] for o in observations])
+    np.testing.assert_allclose(ours, greedy, rtol=1e-4, atol=1e-5)
+    sampled, info = actor.action(observations[0])
+    assert info == () and np.all(np.abs(sampled) <= 1.0)
+
+
+@pytest.mark.parametrize("name", ["ppo", "sac"])
+def test_sampled_actions_vary_and_greedy_ones_do_not(name):
+    actor = agents.NumpyActor(
+        agents.actor_params(_agent(name)), ACTION.minimum, ACTION.maximum, seed=1
+    )
+    observation = _observations(1)[0]
+    samples = np.stack([actor.action(observation)[0] for _ in range(50)])
+    assert samples.std(axis=0).min() > 1e-3
+    greedy = np.stack([actor.action(observation, greedy=True)[0] for _ in range(3)])
+    assert np.ptp(greedy, axis=0).max() == 0

@@ -1,0 +1,58 @@
+import dataclasses
+import json
+
+import pytest
+
+from trainer import config
+from trainer.config import Config
+
+
+def test_every_field_has_a_docstring():
+    docs = config.field_docs()
+    assert set(docs) == {f.name for f in dataclasses.fields(Config)}
+    assert all(doc.strip() for doc in docs.values())
+
+
+def test_round_trip_through_json(tmp_path):
+    cfg = Config(actor_layers=(32, 16), total_steps=1234, run="x")
+    path = tmp_path / "config.json"
+    config.save(cfg, str(path))
+    assert config.load(str(path)) == cfg
+    assert json.loads(path.read_text())["actor_layers"] == [32, 16]
+
+
+def test_defaults_are_valid():
+    config.validate(Config())
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ({"agent": "dqn"}, "unknown agent"),
+        ({"total_steps": 0}, "--total_steps must be positive"),
+        ({"num_envs": -1}, "--num_envs must be positive"),
+        ({"collect_steps": 3, "num_envs": 2}, "at least 2 steps"),
+        ({"discount": 1.5}, "--discount"),
+        ({"eval_interval": -5}, "--eval_interval"),
+    ],
+)
+def test_validate_names_the_problem(change, words):
+    with pytest.raises(ValueError, match=words):
+        config.validate(dataclasses.replace(Config(), **change))
+
+
+def test_differences_ignore_resumable_fields():
+    saved = Config(run="a")
+    assert config.differences(saved, dataclasses.replace(saved, total_steps=10**6)) == []
+    diffs = config.differences(saved, dataclasses.replace(saved, learning_rate=1.0))
+    assert len(diffs) == 1 and diffs[0].startswith("learning_rate")
+
+
+def test_load_rejects_garbage(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match="cannot read"):
+        config.load(str(path))
+    path.write_text('{"no_such_field": 1}')
+    with pytest.raises(ValueError, match="unknown config fields"):
+        config.load(str(path))

@@ -1,0 +1,110 @@
+"""Our learnable Kuka env against pybullet's shipped one (issue: the 2017 arm dynamics)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.conftest import ROOT
+
+# Runs in a fresh process: KukaGymEnv drives pybullet's global client, one env per process.
+_EPISODE = """
+import json, sys
+import numpy as np
+import pybullet as p
+from trainer import envs
+env = envs.load(sys.argv[1], seed=3)
+time_step, length, fastest = env.reset(), 0, 0.0
+while not time_step.is_last():
+    time_step = env.step(np.array([0.3, -0.2, 0.1], np.float32))
+    length += 1
+    kuka = env.gym.unwrapped._kuka
+    speeds = [abs(s[1]) for s in p.getJointStates(kuka.kukaUid, range(7))]
+    fastest = max(fastest, *speeds)
+print(json.dumps({"length": length, "fastest": fastest, "reward": float(time_step.reward)}))
+"""
+
+
+def _episode(env_id: str) -> dict:
+    result = subprocess.run(
+        [sys.executable, "-c", _EPISODE, env_id],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def episodes():
+    return {env_id: _episode(env_id) for env_id in ("KukaGrasp-v0", "KukaBulletEnv-v0")}
+
+
+def test_ours_ends_sooner_with_the_same_seed_and_actions(episodes):
+    ours, shipped = episodes["KukaGrasp-v0"], episodes["KukaBulletEnv-v0"]
+    assert ours["length"] < shipped["length"]
+
+
+def test_ours_moves_an_arm_joint_faster_than_the_cap(episodes):
+    assert episodes["KukaGrasp-v0"]["fastest"] > 0.35
+    # pybullet's own cap, which ours lifts (small overshoot from the solver allowed).
+    assert episodes["KukaBulletEnv-v0"]["fastest"] < 0.6
+
+
+def test_suite_pybullet_loads_our_id():
+    script = (
+        "from tf_agents.environments import suite_pybullet\n"
+        "import trainer.envs\n"
+        "env = suite_pybullet.load('KukaGrasp-v0')\n"
+        "print(env.observation_spec().shape, env.action_spec().shape)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    ).stdout
+    assert "(9,) (3,)" in out
+
+
+def test_parallel_py_environment_steps_our_id():
+    script = (
+        "import functools\n"
+        "import numpy as np\n"
+        "from tf_agents.environments import parallel_py_environment\n"
+        "from tf_agents.system import system_multiprocessing as mp\n"
+        "from trainer import envs\n"
+        "def main(_):\n"
+        "    env = parallel_py_environment.ParallelPyEnvironment(\n"
+        "        [functools.partial(envs.load, 'KukaGrasp-v0', seed=i) for i in range(2)])\n"
+        "    env.reset()\n"
+        "    ts = env.step(np.zeros((2, 3), np.float32))\n"
+        "    print('batch', ts.observation.shape)\n"
+        "    env.close()\n"
+        "mp.handle_main(main)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert "batch (2, 9)" in out.stdout, out.stderr[-2000:]
+
+
+def test_success_is_read_from_the_last_reward():
+    from trainer import envs
+
+    assert envs.is_success("KukaGrasp-v0", 9990.0) is True
+    assert envs.is_success("KukaGrasp-v0", -3.0) is False
+    assert envs.is_success("HopperBulletEnv-v0", 9990.0) is None
+    assert np.isfinite(envs.SUCCESS_REWARD)

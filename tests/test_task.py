@@ -1,0 +1,108 @@
+"""The command line: --help, and bad input refused in one line before any work."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import pytest
+
+from tests.conftest import run_task
+from trainer import config
+from trainer.config import Config
+
+
+def test_help_documents_every_flag():
+    result = run_task("--help")
+    assert result.returncode == 0
+    for field in dataclasses.fields(Config):
+        assert f"--{field.name}:" in result.stdout
+    assert "Environment steps to train for" in result.stdout
+
+
+def _refused(tmp_path, *args: str) -> str:
+    logdir = tmp_path / "runs"
+    result = run_task(f"--logdir={logdir}", "--run=bad", *args, timeout=120)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert not logdir.exists() or os.listdir(logdir) == []
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--env_id=NoSuchEnv-v0"], "unknown env id 'NoSuchEnv-v0'"),
+        (["--agent=dqn"], "unknown agent 'dqn'"),
+        (["--total_steps=0"], "--total_steps must be positive"),
+        (["--total_steps=-5"], "--total_steps must be positive"),
+        (["--num_envs=0"], "--num_envs must be positive"),
+        (["--num_envs=-2"], "--num_envs must be positive"),
+        (["--total_steps=lots"], "--total_steps=lots"),
+        (["--actor_layers=a,b"], "--actor_layers takes comma-separated integers"),
+        (["--no_such_flag=1"], "no_such_flag"),
+        (["extra"], "unexpected arguments: extra"),
+        (["--run=Not_A_Name"], "not a valid Kubernetes name"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, args, words):
+    assert words in _refused(tmp_path, *args)
+
+
+def test_unwritable_logdir(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    result = run_task(f"--logdir={blocker}/runs", timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("error: cannot write to log directory")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def _existing_run(tmp_path, **fields) -> str:
+    run_dir = tmp_path / "runs" / "old"
+    run_dir.mkdir(parents=True)
+    config.save(
+        Config(logdir=str(tmp_path / "runs"), run="old", **fields), str(run_dir / "config.json")
+    )
+    return str(run_dir)
+
+
+def test_existing_run_with_other_config_is_refused(tmp_path):
+    run_dir = _existing_run(tmp_path, learning_rate=0.5)
+    before = open(os.path.join(run_dir, "config.json")).read()
+    result = run_task(f"--logdir={tmp_path / 'runs'}", "--run=old", timeout=120)
+    assert result.returncode == 2
+    assert "exists with another config (learning_rate" in result.stderr
+    assert open(os.path.join(run_dir, "config.json")).read() == before
+    assert not os.path.exists(os.path.join(run_dir, "command.txt"))
+
+
+def test_corrupted_config_is_refused(tmp_path):
+    run_dir = _existing_run(tmp_path)
+    with open(os.path.join(run_dir, "config.json"), "w") as f:
+        f.write('{"agent": "ppo", ')
+    result = run_task(f"--logdir={tmp_path / 'runs'}", "--run=old", timeout=120)
+    assert result.returncode == 2
+    assert "cannot read" in result.stderr and "config.json" in result.stderr
+
+
+def test_prepare_run_writes_config_and_command(tmp_path):
+    from trainer import task
+
+    cfg, run_dir = task.prepare_run(Config(logdir=str(tmp_path), run="fresh"), "python -m x --a=1")
+    assert run_dir == os.path.join(str(tmp_path), "fresh")
+    assert json.load(open(os.path.join(run_dir, "config.json")))["run"] == "fresh"
+    assert open(os.path.join(run_dir, "command.txt")).read() == "python -m x --a=1\n"
+    # Resuming with more steps is allowed and records the second command line.
+    task.prepare_run(dataclasses.replace(cfg, total_steps=10**6), "second")
+    assert open(os.path.join(run_dir, "command.txt")).read().splitlines()[-1] == "second"
+
+
+def test_default_run_id_comes_from_agent_env_and_time(tmp_path):
+    from trainer import task
+
+    cfg, run_dir = task.prepare_run(Config(logdir=str(tmp_path)), "cmd")
+    assert cfg.run.startswith("ppo-kukagrasp-v0-")
+    assert os.path.isdir(run_dir)

@@ -1,0 +1,114 @@
+"""End-to-end training through the CLI: run directory, TensorBoard tags, policy, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import TINY_FLAGS, run_task
+from trainer import evaluate
+
+pytestmark = pytest.mark.slow
+
+TRAIN_TAGS = {
+    "Metrics/AverageReturn",
+    "Metrics/AverageEpisodeLength",
+    "Metrics/SuccessRate",
+    "Metrics/EnvStepsPerSecond",
+    "Losses/total_loss",
+    "Losses/policy_gradient_loss",
+    "Losses/value_estimation_loss",
+}
+EVAL_TAGS = {"Eval/AverageReturn", "Eval/AverageEpisodeLength", "Eval/SuccessRate"}
+
+
+def test_run_directory_holds_everything(tiny_run):
+    for name in ("config.json", "command.txt", "eval.json", "checkpoints/checkpoint"):
+        assert os.path.isfile(os.path.join(tiny_run, name)), name
+    assert os.path.isfile(os.path.join(tiny_run, "policy", "saved_model.pb"))
+    assert json.load(open(os.path.join(tiny_run, "config.json")))["total_steps"] == 600
+    assert "trainer.task" in open(os.path.join(tiny_run, "command.txt")).read()
+    result = json.load(open(os.path.join(tiny_run, "eval.json")))
+    assert result["env_steps"] == 600 and result["episodes"] == 2
+    assert len(result["returns"]) == 2
+    assert 0.0 <= result["success_rate"] <= 1.0
+    assert result["mean_length"] > 0
+
+
+def test_tensorboard_tags(tiny_run):
+    train = evaluate.read_scalars(os.path.join(tiny_run, "train"))
+    assert set(train) >= TRAIN_TAGS, set(train)
+    assert [step for step, _ in train["Metrics/EnvStepsPerSecond"]] == [300, 600]
+    eval_ = evaluate.read_scalars(os.path.join(tiny_run, "eval"))
+    assert set(eval_) >= EVAL_TAGS, set(eval_)
+
+
+# The exported policy needs TensorFlow and, for its distribution types,
+# TensorFlow Probability: neither the trainer nor tf-agents.
+_LOAD_POLICY = """
+import sys
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability  # registers the policy's distribution types
+policy = tf.saved_model.load(sys.argv[1])
+action = policy.signatures["action"](**{
+    "0/step_type": tf.constant([0], tf.int32),
+    "0/reward": tf.constant([0.0], tf.float32),
+    "0/discount": tf.constant([1.0], tf.float32),
+    "0/observation": tf.constant(np.zeros((1, 9), np.float32)),
+})["action"]
+print("shape", tuple(action.shape), "step", int(policy.get_train_step()))
+"""
+
+
+def test_exported_policy_loads_without_trainer_code(tiny_run):
+    out = subprocess.run(
+        [sys.executable, "-c", _LOAD_POLICY, os.path.join(tiny_run, "policy")],
+        cwd="/",
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert "shape (1, 3) step 600" in out.stdout, out.stderr[-2000:]
+
+
+def test_resume_continues_from_the_checkpoint(tmp_path):
+    flags = [f"--logdir={tmp_path}", "--run=resume", *TINY_FLAGS]
+    first = run_task(*flags, "--total_steps=300")
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = run_task(*flags, "--total_steps=600")
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "from env step 300" in second.stderr
+    run_dir = tmp_path / "resume"
+    assert json.load(open(run_dir / "eval.json"))["env_steps"] == 600
+    checkpoints = sorted(p for p in os.listdir(run_dir / "checkpoints") if p.endswith(".index"))
+    assert checkpoints == ["ckpt-300.index", "ckpt-600.index"]
+    steps = [s for s, _ in evaluate.read_scalars(str(run_dir / "train"))["Losses/total_loss"]]
+    assert steps == [300, 600]
+    assert len(open(run_dir / "command.txt").read().splitlines()) == 2
+
+
+def test_sac_trains_and_exports(tmp_path):
+    result = run_task(
+        f"--logdir={tmp_path}",
+        "--run=sac",
+        "--agent=sac",
+        "--batch_size=32",
+        *TINY_FLAGS,
+        "--eval_interval=300",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    train = evaluate.read_scalars(str(tmp_path / "sac" / "train"))
+    assert {"Losses/critic_loss", "Losses/actor_loss", "Losses/alpha_loss"} <= set(train)
+    assert os.path.isfile(tmp_path / "sac" / "policy" / "saved_model.pb")
+    # One evaluation during training, one at the end.
+    eval_ = evaluate.read_scalars(str(tmp_path / "sac" / "eval"))
+    assert [step for step, _ in eval_["Eval/AverageReturn"]] == [300, 600]
+
+
+def test_tiny_run_leaves_no_staging_directories(tiny_run):
+    assert not [name for name in os.listdir(tiny_run) if name.endswith((".tmp", ".old"))]

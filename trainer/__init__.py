@@ -1,0 +1,1 @@
+"""Train a simulated Kuka arm to grasp a block with TF-Agents on pybullet."""

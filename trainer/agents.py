@@ -1,0 +1,175 @@
+"""Agents (tf-agents PPO and SAC) and the numpy copy of their actor that env processes run.
+
+A TF policy call costs about 1 ms, three times a Kuka step, so collection runs
+the actor's few matrix products in numpy inside each env process; the test suite
+checks that the numpy actor matches the TF policy's distribution.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+from tf_agents.agents.ddpg import critic_network
+from tf_agents.agents.ppo import ppo_clip_agent
+from tf_agents.agents.sac import sac_agent, tanh_normal_projection_network
+from tf_agents.networks import actor_distribution_network, value_network
+from tf_agents.policies import greedy_policy as greedy_policy_lib
+
+from trainer.config import Config
+
+# Rewards run from about -10 a step to +10000 for a lift; SAC's critic learns
+# better on targets of order one.
+SAC_REWARD_SCALE = 1e-3
+# PPOPolicy normalizes observations with TensorNormalizer.normalize's defaults.
+_OBS_CLIP = 5.0
+_OBS_EPSILON = 1e-3
+
+
+def _tanh_normal_projection(spec):
+    return tanh_normal_projection_network.TanhNormalProjectionNetwork(
+        spec, std_transform=sac_agent.std_clip_transform
+    )
+
+
+def create(cfg: Config, time_step_spec, action_spec, train_step: tf.Variable):
+    """The tf-agents agent named by `cfg.agent`, initialized."""
+    observation_spec = time_step_spec.observation
+    optimizer = lambda: tf.keras.optimizers.Adam(learning_rate=cfg.learning_rate)  # noqa: E731
+    if cfg.agent == "ppo":
+        actor_net = actor_distribution_network.ActorDistributionNetwork(
+            observation_spec,
+            action_spec,
+            fc_layer_params=cfg.actor_layers,
+            activation_fn=tf.nn.tanh,
+        )
+        value_net = value_network.ValueNetwork(
+            observation_spec, fc_layer_params=cfg.value_layers, activation_fn=tf.nn.tanh
+        )
+        agent = ppo_clip_agent.PPOClipAgent(
+            time_step_spec,
+            action_spec,
+            optimizer=optimizer(),
+            actor_net=actor_net,
+            value_net=value_net,
+            importance_ratio_clipping=cfg.clip_ratio,
+            lambda_value=cfg.gae_lambda,
+            discount_factor=cfg.discount,
+            entropy_regularization=cfg.entropy_coef,
+            # As tf-agents' PPOLearner: advantages over whole segments first, then
+            # each agent.train call is one pass over one minibatch of steps.
+            num_epochs=1,
+            compute_value_and_advantage_in_train=False,
+            update_normalizers_in_train=False,
+            use_gae=True,
+            use_td_lambda_return=True,
+            normalize_observations=True,
+            normalize_rewards=True,
+            gradient_clipping=0.5,
+            train_step_counter=train_step,
+        )
+    elif cfg.agent == "sac":
+        actor_net = actor_distribution_network.ActorDistributionNetwork(
+            observation_spec,
+            action_spec,
+            fc_layer_params=cfg.actor_layers,
+            continuous_projection_net=_tanh_normal_projection,
+        )
+        critic_net = critic_network.CriticNetwork(
+            (observation_spec, action_spec),
+            joint_fc_layer_params=cfg.value_layers,
+            kernel_initializer="glorot_uniform",
+            last_kernel_initializer="glorot_uniform",
+        )
+        agent = sac_agent.SacAgent(
+            time_step_spec,
+            action_spec,
+            actor_network=actor_net,
+            critic_network=critic_net,
+            actor_optimizer=optimizer(),
+            critic_optimizer=optimizer(),
+            alpha_optimizer=optimizer(),
+            target_update_tau=0.005,
+            target_update_period=1,
+            td_errors_loss_fn=tf.math.squared_difference,
+            gamma=cfg.discount,
+            reward_scale_factor=SAC_REWARD_SCALE,
+            train_step_counter=train_step,
+        )
+    else:
+        raise ValueError(f"unknown agent {cfg.agent!r}")
+    agent.initialize()
+    return agent
+
+
+def greedy_policy(agent):
+    """The policy to evaluate and export: the mode of the agent's action distribution."""
+    if isinstance(agent.policy, greedy_policy_lib.GreedyPolicy):
+        return agent.policy  # PPOAgent's policy is greedy already
+    return greedy_policy_lib.GreedyPolicy(agent.policy)
+
+
+def actor_params(agent) -> dict[str, Any]:
+    """Numpy copies of what the collect policy needs: weights and observation statistics."""
+    # SacAgent keeps its actor network private.
+    actor_net = getattr(agent, "actor_net", None) or agent._actor_network  # noqa: SLF001
+    encoder, projection = actor_net.layers
+    dense = [layer for layer in encoder.layers if isinstance(layer, tf.keras.layers.Dense)]
+    params: dict[str, Any] = {
+        "activation": dense[0].activation.__name__,
+        "hidden": [layer.get_weights() for layer in dense],
+        "head": [w for layer in projection.layers for w in layer.get_weights()],
+        "kind": type(projection).__name__,
+        "obs_mean": None,
+        "obs_std": None,
+    }
+    normalizer = getattr(agent, "_observation_normalizer", None)
+    if normalizer is not None:
+        mean, var = normalizer._get_mean_var_estimates()  # noqa: SLF001
+        params["obs_mean"] = tf.nest.flatten(mean)[0].numpy()
+        params["obs_std"] = np.sqrt(tf.nest.flatten(var)[0].numpy() + _OBS_EPSILON)
+    return params
+
+
+class NumpyActor:
+    """The agent's collect (sampling) and greedy policies, in numpy, for one observation."""
+
+    def __init__(self, params: dict[str, Any], action_minimum, action_maximum, seed: int):
+        self._normal = params["kind"] == "NormalProjectionNetwork"
+        self._hidden = [
+            (np.asarray(k, np.float32), np.asarray(b, np.float32)) for k, b in params["hidden"]
+        ]
+        self._head = [np.asarray(w, np.float32) for w in params["head"]]
+        self._obs_mean, self._obs_std = params["obs_mean"], params["obs_std"]
+        self._mid = ((np.asarray(action_maximum) + np.asarray(action_minimum)) / 2).astype(
+            np.float32
+        )
+        self._mag = ((np.asarray(action_maximum) - np.asarray(action_minimum)) / 2).astype(
+            np.float32
+        )
+        self._act = {"tanh": np.tanh, "relu": lambda x: np.maximum(x, 0.0)}[params["activation"]]
+        if self._normal:  # the scale does not depend on the observation
+            self._scale = np.logaddexp(0.0, self._head[2]).astype(np.float32)  # softplus
+        self._rng = np.random.default_rng(seed)
+
+    def distribution(self, observation):
+        """(loc, scale) of the policy's Normal before any squashing."""
+        x = np.asarray(observation, np.float32)
+        if self._obs_mean is not None:
+            x = np.clip((x - self._obs_mean) / self._obs_std, -_OBS_CLIP, _OBS_CLIP)
+        for kernel, bias in self._hidden:
+            x = self._act(x @ kernel + bias)
+        if self._normal:
+            loc = self._mid + self._mag * np.tanh(x @ self._head[0] + self._head[1])
+            return loc, self._scale
+        loc, log_scale = np.split(x @ self._head[0] + self._head[1], 2, axis=-1)
+        return loc, np.exp(np.clip(log_scale, -20, 2))
+
+    def action(self, observation, greedy: bool = False):
+        """(action, policy_info) as the TF collect policy (or greedy policy) would give."""
+        loc, scale = self.distribution(observation)
+        sample = loc if greedy else loc + scale * self._rng.standard_normal(loc.shape, np.float32)
+        if self._normal:
+            return sample, {"dist_params": {"loc": loc, "scale": scale}}
+        return self._mid + self._mag * np.tanh(sample), ()

@@ -1,0 +1,187 @@
+"""The one training configuration: every default lives here.
+
+Each field's docstring is its `--help` text; `task.py` turns the fields into flags.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import functools
+import inspect
+import json
+from typing import Any
+
+AGENTS = ("ppo", "sac")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """How one training run is set up."""
+
+    env_id: str = "KukaGrasp-v0"
+    """Gym id of the environment: KukaGrasp-v0 (the Kuka arm with 2017 dynamics,
+    learnable), KukaBulletEnv-v0 (pybullet's shipped Kuka env), or any pybullet gym id."""
+
+    agent: str = "ppo"
+    """Learning algorithm: ppo (tf-agents PPOClipAgent) or sac (tf-agents SacAgent)."""
+
+    total_steps: int = 300_000
+    """Environment steps to train for, counted over all envs; a resumed run trains
+    until it reaches this."""
+
+    num_envs: int = 2
+    """Environment processes collecting in parallel, best one per core (pybullet's
+    Kuka env allows one per process)."""
+
+    seed: int = 0
+    """Random seed for the networks and, offset per env process, for block placement and actions."""
+
+    logdir: str = "runs"
+    """Root directory of runs; a run lives in LOGDIR/RUN."""
+
+    run: str = ""
+    """Run id (a Kubernetes name: lowercase letters, digits, dashes); empty derives
+    one from agent, env and time. An existing run resumes."""
+
+    collect_steps: int = 4096
+    """Environment steps collected per training iteration, split evenly across the envs."""
+
+    actor_layers: tuple[int, ...] = (200, 100)
+    """Hidden layer sizes of the policy network, comma-separated."""
+
+    value_layers: tuple[int, ...] = (200, 100)
+    """Hidden layer sizes of the value network (ppo) or critic (sac), comma-separated."""
+
+    learning_rate: float = 3e-4
+    """Adam learning rate of every network."""
+
+    discount: float = 0.995
+    """Reward discount per step."""
+
+    num_epochs: int = 10
+    """ppo: passes over each iteration's batch."""
+
+    minibatch_size: int = 256
+    """ppo: steps per gradient step; each epoch shuffles the batch into minibatches."""
+
+    gae_lambda: float = 0.95
+    """ppo: lambda of generalized advantage estimation."""
+
+    clip_ratio: float = 0.2
+    """ppo: importance ratio clipping."""
+
+    entropy_coef: float = 0.0
+    """ppo: entropy regularization coefficient."""
+
+    replay_capacity: int = 200_000
+    """sac: transitions kept in the replay buffer."""
+
+    batch_size: int = 256
+    """sac: transitions per gradient step."""
+
+    train_ratio: float = 0.25
+    """sac: gradient steps per collected environment step."""
+
+    checkpoint_interval: int = 50_000
+    """Environment steps between checkpoints and policy exports."""
+
+    eval_interval: int = 100_000
+    """Environment steps between evaluations during training (0: evaluate only at the end)."""
+
+    eval_episodes: int = 50
+    """Greedy episodes per evaluation."""
+
+
+# Fields a resumed run may change; any other difference from the run's config.json
+# is refused, since the checkpoint would not match what the flags ask for.
+RESUMABLE_FIELDS = frozenset(
+    {"total_steps", "logdir", "checkpoint_interval", "eval_interval", "eval_episodes"}
+)
+
+
+@functools.cache
+def field_docs() -> dict[str, str]:
+    """Each field's docstring, read from this module's source."""
+    tree = ast.parse(inspect.getsource(Config))
+    body = tree.body[0].body
+    docs = {}
+    for node, following in zip(body, body[1:], strict=False):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(following, ast.Expr)
+            and isinstance(following.value, ast.Constant)
+        ):
+            docs[node.target.id] = " ".join(following.value.value.split())
+    return docs
+
+
+def validate(cfg: Config) -> None:
+    """Raises ValueError naming the first field that makes no sense."""
+    if cfg.agent not in AGENTS:
+        raise ValueError(f"unknown agent {cfg.agent!r}; choose one of {', '.join(AGENTS)}")
+    for name in ("total_steps", "num_envs", "collect_steps", "num_epochs", "eval_episodes"):
+        if getattr(cfg, name) <= 0:
+            raise ValueError(f"--{name} must be positive, got {getattr(cfg, name)}")
+    for name in ("checkpoint_interval", "replay_capacity", "batch_size", "minibatch_size"):
+        if getattr(cfg, name) <= 0:
+            raise ValueError(f"--{name} must be positive, got {getattr(cfg, name)}")
+    if cfg.eval_interval < 0:
+        raise ValueError(f"--eval_interval must be 0 or positive, got {cfg.eval_interval}")
+    if cfg.collect_steps < 2 * cfg.num_envs:
+        raise ValueError(
+            f"--collect_steps ({cfg.collect_steps}) must give each of the "
+            f"{cfg.num_envs} envs at least 2 steps"
+        )
+    if not cfg.actor_layers or not cfg.value_layers:
+        raise ValueError("--actor_layers and --value_layers need at least one layer")
+    if min(cfg.actor_layers + cfg.value_layers) <= 0:
+        raise ValueError("layer sizes must be positive")
+    for name in ("learning_rate", "train_ratio"):
+        if not getattr(cfg, name) > 0:
+            raise ValueError(f"--{name} must be positive, got {getattr(cfg, name)}")
+    if not 0 < cfg.discount <= 1 or not 0 <= cfg.gae_lambda <= 1:
+        raise ValueError("--discount must be in (0, 1] and --gae_lambda in [0, 1]")
+
+
+def to_dict(cfg: Config) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(data: dict[str, Any]) -> Config:
+    """Builds a Config from `to_dict` output (tuples come back from JSON lists)."""
+    known = {f.name: f for f in dataclasses.fields(Config)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ValueError(f"unknown config fields: {', '.join(unknown)}")
+    values = {
+        name: tuple(value) if isinstance(value, list) else value for name, value in data.items()
+    }
+    return Config(**values)
+
+
+def save(cfg: Config, path: str) -> None:
+    with open(path, "w") as f:
+        json.dump(to_dict(cfg), f, indent=2, sort_keys=True)
+        f.write("\n")
+
+
+def load(path: str) -> Config:
+    """Reads a run's config.json; ValueError if it is not a valid config."""
+    try:
+        with open(path) as f:
+            data = json.load(f)
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        return from_dict(data)
+    except (OSError, ValueError, TypeError) as e:
+        raise ValueError(f"cannot read {path}: {e}") from e
+
+
+def differences(saved: Config, wanted: Config) -> list[str]:
+    """Fields (outside RESUMABLE_FIELDS) where a resumed run's flags differ."""
+    return [
+        f"{f.name}: run has {getattr(saved, f.name)!r}, flags say {getattr(wanted, f.name)!r}"
+        for f in dataclasses.fields(Config)
+        if f.name not in RESUMABLE_FIELDS and getattr(saved, f.name) != getattr(wanted, f.name)
+    ]

@@ -1,0 +1,132 @@
+"""Environments: our learnable Kuka grasping env and loading any pybullet gym id.
+
+`KukaGymEnv` drives pybullet's global client, so each process holds at most one
+Kuka env; trainers step several of them in separate processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import random
+import sys
+
+import numpy as np
+
+DEFAULT_ENV_ID = "KukaGrasp-v0"
+GRASP_ENV_IDS = ("KukaGrasp-v0", "KukaBulletEnv-v0")
+# The env adds +10000 to the last reward when the block ends above z = 0.2; every
+# other reward is a small negative distance, so the last reward tells success.
+SUCCESS_REWARD = 5000.0
+_MAX_EPISODE_STEPS = 1000
+
+
+@contextlib.contextmanager
+def _silenced():
+    """Drops what is written to stdout and stderr, from Python and from C."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, devnull):
+            os.close(fd)
+
+
+# gym, pybullet and pybullet_envs print banners on import (gym's deprecation
+# notice, the build time, a source folder); they would bury our own messages.
+with _silenced():
+    import gym
+    import pybullet_envs  # noqa: F401  (registers the pybullet gym ids)
+    from pybullet_envs.bullet import kukaGymEnv as _kuka_gym_env
+logging.getLogger("gym").setLevel(logging.ERROR)
+
+
+class KukaGraspEnv(_kuka_gym_env.KukaGymEnv):
+    """`KukaBulletEnv-v0` with the arm's joint speed as in pybullet 1.7.5.
+
+    pybullet capped the Kuka arm's joint velocity at 0.35 rad/s in January 2018,
+    after the 1.7.5 release the original Kubeflow tutorial used. With the cap the
+    env's forced descent (-0.002 m per step) outruns the arm: the fingers land on
+    the tray's wall and the scripted lift starts far below the gripper, so the
+    shipped env cannot be solved (scripted controllers with full state grasp 0/50).
+    This env lifts only that cap; observation, action, reward and termination are
+    unchanged. Episodes then last about 200 steps instead of about 570.
+    """
+
+    def reset(self):
+        observation = super().reset()
+        # reset() builds a new Kuka; pybullet applies only a positive maxVelocity,
+        # so a negative one sends no cap, as 1.7.5's kuka.py did.
+        self._kuka.maxVelocity = -1.0
+        return observation
+
+
+def register() -> None:
+    """Registers `KukaGrasp-v0` with gym (idempotent)."""
+    if DEFAULT_ENV_ID not in gym.envs.registration.registry.env_specs:
+        gym.envs.registration.register(
+            id=DEFAULT_ENV_ID,
+            entry_point="trainer.envs:KukaGraspEnv",
+            max_episode_steps=_MAX_EPISODE_STEPS,
+        )
+
+
+register()
+
+
+def is_registered(env_id: str) -> bool:
+    """Whether gym knows `env_id` (ours and every pybullet id are registered)."""
+    return env_id in gym.envs.registration.registry.env_specs
+
+
+def is_grasp_env(env_id: str) -> bool:
+    """Whether episodes of `env_id` end in a grasp attempt with a success signal."""
+    return env_id in GRASP_ENV_IDS
+
+
+def is_success(env_id: str, last_reward: float) -> bool | None:
+    """Whether an episode that ended with `last_reward` lifted the block."""
+    if not is_grasp_env(env_id):
+        return None
+    return bool(last_reward > SUCCESS_REWARD)
+
+
+def seed_process(seed: int) -> None:
+    """Seeds Python's and numpy's global generators.
+
+    KukaGymEnv places the block with Python's `random`, so `env.seed()` alone does
+    not make resets reproducible.
+    """
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+def load(env_id: str, seed: int | None = None):
+    """Loads `env_id` as a tf-agents PyEnvironment, seeded when `seed` is given."""
+    from tf_agents.environments import suite_pybullet
+
+    if seed is not None:
+        seed_process(seed)
+    # KukaGymEnv prints its source folder on import and each success on stdout.
+    with contextlib.redirect_stdout(io.StringIO()):
+        env = suite_pybullet.load(env_id)
+    if seed is not None:
+        env.seed(seed)
+    return env
+
+
+def silence_env_prints() -> None:
+    """Drops pybullet envs' per-episode prints in a worker process."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.close(devnull)

@@ -1,0 +1,44 @@
+"""Run ids: valid Kubernetes names, so a run id can name a Job and its pods."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import re
+
+MAX_LEN = 63
+_VALID = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def slug(text: str) -> str:
+    """Lowercase letters, digits and single dashes."""
+    return re.sub(r"-+", "-", re.sub(r"[^a-z0-9]", "-", text.lower())).strip("-")
+
+
+def make_run_id(agent: str, env_id: str, now: datetime.datetime | None = None) -> str:
+    """`<agent>-<env>-<yyyymmdd-hhmmss>`, cut to a valid Kubernetes name."""
+    now = now or datetime.datetime.now()
+    stamp = now.strftime("%Y%m%d-%H%M%S")
+    head = slug(f"{agent}-{env_id}")[: MAX_LEN - len(stamp) - 1].strip("-")
+    return f"{head}-{stamp}"
+
+
+def check_run_id(run_id: str) -> None:
+    """Raises ValueError unless `run_id` is a valid Kubernetes name."""
+    if len(run_id) > MAX_LEN or not _VALID.match(run_id):
+        raise ValueError(
+            f"run id {run_id!r} is not a valid Kubernetes name: use at most {MAX_LEN} "
+            "lowercase letters, digits and dashes, starting and ending with a letter or digit"
+        )
+
+
+def latest_run(logdir: str) -> str | None:
+    """The most recently changed run directory under `logdir` that has a config.json."""
+    if not os.path.isdir(logdir):
+        return None
+    runs = [
+        os.path.join(logdir, name)
+        for name in os.listdir(logdir)
+        if os.path.isfile(os.path.join(logdir, name, "config.json"))
+    ]
+    return max(runs, key=os.path.getmtime, default=None)

@@ -1,0 +1,180 @@
+"""Command line entry point: `python -m trainer.task --help`.
+
+The only module that reads flags or environment variables. Exit codes: 0 done,
+1 training failed, 2 bad input (nothing written), 143 stopped by SIGTERM after
+saving a checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shlex
+import signal
+import sys
+import tempfile
+import warnings
+
+from absl import app, flags, logging
+
+from trainer import config, runs
+from trainer.config import Config
+
+USAGE_ERROR = 2
+
+
+class UsageError(Exception):
+    """Bad input: reported in one line with exit code 2."""
+
+
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """One flag per Config field, its docstring as help and its default as default."""
+    docs = config.field_docs()
+    for field in dataclasses.fields(Config):
+        name, default, doc = field.name, field.default, docs[field.name]
+        if field.type == "str":
+            flags.DEFINE_string(name, default, doc, flag_values=flag_values)
+        elif field.type == "int":
+            flags.DEFINE_integer(name, default, doc, flag_values=flag_values)
+        elif field.type == "float":
+            flags.DEFINE_float(name, default, doc, flag_values=flag_values)
+        elif field.type.startswith("tuple[int"):
+            flags.DEFINE_list(name, [str(v) for v in default], doc, flag_values=flag_values)
+        else:
+            raise TypeError(f"no flag type for {name}: {field.type}")
+
+
+def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> Config:
+    values = {}
+    for field in dataclasses.fields(Config):
+        value = flag_values[field.name].value
+        if field.type.startswith("tuple[int"):
+            try:
+                value = tuple(int(v) for v in value)
+            except ValueError:
+                raise UsageError(
+                    f"--{field.name} takes comma-separated integers, got {','.join(value)}"
+                ) from None
+        values[field.name] = value
+    return Config(**values)
+
+
+def prepare_run(cfg: Config, command: str) -> tuple[Config, str]:
+    """Checks everything about the run before any heavy work; returns (config, run dir).
+
+    A new run gets config.json and command.txt; an existing one must agree with
+    the flags (outside config.RESUMABLE_FIELDS) and gets the command appended.
+    """
+    from trainer import envs
+
+    try:
+        config.validate(cfg)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if not envs.is_registered(cfg.env_id):
+        raise UsageError(
+            f"unknown env id {cfg.env_id!r}; use KukaGrasp-v0, KukaBulletEnv-v0 or another "
+            "pybullet gym id"
+        )
+    if cfg.logdir.startswith("gs://"):
+        raise UsageError("gs:// log directories are not supported yet; use a local --logdir")
+    run_id = cfg.run or runs.make_run_id(cfg.agent, cfg.env_id)
+    try:
+        runs.check_run_id(run_id)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    cfg = dataclasses.replace(cfg, run=run_id)
+    try:
+        os.makedirs(cfg.logdir, exist_ok=True)
+        with tempfile.TemporaryFile(dir=cfg.logdir):
+            pass
+    except OSError as e:
+        raise UsageError(f"cannot write to log directory {cfg.logdir}: {e.strerror}") from None
+    run_dir = os.path.join(cfg.logdir, run_id)
+    config_path = os.path.join(run_dir, "config.json")
+    if os.path.exists(config_path):
+        try:
+            saved = config.load(config_path)
+        except ValueError as e:
+            raise UsageError(f"{e}; fix it or start a new run with another --run") from None
+        diffs = config.differences(saved, cfg)
+        if diffs:
+            raise UsageError(
+                f"run {run_dir} exists with another config ({'; '.join(diffs)}); "
+                "pass the same flags to resume it, or another --run"
+            )
+    elif os.path.exists(run_dir) and os.listdir(run_dir):
+        raise UsageError(f"{run_dir} exists but holds no config.json; choose another --run")
+    os.makedirs(run_dir, exist_ok=True)
+    config.save(cfg, config_path)
+    with open(os.path.join(run_dir, "command.txt"), "a") as f:
+        f.write(command + "\n")
+    return cfg, run_dir
+
+
+def _quiet_tensorflow() -> None:
+    """Keeps TensorFlow's start-up chatter (CUDA probes, tracing notes) off the progress lines."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.set_verbosity(logging.ERROR)
+    warnings.filterwarnings("ignore", message="Encoding a StructuredValue")
+    warnings.filterwarnings("ignore", category=UserWarning, module="gym")
+
+
+def _stop_on_sigterm() -> None:
+    def handler(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) > 1:
+        raise UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    command = shlex.join([os.path.basename(sys.executable), "-m", "trainer.task", *sys.argv[1:]])
+    cfg, run_dir = prepare_run(config_from_flags(), command)
+    print(f"Run directory: {run_dir}", file=sys.stderr, flush=True)
+    _stop_on_sigterm()
+    _quiet_tensorflow()
+    from trainer import actors, train  # TensorFlow loads only once the input is known good
+
+    try:
+        train.train(cfg, run_dir)
+    except actors.ActorError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"Interrupted; the last checkpoint is in {run_dir}", file=sys.stderr)
+        return 130
+    print(
+        f"Done: policy in {os.path.join(run_dir, 'policy')}, evaluation in "
+        f"{os.path.join(run_dir, 'eval.json')}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    if any(arg in ("-h", "--help", "-?", "--helpshort") for arg in argv[1:]):
+        app.usage(shorthelp=True, writeto_stdout=True, exitcode=0)  # absl's own exits 1
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        print(f"error: {e} (see python -m trainer.task --help)", file=sys.stderr)
+        sys.exit(USAGE_ERROR)
+
+
+def _main(argv: list[str]) -> None:
+    try:
+        sys.exit(main(argv))
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(USAGE_ERROR)
+
+
+def run() -> None:
+    define_flags()
+    app.run(_main, flags_parser=_parse_flags)
+
+
+if __name__ == "__main__":
+    run()
