@@ -13,6 +13,12 @@ NUM_ENVS ?= 2
 SEED ?= 0
 ARGS ?=
 TB_PORT ?= 6006
+# Rendering
+EPISODES ?= 3
+WIDTH ?= 320
+HEIGHT ?= 240
+FPS ?= 30
+POLICY ?=
 
 # Cluster
 PROJECT ?=
@@ -67,14 +73,20 @@ train: $(VENV)/.runtime ## Train locally (AGENT, ENV_ID, STEPS, NUM_ENVS, SEED, 
 	$(PY) -m trainer.task --logdir='$(LOGDIR)' --agent='$(AGENT)' --env_id='$(ENV_ID)' \
 		--total_steps='$(STEPS)' --num_envs='$(NUM_ENVS)' --seed='$(SEED)' $(if $(RUN),--run='$(RUN)') $(ARGS)
 
+.PHONY: render
+render: $(VENV)/.runtime ## Film the latest run's policy, or RUN's (EPISODES, WIDTH, HEIGHT, FPS; POLICY=random needs no run)
+	$(PY) -m trainer.task render --logdir='$(LOGDIR)' $(if $(RUN),--run='$(RUN)') $(if $(POLICY),--policy='$(POLICY)') \
+		--seed='$(SEED)' --episodes='$(EPISODES)' --width='$(WIDTH)' --height='$(HEIGHT)' --fps='$(FPS)' $(ARGS)
+
 .PHONY: tensorboard
 tensorboard: $(VENV)/.runtime ## Serve TensorBoard for LOGDIR on 127.0.0.1:TB_PORT
 	@echo "TensorBoard: http://127.0.0.1:$(TB_PORT)/ (Ctrl-C stops it)"
 	$(VENV)/bin/tensorboard --logdir='$(LOGDIR)' --host=127.0.0.1 --port='$(TB_PORT)'
 
 .PHONY: bench
-bench: $(VENV)/.runtime ## Training throughput against the raw env bound (a few minutes)
+bench: $(VENV)/.runtime ## Training throughput against the raw env bound, and render speed (a few minutes)
 	$(PY) bench/throughput.py --num_envs='$(NUM_ENVS)'
+	$(PY) bench/render.py
 
 ##@ Checks
 

@@ -41,8 +41,9 @@ class Config:
     """Root directory of runs; a run lives in LOGDIR/RUN."""
 
     run: str = ""
-    """Run id (a Kubernetes name: lowercase letters, digits, dashes); empty derives
-    one from agent, env and time. An existing run resumes."""
+    """Run id (a Kubernetes name: lowercase letters, digits, dashes). Training: empty
+    derives one from agent, env and time, and an existing run resumes. Render: empty
+    takes the most recent run under LOGDIR."""
 
     collect_steps: int = 4096
     """Environment steps collected per training iteration, split evenly across the envs."""
@@ -93,6 +94,52 @@ class Config:
     """Greedy episodes per evaluation."""
 
 
+@dataclasses.dataclass(frozen=True)
+class RenderConfig:
+    """How `task.py render` films a policy."""
+
+    logdir: str = "runs"
+    """Root directory of runs; a run lives in LOGDIR/RUN."""
+
+    run: str = ""
+    """Run id; empty takes the most recent run under LOGDIR."""
+
+    policy: str = ""
+    """Policy to film: empty for the run's exported policy/, 'random' for random actions
+    (no training needed), or the path of a SavedModel from PolicySaver."""
+
+    env_id: str = "KukaGrasp-v0"
+    """Gym id of the env to film when there is no run (random policy); a run uses its own."""
+
+    seed: int = 0
+    """Random seed for block placement (and random actions)."""
+
+    episodes: int = 3
+    """Episodes to film."""
+
+    width: int = 320
+    """Frame width in pixels."""
+
+    height: int = 240
+    """Frame height in pixels."""
+
+    fps: int = 30
+    """Frames per second of the video."""
+
+    frame_stride: int = 5
+    """Physics steps between frames; the Kuka env's scripted grasp at an episode's end is
+    about 1,100 physics steps inside one env step, and is filmed too."""
+
+    distance: float = 1.4
+    """Camera distance from its target, in meters."""
+
+    yaw: float = 180.0
+    """Camera yaw in degrees."""
+
+    pitch: float = -30.0
+    """Camera pitch in degrees."""
+
+
 # Fields a resumed run may change; any other difference from the run's config.json
 # is refused, since the checkpoint would not match what the flags ask for.
 RESUMABLE_FIELDS = frozenset(
@@ -101,9 +148,9 @@ RESUMABLE_FIELDS = frozenset(
 
 
 @functools.cache
-def field_docs() -> dict[str, str]:
+def field_docs(cls: type = Config) -> dict[str, str]:
     """Each field's docstring, read from this module's source."""
-    tree = ast.parse(inspect.getsource(Config))
+    tree = ast.parse(inspect.getsource(cls))
     body = tree.body[0].body
     docs = {}
     for node, following in zip(body, body[1:], strict=False):
@@ -142,6 +189,19 @@ def validate(cfg: Config) -> None:
             raise ValueError(f"--{name} must be positive, got {getattr(cfg, name)}")
     if not 0 < cfg.discount <= 1 or not 0 <= cfg.gae_lambda <= 1:
         raise ValueError("--discount must be in (0, 1] and --gae_lambda in [0, 1]")
+
+
+def validate_render(cfg: RenderConfig) -> None:
+    """Raises ValueError naming the first render setting that makes no sense."""
+    for name in ("episodes", "width", "height", "fps", "frame_stride"):
+        if getattr(cfg, name) <= 0:
+            raise ValueError(f"--{name} must be positive, got {getattr(cfg, name)}")
+    if cfg.width % 2 or cfg.height % 2:
+        raise ValueError(
+            f"--width and --height must be even for H.264, got {cfg.width}x{cfg.height}"
+        )
+    if cfg.distance <= 0:
+        raise ValueError(f"--distance must be positive, got {cfg.distance}")
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:

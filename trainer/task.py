@@ -1,4 +1,6 @@
-"""Command line entry point: `python -m trainer.task --help`.
+"""Command line entry point: `python -m trainer.task [train|render] --help`.
+
+`train` (the default) trains or resumes a run; `render` films a policy.
 
 The only module that reads flags or environment variables. Exit codes: 0 done,
 1 training failed, 2 bad input (nothing written), 143 stopped by SIGTERM after
@@ -18,7 +20,7 @@ import warnings
 from absl import app, flags, logging
 
 from trainer import config, runs
-from trainer.config import Config
+from trainer.config import Config, RenderConfig
 
 USAGE_ERROR = 2
 
@@ -27,26 +29,38 @@ class UsageError(Exception):
     """Bad input: reported in one line with exit code 2."""
 
 
+COMMANDS = ("train", "render")
+
+
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
-    """One flag per Config field, its docstring as help and its default as default."""
-    docs = config.field_docs()
-    for field in dataclasses.fields(Config):
-        name, default, doc = field.name, field.default, docs[field.name]
-        if field.type == "str":
-            flags.DEFINE_string(name, default, doc, flag_values=flag_values)
-        elif field.type == "int":
-            flags.DEFINE_integer(name, default, doc, flag_values=flag_values)
-        elif field.type == "float":
-            flags.DEFINE_float(name, default, doc, flag_values=flag_values)
-        elif field.type.startswith("tuple[int"):
-            flags.DEFINE_list(name, [str(v) for v in default], doc, flag_values=flag_values)
-        else:
-            raise TypeError(f"no flag type for {name}: {field.type}")
+    """One flag per config field, its docstring as help and its default as default.
+
+    Training and render settings share the flags they have in common (--logdir, --run ...).
+    """
+    for cls in (Config, RenderConfig):
+        docs = config.field_docs(cls)
+        for field in dataclasses.fields(cls):
+            if field.name not in flag_values:
+                _define(field, docs[field.name], flag_values)
 
 
-def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> Config:
+def _define(field, doc: str, flag_values: flags.FlagValues) -> None:
+    name, default = field.name, field.default
+    if field.type == "str":
+        flags.DEFINE_string(name, default, doc, flag_values=flag_values)
+    elif field.type == "int":
+        flags.DEFINE_integer(name, default, doc, flag_values=flag_values)
+    elif field.type == "float":
+        flags.DEFINE_float(name, default, doc, flag_values=flag_values)
+    elif field.type.startswith("tuple[int"):
+        flags.DEFINE_list(name, [str(v) for v in default], doc, flag_values=flag_values)
+    else:
+        raise TypeError(f"no flag type for {name}: {field.type}")
+
+
+def config_from_flags(cls=Config, flag_values: flags.FlagValues = flags.FLAGS):
     values = {}
-    for field in dataclasses.fields(Config):
+    for field in dataclasses.fields(cls):
         value = flag_values[field.name].value
         if field.type.startswith("tuple[int"):
             try:
@@ -56,7 +70,7 @@ def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> Config:
                     f"--{field.name} takes comma-separated integers, got {','.join(value)}"
                 ) from None
         values[field.name] = value
-    return Config(**values)
+    return cls(**values)
 
 
 def prepare_run(cfg: Config, command: str) -> tuple[Config, str]:
@@ -114,7 +128,7 @@ def prepare_run(cfg: Config, command: str) -> tuple[Config, str]:
 
 def _quiet_tensorflow() -> None:
     """Keeps TensorFlow's start-up chatter (CUDA probes, tracing notes) off the progress lines."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     logging.set_verbosity(logging.ERROR)
     warnings.filterwarnings("ignore", message="Encoding a StructuredValue")
     warnings.filterwarnings("ignore", category=UserWarning, module="gym")
@@ -128,8 +142,36 @@ def _stop_on_sigterm() -> None:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        raise UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    command, *rest = argv[1:] or ["train"]
+    if command not in COMMANDS or rest:
+        raise UsageError(
+            f"unexpected arguments: {' '.join(argv[1:])}; the commands are {', '.join(COMMANDS)}"
+        )
+    if command == "render":
+        return render_main()
+    return train_main()
+
+
+def render_main() -> int:
+    from trainer import render
+
+    cfg = config_from_flags(RenderConfig)
+    try:
+        config.validate_render(cfg)
+        plan = render.plan(cfg)
+    except (ValueError, render.RenderError) as e:
+        raise UsageError(str(e)) from None
+    print(f"Filming {plan.policy} on {plan.env_id} ...", file=sys.stderr, flush=True)
+    _quiet_tensorflow()
+    try:
+        out_dir = render.render(cfg, plan)
+    except render.RenderError as e:
+        raise UsageError(str(e)) from None
+    print(f"Done: {out_dir}/video.mp4, video.gif, preview.png, render.json", file=sys.stderr)
+    return 0
+
+
+def train_main() -> int:
     command = shlex.join([os.path.basename(sys.executable), "-m", "trainer.task", *sys.argv[1:]])
     cfg, run_dir = prepare_run(config_from_flags(), command)
     print(f"Run directory: {run_dir}", file=sys.stderr, flush=True)

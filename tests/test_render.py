@@ -1,0 +1,102 @@
+"""`task.py render`: a real policy filmed headless, and its error cases."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import imageio.v2 as imageio
+import pytest
+
+from tests.conftest import run_task
+from trainer import config
+from trainer.config import Config, RenderConfig
+
+pytestmark = pytest.mark.slow
+
+SMALL = ["--width=96", "--height=72", "--fps=10", "--frame_stride=40"]
+
+
+def _only_render_dir(root) -> str:
+    entries = os.listdir(os.path.join(root, "render"))
+    assert len(entries) == 1 and not entries[0].startswith("."), entries
+    return os.path.join(root, "render", entries[0])
+
+
+def test_render_films_a_trained_policy(tiny_run, tmp_path):
+    # A copy of the run, so the shared tiny run stays as training left it.
+    import shutil
+
+    run_dir = tmp_path / "tiny"
+    shutil.copytree(tiny_run, run_dir, ignore=shutil.ignore_patterns("render"))
+    result = run_task(f"--logdir={tmp_path}", "render", "--run=tiny", "--episodes=1", *SMALL)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = _only_render_dir(run_dir)
+    info = json.load(open(os.path.join(out, "render.json")))
+    (episode,) = info["episodes"]
+    assert episode["length"] > 0 and isinstance(episode["success"], bool)
+    assert episode["frames"] == info["frames"]
+    assert f"return {episode['return']:,.1f}" in result.stderr
+    reader = imageio.get_reader(os.path.join(out, "video.mp4"))
+    frames = [frame for frame in reader]
+    assert len(frames) == info["frames"]
+    assert frames[0].shape == (72, 96, 3)
+    assert reader.get_meta_data()["codec"] == "h264"
+    gif = imageio.mimread(os.path.join(out, "video.gif"))
+    assert len(gif) >= 2
+    preview = imageio.imread(os.path.join(out, "preview.png"))
+    assert preview.shape == (72 * 2, 96 * 4, 3)
+
+
+def test_random_policy_needs_no_run(tmp_path):
+    result = run_task(f"--logdir={tmp_path}", "render", "--policy=random", "--episodes=1", *SMALL)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = _only_render_dir(tmp_path / "random-policy")
+    assert json.load(open(os.path.join(out, "render.json")))["policy"] == "random"
+
+
+def _refused(tmp_path, *args) -> str:
+    result = run_task(f"--logdir={tmp_path}", "render", *SMALL, *args, timeout=300)
+    assert result.returncode == 2, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ")
+    return last
+
+
+def _run_without_policy(tmp_path) -> str:
+    run_dir = tmp_path / "made"
+    run_dir.mkdir()
+    config.save(Config(run="made"), str(run_dir / "config.json"))
+    return str(run_dir)
+
+
+def test_no_run_found(tmp_path):
+    assert "no run found under" in _refused(tmp_path)
+    assert "no run" in _refused(tmp_path, "--run=missing")
+
+
+def test_run_without_exported_policy(tmp_path):
+    _run_without_policy(tmp_path)
+    assert "no exported policy in" in _refused(tmp_path, "--run=made")
+
+
+def test_unreadable_policy_leaves_nothing_behind(tmp_path):
+    run_dir = _run_without_policy(tmp_path)
+    os.makedirs(os.path.join(run_dir, "policy"))
+    with open(os.path.join(run_dir, "policy", "saved_model.pb"), "wb") as f:
+        f.write(b"not a saved model")
+    assert "cannot load the policy" in _refused(tmp_path, "--run=made")
+    render_dir = os.path.join(run_dir, "render")
+    assert not os.path.exists(render_dir) or os.listdir(render_dir) == []
+
+
+def test_bad_render_settings_are_usage_errors(tmp_path):
+    assert "--width and --height must be even" in _refused(
+        tmp_path, "--policy=random", "--width=97"
+    )
+    assert "--episodes must be positive" in _refused(tmp_path, "--policy=random", "--episodes=0")
+
+
+def test_render_config_documents_every_field():
+    docs = config.field_docs(RenderConfig)
+    assert all(docs.values()) and len(docs) == len(RenderConfig.__dataclass_fields__)
