@@ -88,6 +88,13 @@ bench: $(VENV)/.runtime ## Training throughput against the raw env bound, and re
 	$(PY) bench/throughput.py --num_envs='$(NUM_ENVS)'
 	$(PY) bench/render.py
 
+##@ Google Cloud Storage
+
+.PHONY: bucket
+bucket: $(VENV)/.runtime ## Check gs://BUCKET (create it if missing); runs go to LOGDIR=gs://BUCKET/runs
+	@test -n "$(BUCKET)" || { echo "error: set BUCKET, e.g. make bucket BUCKET=my-kuka-runs" >&2; exit 2; }
+	$(PY) -m trainer.storage check 'gs://$(BUCKET)' --create
+
 ##@ Checks
 
 .PHONY: lint

@@ -23,14 +23,15 @@ TINY_FLAGS = [
 ]
 
 
-def run_task(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Runs `python -m trainer.task` from the repository root."""
+def run_task(*args: str, timeout: float = 600, env=None) -> subprocess.CompletedProcess:
+    """Runs `python -m trainer.task` from the repository root (`env` adds variables)."""
     return subprocess.run(
         [sys.executable, "-m", "trainer.task", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=timeout,
+        env={**os.environ, **(env or {})},
     )
 
 

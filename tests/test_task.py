@@ -91,7 +91,9 @@ def test_corrupted_config_is_refused(tmp_path):
 def test_prepare_run_writes_config_and_command(tmp_path):
     from trainer import task
 
-    cfg, run_dir = task.prepare_run(Config(logdir=str(tmp_path), run="fresh"), "python -m x --a=1")
+    cfg, run_dir, _ = task.prepare_run(
+        Config(logdir=str(tmp_path), run="fresh"), "python -m x --a=1"
+    )
     assert run_dir == os.path.join(str(tmp_path), "fresh")
     assert json.load(open(os.path.join(run_dir, "config.json")))["run"] == "fresh"
     assert open(os.path.join(run_dir, "command.txt")).read() == "python -m x --a=1\n"
@@ -103,6 +105,7 @@ def test_prepare_run_writes_config_and_command(tmp_path):
 def test_default_run_id_comes_from_agent_env_and_time(tmp_path):
     from trainer import task
 
-    cfg, run_dir = task.prepare_run(Config(logdir=str(tmp_path)), "cmd")
+    cfg, run_dir, mirror = task.prepare_run(Config(logdir=str(tmp_path)), "cmd")
+    assert mirror is None
     assert cfg.run.startswith("ppo-kukagrasp-v0-")
     assert os.path.isdir(run_dir)

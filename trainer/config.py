@@ -38,7 +38,11 @@ class Config:
     """Random seed for the networks and, offset per env process, for block placement and actions."""
 
     logdir: str = "runs"
-    """Root directory of runs; a run lives in LOGDIR/RUN."""
+    """Root directory of runs, local or gs://BUCKET/PATH; a run lives in LOGDIR/RUN."""
+
+    staging_dir: str = ""
+    """Local copy of a gs:// run's LOGDIR, uploaded from there; empty: a folder under
+    the system's temp directory."""
 
     run: str = ""
     """Run id (a Kubernetes name: lowercase letters, digits, dashes). Training: empty
@@ -99,7 +103,10 @@ class RenderConfig:
     """How `task.py render` films a policy."""
 
     logdir: str = "runs"
-    """Root directory of runs; a run lives in LOGDIR/RUN."""
+    """Root directory of runs, local or gs://BUCKET/PATH; a run lives in LOGDIR/RUN."""
+
+    staging_dir: str = ""
+    """Local copy of a gs:// run's LOGDIR; empty: a folder under the system's temp directory."""
 
     run: str = ""
     """Run id; empty takes the most recent run under LOGDIR."""
@@ -143,7 +150,14 @@ class RenderConfig:
 # Fields a resumed run may change; any other difference from the run's config.json
 # is refused, since the checkpoint would not match what the flags ask for.
 RESUMABLE_FIELDS = frozenset(
-    {"total_steps", "logdir", "checkpoint_interval", "eval_interval", "eval_episodes"}
+    {
+        "total_steps",
+        "logdir",
+        "staging_dir",
+        "checkpoint_interval",
+        "eval_interval",
+        "eval_episodes",
+    }
 )
 
 

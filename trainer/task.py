@@ -73,11 +73,27 @@ def config_from_flags(cls=Config, flag_values: flags.FlagValues = flags.FLAGS):
     return cls(**values)
 
 
-def prepare_run(cfg: Config, command: str) -> tuple[Config, str]:
-    """Checks everything about the run before any heavy work; returns (config, run dir).
+def _gcs_root(logdir: str, staging_dir: str):
+    """(client, local staging root) for a gs:// LOGDIR whose bucket is usable."""
+    from trainer import storage
 
-    A new run gets config.json and command.txt; an existing one must agree with
-    the flags (outside config.RESUMABLE_FIELDS) and gets the command appended.
+    try:
+        bucket, prefix = storage.parse_url(logdir)
+        client = storage.make_client()
+        storage.check_bucket(client, bucket)
+    except (ValueError, storage.StorageError) as e:
+        raise UsageError(str(e)) from None
+    root = staging_dir or os.path.join(tempfile.gettempdir(), "kuka-staging", bucket, prefix)
+    return client, root
+
+
+def prepare_run(cfg: Config, command: str):
+    """Checks everything about the run before any heavy work.
+
+    Returns (config, local run dir, storage.RunMirror or None). A new run gets
+    config.json and command.txt; an existing one must agree with the flags
+    (outside config.RESUMABLE_FIELDS) and gets the command appended. A gs:// run
+    lives in a local staging copy, downloaded first when only the bucket has it.
     """
     from trainer import envs
 
@@ -90,22 +106,29 @@ def prepare_run(cfg: Config, command: str) -> tuple[Config, str]:
             f"unknown env id {cfg.env_id!r}; use KukaGrasp-v0, KukaBulletEnv-v0 or another "
             "pybullet gym id"
         )
-    if cfg.logdir.startswith("gs://"):
-        raise UsageError("gs:// log directories are not supported yet; use a local --logdir")
     run_id = cfg.run or runs.make_run_id(cfg.agent, cfg.env_id)
     try:
         runs.check_run_id(run_id)
     except ValueError as e:
         raise UsageError(str(e)) from None
     cfg = dataclasses.replace(cfg, run=run_id)
+    local_root, mirror = cfg.logdir, None
+    if cfg.logdir.startswith("gs://"):
+        from trainer import storage
+
+        client, local_root = _gcs_root(cfg.logdir, cfg.staging_dir)
+        run_url = storage.join(cfg.logdir, run_id)
+        mirror = storage.RunMirror(client, os.path.join(local_root, run_id), run_url)
     try:
-        os.makedirs(cfg.logdir, exist_ok=True)
-        with tempfile.TemporaryFile(dir=cfg.logdir):
+        os.makedirs(local_root, exist_ok=True)
+        with tempfile.TemporaryFile(dir=local_root):
             pass
     except OSError as e:
-        raise UsageError(f"cannot write to log directory {cfg.logdir}: {e.strerror}") from None
-    run_dir = os.path.join(cfg.logdir, run_id)
+        raise UsageError(f"cannot write to log directory {local_root}: {e.strerror}") from None
+    run_dir = os.path.join(local_root, run_id)
     config_path = os.path.join(run_dir, "config.json")
+    if mirror is not None and not os.path.exists(config_path) and mirror.download():
+        print(f"Downloaded {mirror.url} to {run_dir}", file=sys.stderr, flush=True)
     if os.path.exists(config_path):
         try:
             saved = config.load(config_path)
@@ -123,7 +146,7 @@ def prepare_run(cfg: Config, command: str) -> tuple[Config, str]:
     config.save(cfg, config_path)
     with open(os.path.join(run_dir, "command.txt"), "a") as f:
         f.write(command + "\n")
-    return cfg, run_dir
+    return cfg, run_dir, mirror
 
 
 def _quiet_tensorflow() -> None:
@@ -158,8 +181,16 @@ def render_main() -> int:
     cfg = config_from_flags(RenderConfig)
     try:
         config.validate_render(cfg)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    remote = cfg.logdir if cfg.logdir.startswith("gs://") else None
+    if remote:
+        client, local_root = _gcs_root(remote, cfg.staging_dir)
+        run_id = _fetch_for_render(client, remote, local_root, cfg.run)
+        cfg = dataclasses.replace(cfg, logdir=local_root, run=run_id)
+    try:
         plan = render.plan(cfg)
-    except (ValueError, render.RenderError) as e:
+    except render.RenderError as e:
         raise UsageError(str(e)) from None
     print(f"Filming {plan.policy} on {plan.env_id} ...", file=sys.stderr, flush=True)
     _quiet_tensorflow()
@@ -168,20 +199,61 @@ def render_main() -> int:
     except render.RenderError as e:
         raise UsageError(str(e)) from None
     print(f"Done: {out_dir}/video.mp4, video.gif, preview.png, render.json", file=sys.stderr)
+    if remote:
+        from trainer import storage
+
+        run_url = storage.join(remote, os.path.basename(plan.out_root))
+        mirror = storage.RunMirror(client, plan.out_root, run_url)
+        try:
+            mirror.upload(only=os.path.relpath(out_dir, plan.out_root))
+        except storage.StorageError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        print(
+            f"Uploaded to {storage.join(run_url, 'render', os.path.basename(out_dir))}",
+            file=sys.stderr,
+        )
     return 0
+
+
+def _fetch_for_render(client, remote: str, local_root: str, run: str) -> str:
+    """Downloads the run's config and policy from gs://; returns the run id ('' if none)."""
+    from trainer import storage
+
+    try:
+        run_id = run or storage.latest_run(client, remote) or ""
+        if run_id:
+            local = os.path.join(local_root, run_id)
+            mirror = storage.RunMirror(client, local, storage.join(remote, run_id))
+            if not mirror.download(only="config.json"):
+                raise UsageError(f"no complete run at {mirror.url} (no {storage.MARKER})")
+            mirror.download(only="policy/")
+    except storage.StorageError as e:
+        raise UsageError(str(e)) from None
+    return run_id
 
 
 def train_main() -> int:
     command = shlex.join([os.path.basename(sys.executable), "-m", "trainer.task", *sys.argv[1:]])
-    cfg, run_dir = prepare_run(config_from_flags(), command)
+    cfg, run_dir, mirror = prepare_run(config_from_flags(), command)
     print(f"Run directory: {run_dir}", file=sys.stderr, flush=True)
     _stop_on_sigterm()
     _quiet_tensorflow()
     from trainer import actors, train  # TensorFlow loads only once the input is known good
 
+    syncer, storage_errors = None, ()
+    if mirror is not None:
+        from trainer import storage
+
+        syncer, storage_errors = storage.Syncer(mirror), (storage.StorageError,)
+        print(f"Uploading to {mirror.url}", file=sys.stderr, flush=True)
     try:
-        train.train(cfg, run_dir)
-    except actors.ActorError as e:
+        try:
+            train.train(cfg, run_dir, syncer=syncer)
+        finally:
+            if syncer is not None:
+                syncer.close()
+    except (actors.ActorError, *storage_errors) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

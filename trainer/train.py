@@ -22,6 +22,8 @@ from trainer.config import Config
 
 # Training metrics average the most recent episodes, as tf-agents' metrics do.
 METRIC_WINDOW = 100
+# A gs:// run uploads its TensorBoard events at least this often.
+SYNC_SECONDS = 60
 
 
 class Progress:
@@ -182,8 +184,12 @@ def _export_policy(saver, run_dir: str) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def train(cfg: Config, run_dir: str, log=None) -> dict:
-    """Trains (or resumes) the run in `run_dir` to `cfg.total_steps`; returns the final eval."""
+def train(cfg: Config, run_dir: str, log=None, syncer=None) -> dict:
+    """Trains (or resumes) the run in `run_dir` to `cfg.total_steps`; returns the final eval.
+
+    `syncer` (a storage.Syncer) is asked to upload after every checkpoint, every
+    SYNC_SECONDS for the TensorBoard events, and once the evaluation is written.
+    """
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     tf.random.set_seed(cfg.seed)
     log(f"Starting {cfg.num_envs} env processes for {cfg.env_id} ...")
@@ -208,9 +214,18 @@ def train(cfg: Config, run_dir: str, log=None) -> dict:
         train_writer = tf.summary.create_file_writer(os.path.join(run_dir, "train"))
         eval_writer = tf.summary.create_file_writer(os.path.join(run_dir, "eval"))
 
+        last_sync = time.time()
+
+        def sync(force: bool = False):
+            nonlocal last_sync
+            if syncer is not None and (force or time.time() - last_sync > SYNC_SECONDS):
+                syncer.request()
+                last_sync = time.time()
+
         def save():
             checkpointer.save(global_step=int(env_steps.numpy()))
             _export_policy(saver, run_dir)
+            sync(force=True)
 
         def run_eval(final: bool):
             episodes = pool.evaluate(agents.actor_params(agent), cfg.eval_episodes)
@@ -255,6 +270,7 @@ def train(cfg: Config, run_dir: str, log=None) -> dict:
                     for name, value in _loss_scalars(loss_info).items():
                         tf.summary.scalar(f"Losses/{name}", value)
                 progress.update(steps, avg_return, success)
+                sync()
                 if steps // cfg.checkpoint_interval > previous // cfg.checkpoint_interval:
                     save()
                 if (
@@ -270,4 +286,5 @@ def train(cfg: Config, run_dir: str, log=None) -> dict:
             train_writer.flush()
         result = run_eval(final=True)
         eval_writer.flush()
+        sync(force=True)
         return result

@@ -1,0 +1,306 @@
+"""Google Cloud Storage: a run mirrored between a local staging directory and gs://.
+
+The only module that imports google.cloud.storage. Training writes locally (TensorFlow
+2.15's own gs:// file system cannot be pointed at a test server), and a `Syncer`
+uploads the run in the background. Each upload sends data files first, TensorFlow's
+`checkpoints/checkpoint` pointer after them and the `SYNCED.json` marker last, so a
+pointer on GCS never names a checkpoint whose files are missing, and a run without
+the marker was never completely uploaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import sys
+import threading
+import time
+import warnings
+
+warnings.filterwarnings("ignore", category=FutureWarning, module="google")
+
+from google.api_core import exceptions as api_exceptions  # noqa: E402
+from google.auth import exceptions as auth_exceptions  # noqa: E402
+from google.cloud import storage  # noqa: E402
+from google.cloud.storage import retry as storage_retry  # noqa: E402
+from google.cloud.storage import transfer_manager  # noqa: E402
+
+MARKER = "SYNCED.json"
+# Uploaded after everything else but the marker: TensorFlow follows these to data files.
+POINTERS = ("checkpoints/checkpoint",)
+_URL = re.compile(r"^gs://([a-z0-9][a-z0-9._-]{1,220}[a-z0-9])(?:/(.*))?$")
+
+
+class StorageError(Exception):
+    """Storage could not be reached or used; one line for the user."""
+
+
+def is_gcs(path: str) -> bool:
+    return path.startswith("gs://")
+
+
+def parse_url(url: str) -> tuple[str, str]:
+    """(bucket, prefix without slashes) of a gs:// URL; ValueError if malformed."""
+    match = _URL.match(url)
+    if not match or "//" in "/" + (match.group(2) or ""):
+        raise ValueError(f"malformed gs:// path {url!r}: expected gs://BUCKET[/PATH]")
+    return match.group(1), (match.group(2) or "").strip("/")
+
+
+def join(url: str, *parts: str) -> str:
+    return "/".join([url.rstrip("/"), *parts])
+
+
+def _retry(deadline: float):
+    return storage_retry.DEFAULT_RETRY.with_deadline(deadline)
+
+
+def make_client() -> storage.Client:
+    """A client from the environment's credentials; StorageError if there are none."""
+    try:
+        return storage.Client()
+    except auth_exceptions.DefaultCredentialsError:
+        raise StorageError(
+            "no Google Cloud credentials: run `gcloud auth application-default login` or "
+            "set GOOGLE_APPLICATION_CREDENTIALS to a service account key file"
+        ) from None
+
+
+@dataclasses.dataclass
+class BucketCheck:
+    """What `check_bucket` found."""
+
+    bucket: str
+    exists: bool
+    created: bool = False
+
+
+def check_bucket(client, bucket: str, create: bool = False, location: str = "US") -> BucketCheck:
+    """Tells apart a missing bucket (created when asked) from one you cannot use."""
+    try:
+        client.get_bucket(bucket, retry=_retry(30))
+        return BucketCheck(bucket, exists=True)
+    except api_exceptions.NotFound:
+        if not create:
+            raise StorageError(
+                f"bucket gs://{bucket} does not exist; create it with "
+                f"`make bucket BUCKET={bucket}` (or pass --create)"
+            ) from None
+    except api_exceptions.Forbidden:
+        raise StorageError(
+            f"bucket gs://{bucket} exists but these credentials may not use it; grant them "
+            "roles/storage.objectAdmin on it, or choose another bucket"
+        ) from None
+    except auth_exceptions.RefreshError as e:
+        raise StorageError(f"Google Cloud credentials were refused: {e}") from None
+    try:
+        client.create_bucket(bucket, location=location)
+    except api_exceptions.Conflict:
+        raise StorageError(f"bucket name gs://{bucket} is taken by another project") from None
+    return BucketCheck(bucket, exists=True, created=True)
+
+
+class RunMirror:
+    """One run directory, kept in step between `local_dir` and `url`."""
+
+    def __init__(self, client, local_dir: str, url: str, retry_deadline: float = 60.0):
+        self._client, self.local_dir, self.url = client, local_dir, url
+        self._bucket_name, self._prefix = parse_url(url)
+        self._bucket = client.bucket(self._bucket_name)
+        self._retry = _retry(retry_deadline)
+        self._sent: dict[str, tuple[int, int]] = {}
+
+    def _name(self, relative: str) -> str:
+        return f"{self._prefix}/{relative}" if self._prefix else relative
+
+    def remote_files(self) -> list[str]:
+        start = len(self._prefix) + 1 if self._prefix else 0
+        blobs = self._client.list_blobs(self._bucket_name, prefix=self._name(""), retry=self._retry)
+        return [blob.name[start:] for blob in blobs]
+
+    def is_complete(self) -> bool:
+        """Whether an upload of this run ever finished (its marker is there)."""
+        return self._bucket.blob(self._name(MARKER)).exists(retry=self._retry)
+
+    def download(self, only: str = "") -> bool:
+        """Fetches the run (or its `only` subdirectory) if it was ever completely uploaded."""
+        if not self.is_complete():
+            return False
+        names = [n for n in self.remote_files() if n != MARKER and n.startswith(only)]
+        results = transfer_manager.download_many_to_path(
+            self._bucket,
+            names,
+            blob_name_prefix=self._name(""),
+            destination_directory=self.local_dir,
+            worker_type=transfer_manager.THREAD,
+            download_kwargs={"retry": self._retry},
+        )
+        _raise_first(results, "download", self.url)
+        for name in names:
+            self._remember(name)
+        return True
+
+    def _local_files(self, only: str) -> list[str]:
+        found = []
+        for root, dirs, files in os.walk(os.path.join(self.local_dir, only)):
+            # Staging directories are half-written by definition.
+            dirs[:] = [d for d in dirs if not d.endswith((".tmp", ".old"))]
+            for name in files:
+                path = os.path.relpath(os.path.join(root, name), self.local_dir)
+                found.append(path.replace(os.sep, "/"))
+        return sorted(found)
+
+    def _stat(self, relative: str) -> tuple[int, int]:
+        stat = os.stat(os.path.join(self.local_dir, relative))
+        return stat.st_size, stat.st_mtime_ns
+
+    def _remember(self, relative: str) -> None:
+        self._sent[relative] = self._stat(relative)
+
+    def upload(self, only: str = "") -> int:
+        """Uploads new and changed files: data, then pointers, then the marker; returns a count."""
+        files = self._local_files(only)
+        changed = [f for f in files if self._sent.get(f) != self._stat(f)]
+        data = [f for f in changed if f not in POINTERS]
+        pointers = [f for f in changed if f in POINTERS]
+        for group in (data, pointers):
+            if not group:
+                continue
+            stats = {f: self._stat(f) for f in group}
+            results = transfer_manager.upload_many_from_filenames(
+                self._bucket,
+                group,
+                source_directory=self.local_dir,
+                blob_name_prefix=self._name(""),
+                worker_type=transfer_manager.THREAD,
+                upload_kwargs={"retry": self._retry},
+            )
+            _raise_first(results, "upload", self.url)
+            self._sent.update(stats)
+        if changed or not only:
+            marker = {"time": time.time(), "files": len(self._local_files(""))}
+            self._bucket.blob(self._name(MARKER)).upload_from_string(
+                json.dumps(marker), content_type="application/json", retry=self._retry
+            )
+        if not only:
+            self._delete_stale(set(files))
+        return len(changed)
+
+    def _delete_stale(self, local: set[str]) -> None:
+        """Removes what the run deleted locally (old checkpoints), after the marker."""
+        for name in self.remote_files():
+            if name != MARKER and name not in local:
+                self._bucket.blob(self._name(name)).delete(retry=self._retry)
+                self._sent.pop(name, None)
+
+
+def latest_run(client, url: str) -> str | None:
+    """The run under gs:// `url` whose last complete upload is the newest."""
+    bucket, prefix = parse_url(url)
+    start = f"{prefix}/" if prefix else ""
+    markers = [
+        blob
+        for blob in client.list_blobs(bucket, prefix=start, retry=_retry(60))
+        if blob.name.endswith(f"/{MARKER}") and blob.name[len(start) :].count("/") == 1
+    ]
+    if not markers:
+        return None
+    newest = max(markers, key=lambda blob: blob.updated)
+    return newest.name[len(start) :].split("/")[0]
+
+
+def _raise_first(results, verb: str, url: str) -> None:
+    for result in results:
+        if isinstance(result, Exception):
+            raise StorageError(f"{verb} of {url} failed: {type(result).__name__}: {result}")
+
+
+class Syncer:
+    """Uploads a run in a background thread whenever asked; training never waits for it.
+
+    A failed upload is retried with growing pauses; `close()` makes a last upload
+    and raises StorageError only if storage never came back.
+    """
+
+    def __init__(self, mirror: RunMirror, log=None, final_deadline: float = 300.0):
+        self._mirror, self._final_deadline = mirror, final_deadline
+        self._log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        self._wanted = threading.Event()
+        self._stopping = False
+        self._lock = threading.Lock()
+        self.failures = 0
+        self._thread = threading.Thread(target=self._loop, name="gcs-sync", daemon=True)
+        self._thread.start()
+
+    def request(self) -> None:
+        self._wanted.set()
+
+    def _upload_once(self) -> bool:
+        with self._lock:
+            try:
+                self._mirror.upload()
+                return True
+            except (StorageError, api_exceptions.GoogleAPIError, OSError) as e:
+                self.failures += 1
+                self._log(f"warning: upload to {self._mirror.url} failed, will retry: {e}")
+                return False
+
+    def _loop(self) -> None:
+        pause = 5.0
+        while not self._stopping:
+            self._wanted.wait()
+            if self._stopping:
+                return
+            self._wanted.clear()
+            if self._upload_once():
+                pause = 5.0
+            else:
+                time.sleep(pause)
+                pause = min(pause * 2, 120.0)
+                self._wanted.set()
+
+    def close(self) -> None:
+        """Stops the thread, then uploads until done or `final_deadline` passes."""
+        self._stopping = True
+        self._wanted.set()
+        self._thread.join()
+        deadline, pause = time.time() + self._final_deadline, 2.0
+        while not self._upload_once():
+            if time.time() + pause > deadline:
+                raise StorageError(
+                    f"could not upload the run to {self._mirror.url} for "
+                    f"{self._final_deadline:.0f} s; the local copy in {self._mirror.local_dir} "
+                    "is complete, and the next start uploads it"
+                )
+            time.sleep(pause)
+            pause = min(pause * 2, 30.0)
+
+
+def main(argv: list[str]) -> int:
+    """`python -m trainer.storage check gs://BUCKET[/PATH] [--create]`: can runs go there?"""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m trainer.storage", description=main.__doc__)
+    parser.add_argument("command", choices=["check"], help="what to do")
+    parser.add_argument("url", help="gs://BUCKET or gs://BUCKET/PATH")
+    parser.add_argument("--create", action="store_true", help="create the bucket if missing")
+    parser.add_argument("--location", default="US", help="location of a bucket to create")
+    args = parser.parse_args(argv)
+    try:
+        bucket, _ = parse_url(args.url)
+        found = check_bucket(make_client(), bucket, create=args.create, location=args.location)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except StorageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    verb = "created" if found.created else "exists and is usable"
+    print(f"gs://{bucket} {verb}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
