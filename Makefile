@@ -26,14 +26,28 @@ ZONE ?= us-central1-a
 CLUSTER ?= kuka
 NAMESPACE ?= rl
 BUCKET ?=
-IMAGE ?=
-TAG ?=
+IMAGE ?= $(if $(PROJECT),gcr.io/$(PROJECT)/kuka-trainer)
+TAG ?= $(shell git describe --tags --always --dirty=-dirty 2>/dev/null || echo dev)
+KIND ?= job
+AUTH ?= workload-identity
+GPU ?=
+SEEDS ?= 4
+TARGET ?= local
+DRY_RUN ?=
 
 SHELL := /usr/bin/env bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
 PY := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
+# Cluster runs need a run id up front: it names the Job and the bucket folder.
+RUN_ID := $(or $(RUN),$(AGENT)-$(shell echo '$(ENV_ID)' | tr 'A-Z_.' 'a-z--')-$(shell date +%Y%m%d-%H%M%S))
+# DRY_RUN=1 prints the cluster commands instead of running them.
+run := $(if $(DRY_RUN),@echo,)
+need = $(if $($(1)),,$(error $(1) is not set: make $@ $(1)=...))
+JOB_RESOURCE = $(if $(filter tfjob,$(KIND)),tfjobs.kubeflow.org,$(if $(filter trainjob,$(KIND)),trainjobs.trainer.kubeflow.org,jobs.batch))
+POD_LABEL = $(if $(filter tfjob,$(KIND)),training.kubeflow.org/job-name,$(if $(filter trainjob,$(KIND)),jobset.sigs.k8s.io/jobset-name,batch.kubernetes.io/job-name))
+export NAMESPACE IMAGE TAG BUCKET PROJECT AUTH GPU DRY_RUN
 
 .PHONY: help
 help: ## List the targets and the variables they read
@@ -74,14 +88,26 @@ train: $(VENV)/.runtime ## Train locally (AGENT, ENV_ID, STEPS, NUM_ENVS, SEED, 
 		--total_steps='$(STEPS)' --num_envs='$(NUM_ENVS)' --seed='$(SEED)' $(if $(RUN),--run='$(RUN)') $(ARGS)
 
 .PHONY: render
-render: $(VENV)/.runtime ## Film the latest run's policy, or RUN's (EPISODES, WIDTH, HEIGHT, FPS; POLICY=random needs no run)
+render: ## Film the latest run's policy, or RUN's (EPISODES, WIDTH, HEIGHT, FPS; POLICY=random; TARGET=cluster)
+ifeq ($(TARGET),cluster)
+	$(call need,RUN)$(call need,BUCKET)$(call need,IMAGE)
+	RUN='$(RUN)' k8s/configure.sh 'render-$(RUN)' render >/dev/null
+	$(run) kubectl apply -k 'k8s/overlays/local/render-$(RUN)'
+else
+	@$(MAKE) --no-print-directory $(VENV)/.runtime
 	$(PY) -m trainer.task render --logdir='$(LOGDIR)' $(if $(RUN),--run='$(RUN)') $(if $(POLICY),--policy='$(POLICY)') \
 		--seed='$(SEED)' --episodes='$(EPISODES)' --width='$(WIDTH)' --height='$(HEIGHT)' --fps='$(FPS)' $(ARGS)
+endif
 
 .PHONY: tensorboard
-tensorboard: $(VENV)/.runtime ## Serve TensorBoard for LOGDIR on 127.0.0.1:TB_PORT
+tensorboard: ## Serve TensorBoard for LOGDIR on 127.0.0.1:TB_PORT (TARGET=cluster: port-forward the cluster's)
 	@echo "TensorBoard: http://127.0.0.1:$(TB_PORT)/ (Ctrl-C stops it)"
+ifeq ($(TARGET),cluster)
+	$(run) kubectl -n '$(NAMESPACE)' port-forward service/tensorboard '$(TB_PORT):6006'
+else
+	@$(MAKE) --no-print-directory $(VENV)/.runtime
 	$(VENV)/bin/tensorboard --logdir='$(LOGDIR)' --host=127.0.0.1 --port='$(TB_PORT)'
+endif
 
 .PHONY: bench
 bench: $(VENV)/.runtime ## Training throughput against the raw env bound, and render speed (a few minutes)
@@ -94,6 +120,67 @@ bench: $(VENV)/.runtime ## Training throughput against the raw env bound, and re
 bucket: $(VENV)/.runtime ## Check gs://BUCKET (create it if missing); runs go to LOGDIR=gs://BUCKET/runs
 	@test -n "$(BUCKET)" || { echo "error: set BUCKET, e.g. make bucket BUCKET=my-kuka-runs" >&2; exit 2; }
 	$(PY) -m trainer.storage check 'gs://$(BUCKET)' --create
+
+##@ Kubernetes / Kubeflow (DRY_RUN=1 prints the commands)
+
+.PHONY: auth
+auth: ## Log in to Google Cloud for gcloud and for the libraries (PROJECT)
+	$(call need,PROJECT)
+	$(run) gcloud auth login
+	$(run) gcloud auth application-default login
+	$(run) gcloud config set project '$(PROJECT)'
+
+.PHONY: setup
+setup: ## Cluster credentials, namespace and bucket access (PROJECT, ZONE, CLUSTER, BUCKET, AUTH)
+	$(call need,PROJECT)$(call need,BUCKET)
+	CLUSTER='$(CLUSTER)' ZONE='$(ZONE)' ./setup.sh --auth='$(AUTH)' $(if $(DRY_RUN),--dry-run)
+
+.PHONY: build
+build: ## Build the trainer image IMAGE:TAG (Docker, or CLOUD_BUILD=1)
+	$(call need,IMAGE)
+	./build.sh $(if $(CLOUD_BUILD),--cloud-build) $(if $(DRY_RUN),--dry-run)
+
+.PHONY: push
+push: ## Build and push IMAGE:TAG
+	$(call need,IMAGE)
+	./build.sh --push $(if $(CLOUD_BUILD),--cloud-build) $(if $(DRY_RUN),--dry-run)
+
+.PHONY: manifests
+manifests: ## Write the git-ignored overlay k8s/overlays/local/RUN (KIND=job|tfjob|trainjob, STEPS, SEED ...)
+	$(call need,BUCKET)$(call need,IMAGE)
+	RUN='$(RUN_ID)' k8s/configure.sh '$(RUN_ID)' '$(KIND)' --total_steps='$(STEPS)' \
+		--num_envs='$(NUM_ENVS)' --seed='$(SEED)' --agent='$(AGENT)' --env_id='$(ENV_ID)' $(ARGS)
+
+.PHONY: submit
+submit: ## Build and push the image, write the overlay, start training RUN on the cluster
+	$(call need,BUCKET)$(call need,IMAGE)
+	@$(MAKE) --no-print-directory push
+	@$(MAKE) --no-print-directory manifests RUN='$(RUN_ID)'
+	$(run) kubectl apply -k 'k8s/overlays/local/$(RUN_ID)'
+	@echo "Run $(RUN_ID): make status / make logs RUN=$(RUN_ID); logs in gs://$(BUCKET)/runs/$(RUN_ID)"
+
+.PHONY: study
+study: ## The tutorial's study: SEEDS runs of one experiment, RUN-s1 ... under one TensorBoard
+	$(call need,BUCKET)$(call need,IMAGE)
+	@$(MAKE) --no-print-directory push
+	for seed in $$(seq 1 '$(SEEDS)'); do \
+		$(MAKE) --no-print-directory manifests RUN='$(RUN_ID)-s'$$seed SEED=$$seed \
+		&& $(if $(DRY_RUN),echo ,)kubectl apply -k 'k8s/overlays/local/$(RUN_ID)-s'$$seed; \
+	done
+
+.PHONY: status
+status: ## Training jobs (KIND) and pods in NAMESPACE
+	$(run) kubectl -n '$(NAMESPACE)' get '$(JOB_RESOURCE),pods' -l app.kubernetes.io/part-of=kuka-grasp
+
+.PHONY: logs
+logs: ## Follow the logs of RUN's training pod (KIND as submitted)
+	$(call need,RUN)
+	$(run) kubectl -n '$(NAMESPACE)' logs -f --tail=100 -l '$(POD_LABEL)=kuka-train-$(RUN)'
+
+.PHONY: delete
+delete: ## Delete RUN's training job (KIND as submitted; its logs stay in the bucket)
+	$(call need,RUN)
+	$(run) kubectl -n '$(NAMESPACE)' delete '$(JOB_RESOURCE)' 'kuka-train-$(RUN)' --ignore-not-found
 
 ##@ Checks
 

