@@ -54,7 +54,10 @@ def test_ppo_info_matches_the_collect_data_spec():
     actor = agents.NumpyActor(agents.actor_params(agent), ACTION.minimum, ACTION.maximum, seed=0)
     action, info = actor.action(_observations(1)[0])
     assert action.shape == (3,) and action.dtype == np.float32
-    spec = agent.collect_data_spec.policy_info
+    # The learner adds the value predictions; env processes send the distribution.
+    spec = dict(agent.collect_data_spec.policy_info)
+    assert set(spec) == {"dist_params", "value_prediction"}
+    spec.pop("value_prediction")
     tf.nest.assert_same_structure(info, spec)
     for value, s in zip(tf.nest.flatten(info), tf.nest.flatten(spec), strict=False):
         assert value.shape == tuple(s.shape)

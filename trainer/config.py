@@ -26,7 +26,7 @@ class Config:
     agent: str = "ppo"
     """Learning algorithm: ppo (tf-agents PPOClipAgent) or sac (tf-agents SacAgent)."""
 
-    total_steps: int = 300_000
+    total_steps: int = 600_000
     """Environment steps to train for, counted over all envs; a resumed run trains
     until it reaches this."""
 
