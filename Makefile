@@ -70,6 +70,12 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt -c constraints.txt
 	@touch $@
 
+# checkov pins packages that clash with the runtime's, so it gets a venv of its own.
+CHECKOV_VENV ?= .venv-checkov
+$(CHECKOV_VENV)/bin/checkov:
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet checkov==3.3.30
+
 .PHONY: venv
 venv: $(VENV)/.dev ## Create .venv with the runtime and the dev tools
 
@@ -189,7 +195,7 @@ lint: $(VENV)/.dev ## Run every pre-commit hook on every file
 	$(VENV)/bin/pre-commit run --all-files --show-diff-on-failure
 
 .PHONY: test
-test: $(VENV)/.dev lint ## Lint, then run the whole test suite (slow tests included)
+test: $(VENV)/.dev $(CHECKOV_VENV)/bin/checkov lint ## Lint, then run the whole test suite (slow tests included)
 	$(PY) -m pytest
 
 .PHONY: test-fast
