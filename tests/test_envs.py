@@ -29,15 +29,16 @@ print(json.dumps({"length": length, "fastest": fastest, "reward": float(time_ste
 """
 
 
-def _episode(env_id: str) -> dict:
-    result = subprocess.run(
-        [sys.executable, "-c", _EPISODE, env_id],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
+def _python(script: str, *args: str) -> subprocess.CompletedProcess:
+    """Runs `script` in a fresh interpreter: one Kuka env per process."""
+    return subprocess.run(
+        [sys.executable, "-c", script, *args], cwd=ROOT, capture_output=True, text=True, timeout=300
     )
+
+
+def _episode(env_id: str) -> dict:
+    result = _python(_EPISODE, env_id)
+    assert result.returncode == 0, result.stderr[-2000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -64,15 +65,8 @@ def test_suite_pybullet_loads_our_id():
         "env = suite_pybullet.load('KukaGrasp-v0')\n"
         "print(env.observation_spec().shape, env.action_spec().shape)\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
-    ).stdout
-    assert "(9,) (3,)" in out
+    result = _python(script)
+    assert "(9,) (3,)" in result.stdout, result.stderr[-2000:]
 
 
 def test_parallel_py_environment_steps_our_id():
@@ -91,14 +85,8 @@ def test_parallel_py_environment_steps_our_id():
         "    env.close()\n"
         "mp.handle_main(main)\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert "batch (2, 9)" in out.stdout, out.stderr[-2000:]
+    result = _python(script)
+    assert "batch (2, 9)" in result.stdout, result.stderr[-2000:]
 
 
 def test_success_is_read_from_the_last_reward():

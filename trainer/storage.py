@@ -37,10 +37,6 @@ class StorageError(Exception):
     """Storage could not be reached or used; one line for the user."""
 
 
-def is_gcs(path: str) -> bool:
-    return path.startswith("gs://")
-
-
 def parse_url(url: str) -> tuple[str, str]:
     """(bucket, prefix without slashes) of a gs:// URL; ValueError if malformed."""
     match = _URL.match(url)
