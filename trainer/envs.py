@@ -12,6 +12,7 @@ import logging
 import os
 import random
 import sys
+import warnings
 
 import numpy as np
 
@@ -49,6 +50,8 @@ with _silenced():
     import pybullet_envs  # noqa: F401  (registers the pybullet gym ids)
     from pybullet_envs.bullet import kukaGymEnv as _kuka_gym_env
 logging.getLogger("gym").setLevel(logging.ERROR)
+# KukaGymEnv's float64 bounds of +-100 and +-1 are exact in float32 too.
+warnings.filterwarnings("ignore", message=".*Box bound precision lowered", category=UserWarning)
 
 
 class KukaGraspEnv(_kuka_gym_env.KukaGymEnv):

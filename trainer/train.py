@@ -89,7 +89,7 @@ class _Learner:
         self._train = common.function(agent.train)
         self.replay_buffer = None
         if cfg.agent == "ppo":
-            self._prepare = tf.function(self._ppo_prepare)
+            self._prepare = tf.function(self._ppo_prepare, autograph=False)
             self._epoch = tf.function(self._ppo_epoch)
         else:
             self.replay_buffer = tf_uniform_replay_buffer.TFUniformReplayBuffer(
