@@ -26,7 +26,7 @@ ZONE ?= us-central1-a
 CLUSTER ?= kuka
 NAMESPACE ?= rl
 BUCKET ?=
-IMAGE ?= $(if $(PROJECT),gcr.io/$(PROJECT)/kuka-trainer)
+IMAGE ?=
 TAG ?= $(shell git describe --tags --always --dirty=-dirty 2>/dev/null || echo dev)
 KIND ?= job
 AUTH ?= workload-identity
@@ -40,6 +40,8 @@ SHELL := /usr/bin/env bash
 .DEFAULT_GOAL := help
 PY := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
+# Empty (also when a parent make exported it empty): the project's registry.
+IMAGE := $(or $(IMAGE),$(if $(PROJECT),gcr.io/$(PROJECT)/kuka-trainer))
 # Cluster runs need a run id up front: it names the Job and the bucket folder.
 RUN_ID := $(or $(RUN),$(AGENT)-$(shell echo '$(ENV_ID)' | tr 'A-Z_.' 'a-z--')-$(shell date +%Y%m%d-%H%M%S))
 # DRY_RUN=1 prints the cluster commands instead of running them.

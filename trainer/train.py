@@ -171,6 +171,13 @@ def _loss_scalars(loss_info) -> dict[str, float]:
     return scalars
 
 
+def _recover_policy(run_dir: str) -> None:
+    """Puts back the previous export if a crash came between _export_policy's two renames."""
+    final = os.path.join(run_dir, "policy")
+    if not os.path.exists(final) and os.path.exists(final + ".old"):
+        os.rename(final + ".old", final)
+
+
 def _export_policy(saver, run_dir: str) -> None:
     """Writes the policy beside `policy/` and swaps it in, so a reader never sees half of one."""
     final = os.path.join(run_dir, "policy")
@@ -192,6 +199,7 @@ def train(cfg: Config, run_dir: str, log=None, syncer=None) -> dict:
     """
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     tf.random.set_seed(cfg.seed)
+    _recover_policy(run_dir)
     log(f"Starting {cfg.num_envs} env processes for {cfg.env_id} ...")
     with actors.ActorPool(cfg.env_id, cfg.num_envs, cfg.seed) as pool:
         time_step_spec = tensor_spec.from_spec(pool.time_step_spec)

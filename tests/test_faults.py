@@ -1,0 +1,246 @@
+"""Fault injection against the real trainer process: signals, kill -9, storage outages.
+
+Each test asserts what was lost (at most one checkpoint interval of env steps) and
+that the run ends whole: a checkpoint, an exported policy and an evaluation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from tests.conftest import ROOT, TINY_FLAGS, run_task
+from tests.test_storage import Emulator
+from trainer import evaluate
+
+pytestmark = pytest.mark.slow
+
+INTERVAL = 300  # env steps per iteration and per checkpoint in these runs
+FLAGS = [*TINY_FLAGS, f"--collect_steps={INTERVAL}", f"--checkpoint_interval={INTERVAL}"]
+
+
+class Trainer:
+    """`python -m trainer.task` in its own process group, its stderr read as it comes."""
+
+    def __init__(self, *args: str, env=None):
+        self.lines: list[str] = []
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "trainer.task", *args],
+            cwd=ROOT,
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stderr:
+            self.lines.append(line.rstrip())
+
+    def last_step(self) -> int:
+        steps = [
+            int(m.group(1).replace(",", ""))
+            for m in map(re.compile(r"^step ([\d,]+)/").match, self.lines)
+            if m
+        ]
+        return max(steps, default=0)
+
+    def wait_for_step(self, step: int, timeout: float = 300) -> None:
+        deadline = time.time() + timeout
+        while self.last_step() < step:
+            assert self.proc.poll() is None, "\n".join(self.lines[-30:])
+            assert time.time() < deadline, "\n".join(self.lines[-30:])
+            time.sleep(0.2)
+
+    def wait(self, timeout: float = 120) -> int:
+        return self.proc.wait(timeout=timeout)
+
+
+def _checkpoint_steps(run_dir) -> list[int]:
+    names = os.listdir(os.path.join(run_dir, "checkpoints"))
+    return sorted(int(n[5:-6]) for n in names if n.startswith("ckpt-") and n.endswith(".index"))
+
+
+def _policy_step(run_dir) -> int:
+    script = (
+        "import sys, tensorflow as tf, tensorflow_probability\n"
+        "print(int(tf.saved_model.load(sys.argv[1]).get_train_step()))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, os.path.join(run_dir, "policy")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    return int(out.stdout.strip().splitlines()[-1])
+
+
+def _finish(logdir, run: str, total: int, env=None) -> str:
+    """Runs the same run again to `total` steps; returns its stderr."""
+    result = run_task(
+        f"--logdir={logdir}", f"--run={run}", *FLAGS, f"--total_steps={total}", env=env
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = os.path.join(logdir, run)
+    assert json.load(open(os.path.join(run_dir, "eval.json")))["env_steps"] >= total
+    assert _policy_step(run_dir) >= total
+    return result.stderr
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_saves_exports_and_resumes(tmp_path, signum, code):
+    trainer = Trainer(
+        f"--logdir={tmp_path}",
+        "--run=sig",
+        *FLAGS,
+        "--total_steps=100000",
+        "--checkpoint_interval=100000",
+    )
+    trainer.wait_for_step(2 * INTERVAL)
+    start = time.time()
+    if signum == signal.SIGINT:
+        os.killpg(trainer.proc.pid, signum)  # Ctrl-C reaches the whole process group
+    else:
+        trainer.proc.send_signal(signum)  # Kubernetes signals only the main process
+    assert trainer.wait(timeout=60) == code, "\n".join(trainer.lines[-20:])
+    assert time.time() - start < 30  # within a pod's grace period
+    run_dir = tmp_path / "sig"
+    saved = _checkpoint_steps(run_dir)[-1]
+    assert saved >= trainer.last_step() - INTERVAL
+    assert _policy_step(run_dir) == saved
+    stderr = _finish(tmp_path, "sig", saved + INTERVAL)
+    assert f"from env step {saved:,}" in stderr
+
+
+def test_kill_9_resumes_from_the_last_complete_checkpoint(tmp_path):
+    rng = random.Random(1)
+    run_dir = tmp_path / "k9"
+    lost = []  # (last checkpoint, last step reached) of each kill
+    for attempt in range(2):
+        trainer = Trainer(f"--logdir={tmp_path}", "--run=k9", *FLAGS, "--total_steps=100000")
+        trainer.wait_for_step((attempt + 1) * 2 * INTERVAL)
+        time.sleep(rng.uniform(0.0, 2.0))  # anywhere in an iteration, a checkpoint write included
+        os.killpg(trainer.proc.pid, signal.SIGKILL)
+        trainer.wait()
+        lost.append((_checkpoint_steps(run_dir)[-1], trainer.last_step()))
+    latest, reached = lost[-1]
+    assert reached - latest <= INTERVAL
+    # A checkpoint cut short before TensorFlow's pointer moved must never be loaded.
+    for suffix in (".index", ".data-00000-of-00001"):
+        (run_dir / "checkpoints" / f"ckpt-999999{suffix}").write_bytes(b"cut short")
+    stderr = _finish(tmp_path, "k9", latest + INTERVAL)
+    assert f"from env step {latest:,}" in stderr
+    losses = evaluate.read_scalars(str(run_dir / "train"))["Losses/total_loss"]
+    steps = [step for step, _ in losses]
+    # TensorBoard repeats steps only inside the intervals the kills lost.
+    for step in {s for s in steps if steps.count(s) > 1}:
+        assert any(saved < step <= last for saved, last in lost), (step, lost)
+    assert max(steps) == latest + INTERVAL
+
+
+def test_crash_between_policy_renames_keeps_a_policy(tiny_run, tmp_path):
+    import shutil
+
+    run_dir = tmp_path / "tiny"
+    shutil.copytree(tiny_run, run_dir)
+    os.rename(run_dir / "policy", run_dir / "policy.old")  # as if killed mid-swap
+    _finish(tmp_path, "tiny", 600 + INTERVAL)
+    assert not (run_dir / "policy.old").exists()
+
+
+def test_policy_from_another_env_is_refused(tmp_path):
+    result = run_task(
+        f"--logdir={tmp_path}", "--run=pendulum", "--env_id=InvertedPendulumBulletEnv-v0", *FLAGS
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    policy = tmp_path / "pendulum" / "policy"
+    render = run_task(
+        f"--logdir={tmp_path / 'none'}", "render", f"--policy={policy}", "--width=64", "--height=48"
+    )
+    assert render.returncode == 2
+    last = render.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: the policy in") and "does not fit KukaGrasp-v0" in last
+
+
+@pytest.fixture
+def emulator(tmp_path):
+    server = Emulator(tmp_path / "gcs-data")
+    server.start()
+    yield server
+    server.stop()
+
+
+NO_CREDENTIALS = {
+    "STORAGE_EMULATOR_HOST": "",
+    "GOOGLE_APPLICATION_CREDENTIALS": "",
+    "GCE_METADATA_HOST": "127.0.0.1:9",
+    "GCE_METADATA_IP": "127.0.0.1:9",
+}
+
+
+@pytest.mark.parametrize(
+    "logdir, words, use_emulator",
+    [
+        ("gs://Bad_Bucket/x", "malformed gs:// path", True),
+        ("gs://missing-bucket/runs", "bucket gs://missing-bucket does not exist", True),
+        ("gs://some-bucket/runs", "no Google Cloud credentials", False),
+    ],
+)
+def test_bad_storage_inputs(tmp_path, emulator, logdir, words, use_emulator):
+    env = {"STORAGE_EMULATOR_HOST": emulator.url}
+    if not use_emulator:
+        env = {**NO_CREDENTIALS, "HOME": str(tmp_path), "CLOUDSDK_CONFIG": str(tmp_path)}
+    result = run_task(f"--logdir={logdir}", "--run=r", env=env, timeout=120)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], lines
+
+
+def test_storage_outage_during_training(tmp_path, emulator):
+    from trainer import storage
+
+    server = emulator
+    env = {"STORAGE_EMULATOR_HOST": server.url}
+    os.environ["STORAGE_EMULATOR_HOST"] = server.url
+    try:
+        client = storage.make_client()
+        client.create_bucket("kuka")
+        trainer = Trainer(
+            "--logdir=gs://kuka/runs",
+            f"--staging_dir={tmp_path / 'stage'}",
+            "--run=outage",
+            *FLAGS,
+            "--total_steps=2400",
+            env=env,
+        )
+        trainer.wait_for_step(INTERVAL)
+        deadline = time.time() + 120
+        while (
+            not client.bucket("kuka").blob("runs/outage/SYNCED.json").exists()
+            and time.time() < deadline
+        ):
+            time.sleep(0.5)
+        server.stop()
+        trainer.wait_for_step(4 * INTERVAL)  # training goes on while storage is down
+        time.sleep(3)
+        server.start()
+        assert trainer.wait(timeout=600) == 0, "\n".join(trainer.lines[-30:])
+        assert any("will retry" in line for line in trainer.lines)
+        result = json.loads(client.bucket("kuka").blob("runs/outage/eval.json").download_as_text())
+        assert result["env_steps"] == 2400
+        names = {b.name for b in client.list_blobs("kuka", prefix="runs/outage/")}
+        assert "runs/outage/checkpoints/ckpt-2400.index" in names
+    finally:
+        del os.environ["STORAGE_EMULATOR_HOST"]
