@@ -107,6 +107,14 @@ else
 		--seed='$(SEED)' --episodes='$(EPISODES)' --width='$(WIDTH)' --height='$(HEIGHT)' --fps='$(FPS)' $(ARGS)
 endif
 
+.PHONY: plot
+plot: $(VENV)/.runtime ## Write LOGDIR/RUN/learning_curve.png (the latest run without RUN)
+	$(PY) -m trainer.task plot --logdir='$(LOGDIR)' $(if $(RUN),--run='$(RUN)')
+
+.PHONY: notebook
+notebook: $(VENV)/.dev ## Open the demo notebook (demo/demo.ipynb) in JupyterLab
+	$(VENV)/bin/jupyter lab demo/demo.ipynb
+
 .PHONY: tensorboard
 tensorboard: ## Serve TensorBoard for LOGDIR on 127.0.0.1:TB_PORT (TARGET=cluster: port-forward the cluster's)
 	@echo "TensorBoard: http://127.0.0.1:$(TB_PORT)/ (Ctrl-C stops it)"

@@ -22,11 +22,11 @@ RUN apt-get update \
 
 WORKDIR /home/jovyan/work
 COPY requirements.txt requirements-dev.txt constraints.txt ./
-RUN pip install -r requirements.txt -r requirements-dev.txt -c constraints.txt jupyterlab==4.3.4
+RUN pip install -r requirements.txt -r requirements-dev.txt -c constraints.txt
 COPY . .
 RUN useradd --uid 10001 --create-home --home-dir /home/jovyan jovyan \
     && chown -R 10001:10001 /home/jovyan
 USER 10001
 
 EXPOSE 8888
-ENTRYPOINT ["jupyter", "lab", "--ip=0.0.0.0", "--port=8888", "--no-browser"]
+ENTRYPOINT ["jupyter", "lab", "--ip=0.0.0.0", "--port=8888", "--no-browser", "demo/demo.ipynb"]

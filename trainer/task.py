@@ -1,6 +1,7 @@
-"""Command line entry point: `python -m trainer.task [train|render] --help`.
+"""Command line entry point: `python -m trainer.task [train|render|plot] --help`.
 
-`train` (the default) trains or resumes a run; `render` films a policy.
+`train` (the default) trains or resumes a run; `render` films a policy; `plot`
+writes a run's learning curve.
 
 The only module that reads flags or environment variables. Exit codes: 0 done,
 1 training failed, 2 bad input (nothing written), 143 stopped by SIGTERM after
@@ -29,7 +30,7 @@ class UsageError(Exception):
     """Bad input: reported in one line with exit code 2."""
 
 
-COMMANDS = ("train", "render")
+COMMANDS = ("train", "render", "plot")
 
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
@@ -174,7 +175,26 @@ def main(argv: list[str]) -> int:
         )
     if command == "render":
         return render_main()
+    if command == "plot":
+        return plot_main()
     return train_main()
+
+
+def plot_main() -> int:
+    """Writes the run's learning_curve.png from its event files."""
+    logdir, run = flags.FLAGS.logdir, flags.FLAGS.run
+    run_dir = os.path.join(logdir, run) if run else runs.latest_run(logdir)
+    if run_dir is None or not os.path.isdir(os.path.join(run_dir, "train")):
+        raise UsageError(f"no run with TensorBoard events at {run_dir or logdir}")
+    _quiet_tensorflow()
+    from trainer import plot  # reading event files loads TensorFlow
+
+    try:
+        path = plot.learning_curve(run_dir)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    print(f"Wrote {path}", file=sys.stderr)
+    return 0
 
 
 def render_main() -> int:

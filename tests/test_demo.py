@@ -1,0 +1,61 @@
+"""The demo notebook, executed top to bottom with tiny parameters, and `make plot`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from tests.conftest import ROOT, run_task
+
+pytestmark = pytest.mark.slow
+
+TINY = """
+STEPS = 600
+NUM_ENVS = 2
+SEED = 0
+LOGDIR = {logdir!r}
+RUN = "nbtest"
+TRAIN_ARGS = ["--collect_steps=300", "--checkpoint_interval=300", "--eval_interval=0",
+              "--eval_episodes=2", "--actor_layers=16", "--value_layers=16"]
+EPISODES = 1
+WIDTH, HEIGHT = 96, 72
+CLUSTER = False
+PROJECT, BUCKET = "my-project", "my-kuka-runs"
+"""
+
+
+def _outputs(cell) -> list[dict]:
+    return [output.get("data", {}) for output in cell.get("outputs", [])]
+
+
+def test_notebook_runs_with_tiny_parameters(tmp_path):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    notebook = nbformat.read(os.path.join(ROOT, "demo", "demo.ipynb"), as_version=4)
+    params = next(c for c in notebook.cells if "parameters" in c.metadata.get("tags", []))
+    params.source = TINY.format(logdir=str(tmp_path / "runs"))
+    try:
+        nbclient.NotebookClient(
+            notebook, timeout=900, kernel_name="python3", resources={"metadata": {"path": ROOT}}
+        ).execute()
+    finally:
+        shutil.rmtree(os.path.join(ROOT, "k8s", "overlays", "local", "nbtest"), ignore_errors=True)
+    data = [d for cell in notebook.cells for d in _outputs(cell)]
+    assert any("image/png" in d for d in data), "no learning curve plotted"
+    tables = [d["text/html"] for d in data if "<table>" in d.get("text/html", "")]
+    assert tables and "grasp success" in tables[0]
+    assert any("<video" in d.get("text/html", "") for d in data), "no video shown"
+    text = "".join(o.get("text", "") for c in notebook.cells for o in c.get("outputs", []))
+    assert "kubectl apply -k k8s/overlays/local/nbtest" in text  # the cluster cells, dry run
+
+
+def test_make_plot_writes_the_learning_curve(tiny_run):
+    result = run_task("plot", f"--logdir={os.path.dirname(tiny_run)}", "--run=tiny")
+    assert result.returncode == 0, result.stderr[-2000:]
+    path = os.path.join(tiny_run, "learning_curve.png")
+    with open(path, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    missing = run_task("plot", f"--logdir={tiny_run}-nowhere")
+    assert missing.returncode == 2 and "no run with TensorBoard events" in missing.stderr
