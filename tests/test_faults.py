@@ -244,3 +244,32 @@ def test_storage_outage_during_training(tmp_path, emulator):
         assert "runs/outage/checkpoints/ckpt-2400.index" in names
     finally:
         del os.environ["STORAGE_EMULATOR_HOST"]
+
+
+def test_sigterm_uploads_a_gcs_run_before_exiting(tmp_path, emulator):
+    from trainer import storage
+
+    os.environ["STORAGE_EMULATOR_HOST"] = emulator.url
+    try:
+        client = storage.make_client()
+        client.create_bucket("kuka")
+        trainer = Trainer(
+            "--logdir=gs://kuka/runs",
+            f"--staging_dir={tmp_path / 'stage'}",
+            "--run=evicted",
+            *FLAGS,
+            "--total_steps=100000",
+            "--checkpoint_interval=100000",
+            env={"STORAGE_EMULATOR_HOST": emulator.url},
+        )
+        trainer.wait_for_step(2 * INTERVAL)
+        start = time.time()
+        trainer.proc.send_signal(signal.SIGTERM)
+        assert trainer.wait(timeout=60) == 143, "\n".join(trainer.lines[-20:])
+        assert time.time() - start < 30
+        saved = _checkpoint_steps(tmp_path / "stage" / "evicted")[-1]
+        names = {b.name for b in client.list_blobs("kuka", prefix="runs/evicted/")}
+        assert f"runs/evicted/checkpoints/ckpt-{saved}.index" in names
+        assert {"runs/evicted/SYNCED.json", "runs/evicted/policy/saved_model.pb"} <= names
+    finally:
+        del os.environ["STORAGE_EMULATOR_HOST"]
