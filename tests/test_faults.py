@@ -208,68 +208,56 @@ def test_bad_storage_inputs(tmp_path, emulator, logdir, words, use_emulator):
     assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], lines
 
 
-def test_storage_outage_during_training(tmp_path, emulator):
+@pytest.fixture
+def bucket(emulator, monkeypatch):
+    """A client of the emulator (also for child processes) and its bucket `kuka`."""
     from trainer import storage
 
-    server = emulator
-    env = {"STORAGE_EMULATOR_HOST": server.url}
-    os.environ["STORAGE_EMULATOR_HOST"] = server.url
-    try:
-        client = storage.make_client()
-        client.create_bucket("kuka")
-        trainer = Trainer(
-            "--logdir=gs://kuka/runs",
-            f"--staging_dir={tmp_path / 'stage'}",
-            "--run=outage",
-            *FLAGS,
-            "--total_steps=2400",
-            env=env,
-        )
-        trainer.wait_for_step(INTERVAL)
-        deadline = time.time() + 120
-        while (
-            not client.bucket("kuka").blob("runs/outage/SYNCED.json").exists()
-            and time.time() < deadline
-        ):
-            time.sleep(0.5)
-        server.stop()
-        trainer.wait_for_step(4 * INTERVAL)  # training goes on while storage is down
-        time.sleep(3)
-        server.start()
-        # The library's retry or the syncer's own pauses carried the uploads over.
-        assert trainer.wait(timeout=600) == 0, "\n".join(trainer.lines[-30:])
-        result = json.loads(client.bucket("kuka").blob("runs/outage/eval.json").download_as_text())
-        assert result["env_steps"] == 2400
-        names = {b.name for b in client.list_blobs("kuka", prefix="runs/outage/")}
-        assert "runs/outage/checkpoints/ckpt-2400.index" in names
-    finally:
-        del os.environ["STORAGE_EMULATOR_HOST"]
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator.url)
+    client = storage.make_client()
+    client.create_bucket("kuka")
+    return client
 
 
-def test_sigterm_uploads_a_gcs_run_before_exiting(tmp_path, emulator):
-    from trainer import storage
+def _gcs_trainer(tmp_path, run: str, *args: str) -> Trainer:
+    return Trainer(
+        "--logdir=gs://kuka/runs",
+        f"--staging_dir={tmp_path / 'stage'}",
+        f"--run={run}",
+        *FLAGS,
+        *args,
+    )
 
-    os.environ["STORAGE_EMULATOR_HOST"] = emulator.url
-    try:
-        client = storage.make_client()
-        client.create_bucket("kuka")
-        trainer = Trainer(
-            "--logdir=gs://kuka/runs",
-            f"--staging_dir={tmp_path / 'stage'}",
-            "--run=evicted",
-            *FLAGS,
-            "--total_steps=100000",
-            "--checkpoint_interval=100000",
-            env={"STORAGE_EMULATOR_HOST": emulator.url},
-        )
-        trainer.wait_for_step(2 * INTERVAL)
-        start = time.time()
-        trainer.proc.send_signal(signal.SIGTERM)
-        assert trainer.wait(timeout=60) == 143, "\n".join(trainer.lines[-20:])
-        assert time.time() - start < 30
-        saved = _checkpoint_steps(tmp_path / "stage" / "evicted")[-1]
-        names = {b.name for b in client.list_blobs("kuka", prefix="runs/evicted/")}
-        assert f"runs/evicted/checkpoints/ckpt-{saved}.index" in names
-        assert {"runs/evicted/SYNCED.json", "runs/evicted/policy/saved_model.pb"} <= names
-    finally:
-        del os.environ["STORAGE_EMULATOR_HOST"]
+
+def test_storage_outage_during_training(tmp_path, emulator, bucket):
+    trainer = _gcs_trainer(tmp_path, "outage", "--total_steps=2400")
+    trainer.wait_for_step(INTERVAL)
+    deadline = time.time() + 120
+    marker = bucket.bucket("kuka").blob("runs/outage/SYNCED.json")
+    while not marker.exists() and time.time() < deadline:
+        time.sleep(0.5)
+    emulator.stop()
+    trainer.wait_for_step(4 * INTERVAL)  # training goes on while storage is down
+    time.sleep(3)
+    emulator.start()
+    # The library's retry or the syncer's own pauses carried the uploads over.
+    assert trainer.wait(timeout=600) == 0, "\n".join(trainer.lines[-30:])
+    result = json.loads(bucket.bucket("kuka").blob("runs/outage/eval.json").download_as_text())
+    assert result["env_steps"] == 2400
+    names = {b.name for b in bucket.list_blobs("kuka", prefix="runs/outage/")}
+    assert "runs/outage/checkpoints/ckpt-2400.index" in names
+
+
+def test_sigterm_uploads_a_gcs_run_before_exiting(tmp_path, bucket):
+    trainer = _gcs_trainer(
+        tmp_path, "evicted", "--total_steps=100000", "--checkpoint_interval=100000"
+    )
+    trainer.wait_for_step(2 * INTERVAL)
+    start = time.time()
+    trainer.proc.send_signal(signal.SIGTERM)
+    assert trainer.wait(timeout=60) == 143, "\n".join(trainer.lines[-20:])
+    assert time.time() - start < 30
+    saved = _checkpoint_steps(tmp_path / "stage" / "evicted")[-1]
+    names = {b.name for b in bucket.list_blobs("kuka", prefix="runs/evicted/")}
+    assert f"runs/evicted/checkpoints/ckpt-{saved}.index" in names
+    assert {"runs/evicted/SYNCED.json", "runs/evicted/policy/saved_model.pb"} <= names
