@@ -177,15 +177,27 @@ def field_docs(cls: type = Config) -> dict[str, str]:
     return docs
 
 
+_POSITIVE = (
+    "total_steps",
+    "num_envs",
+    "collect_steps",
+    "num_epochs",
+    "eval_episodes",
+    "checkpoint_interval",
+    "replay_capacity",
+    "batch_size",
+    "minibatch_size",
+    "learning_rate",
+    "train_ratio",
+)
+
+
 def validate(cfg: Config) -> None:
     """Raises ValueError naming the first field that makes no sense."""
     if cfg.agent not in AGENTS:
         raise ValueError(f"unknown agent {cfg.agent!r}; choose one of {', '.join(AGENTS)}")
-    for name in ("total_steps", "num_envs", "collect_steps", "num_epochs", "eval_episodes"):
-        if getattr(cfg, name) <= 0:
-            raise ValueError(f"--{name} must be positive, got {getattr(cfg, name)}")
-    for name in ("checkpoint_interval", "replay_capacity", "batch_size", "minibatch_size"):
-        if getattr(cfg, name) <= 0:
+    for name in _POSITIVE:
+        if not getattr(cfg, name) > 0:  # `not >` also refuses NaN
             raise ValueError(f"--{name} must be positive, got {getattr(cfg, name)}")
     if cfg.eval_interval < 0:
         raise ValueError(f"--eval_interval must be 0 or positive, got {cfg.eval_interval}")
@@ -198,9 +210,6 @@ def validate(cfg: Config) -> None:
         raise ValueError("--actor_layers and --value_layers need at least one layer")
     if min(cfg.actor_layers + cfg.value_layers) <= 0:
         raise ValueError("layer sizes must be positive")
-    for name in ("learning_rate", "train_ratio"):
-        if not getattr(cfg, name) > 0:
-            raise ValueError(f"--{name} must be positive, got {getattr(cfg, name)}")
     if not 0 < cfg.discount <= 1 or not 0 <= cfg.gae_lambda <= 1:
         raise ValueError("--discount must be in (0, 1] and --gae_lambda in [0, 1]")
 
