@@ -11,6 +11,7 @@ ENV_ID ?= KukaGrasp-v0
 STEPS ?= 600000
 NUM_ENVS ?= 2
 SEED ?= 0
+COLLECTORS ?= 2
 ARGS ?=
 TB_PORT ?= 6006
 # Rendering
@@ -54,7 +55,7 @@ export NAMESPACE IMAGE TAG BUCKET PROJECT AUTH GPU DRY_RUN
 .PHONY: help
 help: ## List the targets and the variables they read
 	@echo "Usage: make <target> [VARIABLE=value ...]"
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2} /^##@ / {printf "\n%s\n", substr($$0, 5)}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-20s %s\n", $$1, $$2} /^##@ / {printf "\n%s\n", substr($$0, 5)}' $(MAKEFILE_LIST)
 	@echo
 	@echo "Variables: LOGDIR=$(LOGDIR) RUN=$(RUN) AGENT=$(AGENT) ENV_ID=$(ENV_ID) STEPS=$(STEPS) NUM_ENVS=$(NUM_ENVS) SEED=$(SEED)"
 
@@ -95,6 +96,11 @@ train: $(VENV)/.runtime ## Train locally (AGENT, ENV_ID, STEPS, NUM_ENVS, SEED, 
 	$(PY) -m trainer.task --logdir='$(LOGDIR)' --agent='$(AGENT)' --env_id='$(ENV_ID)' \
 		--total_steps='$(STEPS)' --num_envs='$(NUM_ENVS)' --seed='$(SEED)' $(if $(RUN),--run='$(RUN)') $(ARGS)
 
+.PHONY: train-distributed
+train-distributed: $(VENV)/.runtime ## Train with Reverb, COLLECTORS collector processes and a learner on 127.0.0.1 (as train)
+	$(PY) -m trainer.task distributed --collectors='$(COLLECTORS)' --logdir='$(LOGDIR)' --env_id='$(ENV_ID)' \
+		--total_steps='$(STEPS)' --seed='$(SEED)' $(if $(RUN),--run='$(RUN)') $(ARGS)
+
 .PHONY: render
 render: ## Film the latest run's policy, or RUN's (EPISODES, WIDTH, HEIGHT, FPS; POLICY=random; TARGET=cluster)
 ifeq ($(TARGET),cluster)
@@ -126,9 +132,14 @@ else
 endif
 
 .PHONY: bench
-bench: $(VENV)/.runtime ## Training throughput against the raw env bound, and render speed (a few minutes)
+bench: $(VENV)/.runtime ## Training and distributed throughput against the raw env bound, render speed (minutes)
 	$(PY) bench/throughput.py --num_envs='$(NUM_ENVS)'
+	$(PY) bench/distributed.py
 	$(PY) bench/render.py
+
+.PHONY: bench-learning
+bench-learning: $(VENV)/.runtime ## Train 3 seeds x 2M steps and write docs/results.md (about 1.5 hours)
+	$(PY) bench/learning.py --seeds 3 --steps 2000000
 
 ##@ Google Cloud Storage
 
@@ -183,6 +194,24 @@ study: ## The tutorial's study: SEEDS runs of one experiment, RUN-s1 ... under o
 		$(MAKE) --no-print-directory manifests RUN='$(RUN_ID)-s'$$seed SEED=$$seed \
 		&& $(if $(DRY_RUN),echo ,)kubectl apply -k 'k8s/overlays/local/$(RUN_ID)-s'$$seed; \
 	done
+
+.PHONY: submit-distributed
+submit-distributed: ## Build and push the image, start Reverb, COLLECTORS collectors and a learner for RUN
+	$(call need,BUCKET)$(call need,IMAGE)
+	@$(MAKE) --no-print-directory push
+	COLLECTORS='$(COLLECTORS)' RUN='$(RUN_ID)' k8s/configure.sh 'distributed-$(RUN_ID)' distributed \
+		--total_steps='$(STEPS)' --seed='$(SEED)' --env_id='$(ENV_ID)' $(ARGS) >/dev/null
+	$(run) kubectl apply -k 'k8s/overlays/local/distributed-$(RUN_ID)'
+	@echo "Run $(RUN_ID): make status-distributed; make delete-distributed RUN=$(RUN_ID) when it is done"
+
+.PHONY: status-distributed
+status-distributed: ## The distributed run's Reverb server, collectors and learner in NAMESPACE
+	$(run) kubectl -n '$(NAMESPACE)' get deployments,jobs,pods -l 'app.kubernetes.io/name in (kuka-reverb,kuka-collect,kuka-learn)'
+
+.PHONY: delete-distributed
+delete-distributed: ## Delete RUN's distributed run (its logs stay in the bucket)
+	$(call need,RUN)
+	$(run) kubectl delete -k 'k8s/overlays/local/distributed-$(RUN)' --ignore-not-found
 
 .PHONY: status
 status: ## Training jobs (KIND) and pods in NAMESPACE

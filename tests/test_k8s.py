@@ -20,10 +20,17 @@ from absl import flags
 
 from tests.conftest import ROOT
 from trainer import config, task
-from trainer.config import Config, RenderConfig
+from trainer.config import Config, RenderConfig, RoleConfig
 
-KUSTOMIZATIONS = ["base", "overlays/tfjob", "overlays/trainjob", "overlays/example-gpu", "render"]
-KINDS = ["job", "tfjob", "trainjob", "render"]
+KUSTOMIZATIONS = [
+    "base",
+    "overlays/tfjob",
+    "overlays/trainjob",
+    "overlays/example-gpu",
+    "render",
+    "distributed",
+]
+KINDS = ["job", "tfjob", "trainjob", "render", "distributed"]
 K8S_VERSION = "1.32.0"
 CRD_SCHEMAS = {
     "TFJob": "tfjob.json",
@@ -37,6 +44,7 @@ USER = {
     "BUCKET": "my-kuka-runs",
     "RUN": "ppo-test-1",
     "PROJECT": "my-project",
+    "COLLECTORS": "3",
 }
 
 
@@ -69,11 +77,16 @@ def generated(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def all_objects(generated):
-    objects = [
-        obj for path in KUSTOMIZATIONS for obj in _kustomize(os.path.join(ROOT, "k8s", path))
-    ]
-    return objects + [obj for docs in generated.values() for obj in docs]
+def renders(generated):
+    """The objects of each kustomization, tracked and generated, one list per render."""
+    return [_kustomize(os.path.join(ROOT, "k8s", path)) for path in KUSTOMIZATIONS] + list(
+        generated.values()
+    )
+
+
+@pytest.fixture(scope="module")
+def all_objects(renders):
+    return [obj for objects in renders for obj in objects]
 
 
 def _pod_specs(obj: dict) -> list[dict]:
@@ -122,7 +135,8 @@ def test_generated_overlay_carries_the_users_values(generated):
         assert "ghcr.io/example" not in text, kind
         assert all(obj["metadata"].get("namespace") == "team-a" for obj in objects), kind
         names = {obj["metadata"]["name"] for obj in objects}
-        assert ("kuka-render-ppo-test-1" if kind == "render" else "kuka-train-ppo-test-1") in names
+        expected = {"render": "kuka-render-ppo-test-1", "distributed": "kuka-learn"}
+        assert expected.get(kind, "kuka-train-ppo-test-1") in names
     account = next(o for o in generated["job"] if o["kind"] == "ServiceAccount")
     assert account["metadata"]["annotations"]["iam.gke.io/gcp-service-account"] == (
         "kuka-trainer@my-project.iam.gserviceaccount.com"
@@ -140,20 +154,55 @@ def _trainer_args(obj: dict) -> list[list[str]]:
     ]
 
 
-def test_container_command_lines_are_accepted_by_the_trainer(all_objects):
-    parsed = 0
-    for obj in all_objects:
-        for args in _trainer_args(obj):
-            flag_values = flags.FlagValues()
-            task.define_flags(flag_values)
-            rest = flag_values(["trainer.task", *args])
-            assert rest[1:] in (["train"], ["render"]), args
-            cls = RenderConfig if rest[1] == "render" else Config
-            cfg = task.config_from_flags(cls, flag_values)
-            (config.validate_render if cls is RenderConfig else config.validate)(cfg)
-            assert cfg.logdir.startswith("gs://")
-            parsed += 1
-    assert parsed >= 8
+def _expanded(args: list[str], objects: list[dict]) -> list[str]:
+    """`args` as the container gets them: the flag file's lines inline, $(TASK) set."""
+    out = []
+    for arg in args:
+        if arg.startswith("--flagfile="):
+            cm = next(o for o in objects if o["metadata"]["name"].startswith("kuka-flags"))
+            out += cm["data"]["flags.txt"].split()
+        else:
+            out.append(arg.replace("$(TASK)", "0"))
+    return out
+
+
+def test_container_command_lines_are_accepted_by_the_trainer(renders):
+    parsed = set()
+    for objects in renders:
+        for obj in objects:
+            for args in _trainer_args(obj):
+                flag_values = flags.FlagValues()
+                task.define_flags(flag_values)
+                rest = flag_values(["trainer.task", *_expanded(args, objects)])
+                assert rest[1:] in ([c] for c in task.COMMANDS), args
+                cls = RenderConfig if rest[1] == "render" else Config
+                cfg = task.config_from_flags(cls, flag_values)
+                (config.validate_render if cls is RenderConfig else config.validate)(cfg)
+                if rest[1] in ("reverb", "collect", "learn"):
+                    config.validate_roles(task.config_from_flags(RoleConfig, flag_values))
+                    assert cfg.run, args
+                assert cfg.logdir.startswith("gs://")
+                parsed.add(rest[1])
+    assert parsed == {"train", "render", "reverb", "collect", "learn"}
+
+
+def test_distributed_roles_find_each_other(generated):
+    objects = generated["distributed"]
+    by_name = {(o["kind"], o["metadata"]["name"]): o for o in objects}
+    service = by_name[("Service", "kuka-reverb")]
+    port = service["spec"]["ports"][0]["port"]
+    for name in ("kuka-learn", "kuka-collect"):
+        (args,) = _trainer_args(by_name[("Job", name)])
+        assert f"--reverb_address=kuka-reverb:{port}" in args
+    (reverb_args,) = _trainer_args(by_name[("Deployment", "kuka-reverb")])
+    assert f"--port={port}" in reverb_args
+    collect = by_name[("Job", "kuka-collect")]["spec"]
+    assert collect["completionMode"] == "Indexed"
+    assert collect["parallelism"] == collect["completions"] == 3
+    flags_txt = next(o for o in objects if o["kind"] == "ConfigMap" and "flags.txt" in o["data"])
+    assert "--total_steps=123" in flags_txt["data"]["flags.txt"].split()
+    policy = by_name[("NetworkPolicy", "kuka-reverb-from-run")]["spec"]
+    assert policy["ingress"][0]["ports"] == [{"protocol": "TCP", "port": port}]
 
 
 def test_pods_are_restricted_and_bounded(all_objects):
@@ -217,6 +266,14 @@ def _make(*args: str) -> subprocess.CompletedProcess:
         ),
         (["auth"], "gcloud config set project my-project"),
         (
+            ["status-distributed"],
+            "kubectl -n rl get deployments,jobs,pods -l app.kubernetes.io/name in (kuka-reverb,kuka-collect,kuka-learn)",
+        ),
+        (
+            ["delete-distributed", "RUN=r1"],
+            "kubectl delete -k k8s/overlays/local/distributed-r1 --ignore-not-found",
+        ),
+        (
             ["setup", "BUCKET=b"],
             "gcloud container clusters get-credentials kuka --zone=us-central1-a --project=my-project",
         ),
@@ -242,7 +299,13 @@ def test_submit_and_study_dry_run(tmp_path):
         "kubectl apply -k k8s/overlays/local/dry-study-s1",
         "kubectl apply -k k8s/overlays/local/dry-study-s2",
     ]
-    for name in ("dry-run-1", "dry-study-s1", "dry-study-s2"):
+    distributed = _make("submit-distributed", "BUCKET=b", "RUN=dry-dist", "COLLECTORS=5")
+    assert distributed.returncode == 0, distributed.stderr
+    assert "kubectl apply -k k8s/overlays/local/distributed-dry-dist" in distributed.stdout
+    rendered = _kustomize(os.path.join(ROOT, "k8s/overlays/local/distributed-dry-dist"))
+    collect = next(o for o in rendered if o["metadata"]["name"] == "kuka-collect")
+    assert collect["spec"]["parallelism"] == 5
+    for name in ("dry-run-1", "dry-study-s1", "dry-study-s2", "distributed-dry-dist"):
         shutil.rmtree(os.path.join(ROOT, "k8s/overlays/local", name))
 
 

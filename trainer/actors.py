@@ -221,14 +221,26 @@ class ActorPool:
             results.append(payload)
         return results
 
-    def _broadcast(self, commands):
+    def _send(self, commands) -> None:
         for conn, command in zip(self._conns, commands, strict=False):
             conn.send(command)
+
+    def _broadcast(self, commands):
+        self._send(commands)
+        return self._gather()
+
+    def start_collect(self, params, steps_per_env: int) -> None:
+        """Sets every env collecting `steps_per_env` steps; `finish_collect` returns them."""
+        self._send([("collect", params, steps_per_env)] * self.size)
+
+    def finish_collect(self):
+        """Per env: (segment of the steps asked for, finished episodes)."""
         return self._gather()
 
     def collect(self, params, steps_per_env: int):
         """Per env: (segment of `steps_per_env` steps, finished episodes)."""
-        return self._broadcast([("collect", params, steps_per_env)] * self.size)
+        self.start_collect(params, steps_per_env)
+        return self.finish_collect()
 
     def evaluate(self, params, episodes: int) -> list[Episode]:
         """`episodes` greedy episodes, spread over the env processes."""

@@ -52,6 +52,11 @@ class Config:
     collect_steps: int = 4096
     """Environment steps collected per training iteration, split evenly across the envs."""
 
+    overlap: bool = True
+    """Env processes collect the next iteration's steps while the learner trains on the
+    last ones, with the policy from before that update (ppo's importance ratio corrects
+    for the one-iteration lag); --nooverlap alternates them, strictly on-policy."""
+
     actor_layers: tuple[int, ...] = (200, 100)
     """Hidden layer sizes of the policy network, comma-separated."""
 
@@ -147,11 +152,47 @@ class RenderConfig:
     """Camera pitch in degrees."""
 
 
+@dataclasses.dataclass(frozen=True)
+class RoleConfig:
+    """Where the distributed roles (`reverb`, `collect`, `learn`) find each other."""
+
+    reverb_address: str = "localhost:8000"
+    """collect, learn: HOST:PORT of the Reverb server."""
+
+    port: int = 8000
+    """reverb: port the Reverb server listens on."""
+
+    reverb_checkpoint_dir: str = ""
+    """reverb: local directory for the server's table checkpoints (a restarted server
+    reloads the latest); empty: reverb/ in the run's local directory."""
+
+    task: int = 0
+    """collect: this collector's number, unique in the run; its summaries go to
+    train/collector-TASK."""
+
+    collectors: int = 2
+    """distributed: collector processes started beside the Reverb server and the learner."""
+
+
+def validate_roles(roles: RoleConfig) -> None:
+    """Raises ValueError naming the first role setting out of range."""
+    if roles.collectors < 1:
+        raise ValueError(f"--collectors must be at least 1, got {roles.collectors}")
+    if not 0 < roles.port < 65536:
+        raise ValueError(f"--port must be a TCP port (1-65535), got {roles.port}")
+    if roles.task < 0:
+        raise ValueError(f"--task must be 0 or more, got {roles.task}")
+    host, _, port = roles.reverb_address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"--reverb_address must be HOST:PORT, got {roles.reverb_address!r}")
+
+
 # Fields a resumed run may change; any other difference from the run's config.json
 # is refused, since the checkpoint would not match what the flags ask for.
 RESUMABLE_FIELDS = frozenset(
     {
         "total_steps",
+        "overlap",
         "logdir",
         "staging_dir",
         "checkpoint_interval",

@@ -1,7 +1,9 @@
-"""Command line entry point: `python -m trainer.task [train|render|plot] --help`.
+"""Command line entry point: `python -m trainer.task [COMMAND] --help`.
 
 `train` (the default) trains or resumes a run; `render` films a policy; `plot`
-writes a run's learning curve.
+writes a run's learning curve. Distributed training: `reverb`, `collect` and
+`learn` are its roles, one process each; `distributed` runs them all on this
+machine.
 
 The only module that reads flags or environment variables. Exit codes: 0 done,
 1 training failed, 2 bad input (nothing written), 143 stopped by SIGTERM after
@@ -21,7 +23,7 @@ import warnings
 from absl import app, flags, logging
 
 from trainer import config, runs
-from trainer.config import Config, RenderConfig
+from trainer.config import Config, RenderConfig, RoleConfig
 
 USAGE_ERROR = 2
 
@@ -30,7 +32,7 @@ class UsageError(Exception):
     """Bad input: reported in one line with exit code 2."""
 
 
-COMMANDS = ("train", "render", "plot")
+COMMANDS = ("train", "render", "plot", "reverb", "collect", "learn", "distributed")
 
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
@@ -38,7 +40,7 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
 
     Training and render settings share the flags they have in common (--logdir, --run ...).
     """
-    for cls in (Config, RenderConfig):
+    for cls in (Config, RenderConfig, RoleConfig):
         docs = config.field_docs(cls)
         for field in dataclasses.fields(cls):
             if field.name not in flag_values:
@@ -51,6 +53,8 @@ def _define(field, doc: str, flag_values: flags.FlagValues) -> None:
         flags.DEFINE_string(name, default, doc, flag_values=flag_values)
     elif field.type == "int":
         flags.DEFINE_integer(name, default, doc, flag_values=flag_values)
+    elif field.type == "bool":
+        flags.DEFINE_boolean(name, default, doc, flag_values=flag_values)
     elif field.type == "float":
         flags.DEFINE_float(name, default, doc, flag_values=flag_values)
     elif field.type.startswith("tuple[int"):
@@ -79,13 +83,12 @@ def _gcs_root(logdir: str, staging_dir: str):
     from trainer import storage
 
     try:
-        bucket, prefix = storage.parse_url(logdir)
+        bucket, _ = storage.parse_url(logdir)
         client = storage.make_client()
         storage.check_bucket(client, bucket)
     except (ValueError, storage.StorageError) as e:
         raise UsageError(str(e)) from None
-    root = staging_dir or os.path.join(tempfile.gettempdir(), "kuka-staging", bucket, prefix)
-    return client, root
+    return client, _staging_root(logdir, staging_dir)
 
 
 def prepare_run(cfg: Config, command: str):
@@ -141,7 +144,8 @@ def prepare_run(cfg: Config, command: str):
                 f"run {run_dir} exists with another config ({'; '.join(diffs)}); "
                 "pass the same flags to resume it, or another --run"
             )
-    elif os.path.exists(run_dir) and os.listdir(run_dir):
+    # A distributed run's Reverb server may have made reverb/ before the learner got here.
+    elif os.path.exists(run_dir) and set(os.listdir(run_dir)) - {"reverb"}:
         raise UsageError(f"{run_dir} exists but holds no config.json; choose another --run")
     os.makedirs(run_dir, exist_ok=True)
     config.save(cfg, config_path)
@@ -177,7 +181,9 @@ def main(argv: list[str]) -> int:
         return render_main()
     if command == "plot":
         return plot_main()
-    return train_main()
+    if command == "train":
+        return train_main()
+    return role_main(command)
 
 
 def plot_main() -> int:
@@ -255,7 +261,8 @@ def _fetch_for_render(client, remote: str, local_root: str, run: str) -> str:
     return run_id
 
 
-def train_main() -> int:
+def train_main(role: str = "train") -> int:
+    """`train`, or with role "learn" the distributed learner: same run directory, same exits."""
     command = shlex.join([os.path.basename(sys.executable), "-m", "trainer.task", *sys.argv[1:]])
     cfg, run_dir, mirror = prepare_run(config_from_flags(), command)
     print(f"Run directory: {run_dir}", file=sys.stderr, flush=True)
@@ -263,19 +270,25 @@ def train_main() -> int:
     _quiet_tensorflow()
     from trainer import actors, train  # TensorFlow loads only once the input is known good
 
-    syncer, storage_errors = None, ()
+    syncer, errors = None, (actors.ActorError, TimeoutError)
     if mirror is not None:
         from trainer import storage
 
-        syncer, storage_errors = storage.Syncer(mirror), (storage.StorageError,)
+        syncer, errors = storage.Syncer(mirror), (*errors, storage.StorageError)
         print(f"Uploading to {mirror.url}", file=sys.stderr, flush=True)
     try:
         try:
-            train.train(cfg, run_dir, syncer=syncer)
+            if role == "learn":
+                from trainer import distributed
+
+                address = config_from_flags(RoleConfig).reverb_address
+                distributed.learn(cfg, run_dir, address, syncer=syncer)
+            else:
+                train.train(cfg, run_dir, syncer=syncer)
         finally:
             if syncer is not None:
                 syncer.close()
-    except (actors.ActorError, *storage_errors) as e:
+    except errors as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -286,6 +299,78 @@ def train_main() -> int:
         f"{os.path.join(run_dir, 'eval.json')}",
         file=sys.stderr,
     )
+    return 0
+
+
+def _staging_root(logdir: str, staging_dir: str) -> str:
+    """The local directory standing for LOGDIR: itself, or a gs:// LOGDIR's staging copy."""
+    if not logdir.startswith("gs://"):
+        return logdir
+    bucket_and_prefix = logdir[len("gs://") :].strip("/")
+    return staging_dir or os.path.join(tempfile.gettempdir(), "kuka-staging", bucket_and_prefix)
+
+
+def _config_flags(cfg: Config) -> list[str]:
+    """Flags that rebuild `cfg` in a child process."""
+    out = []
+    for field in dataclasses.fields(Config):
+        value = getattr(cfg, field.name)
+        if isinstance(value, bool):
+            out.append(f"--{'' if value else 'no'}{field.name}")
+        elif isinstance(value, tuple):
+            out.append(f"--{field.name}={','.join(str(v) for v in value)}")
+        else:
+            out.append(f"--{field.name}={value}")
+    return out
+
+
+def role_main(command: str) -> int:
+    """The distributed roles (`reverb`, `collect`, `learn`) and their local launcher."""
+    cfg, roles = config_from_flags(), config_from_flags(RoleConfig)
+    try:
+        config.validate(cfg)
+        config.validate_roles(roles)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if cfg.agent != "ppo":
+        raise UsageError(f"distributed training runs --agent=ppo, not {cfg.agent}")
+    if command == "distributed":
+        from trainer import launch
+
+        run_id = cfg.run or runs.make_run_id(cfg.agent, cfg.env_id)
+        flags_ = _config_flags(dataclasses.replace(cfg, run=run_id))
+        supervisor = launch.Supervisor(flags_, roles.collectors)
+        try:
+            return supervisor.run()
+        except KeyboardInterrupt:
+            print("Interrupted; all processes stopped", file=sys.stderr)
+            return 130
+    if not cfg.run:
+        raise UsageError(
+            f"{command} needs --run: every role of a distributed run names the same run"
+        )
+    if command == "learn":
+        return train_main(role="learn")
+    _stop_on_sigterm()
+    _quiet_tensorflow()
+    from trainer import distributed
+
+    try:
+        if command == "reverb":
+            checkpoint_dir = roles.reverb_checkpoint_dir or os.path.join(
+                _staging_root(cfg.logdir, cfg.staging_dir), cfg.run, "reverb"
+            )
+            distributed.serve(cfg, roles.port, checkpoint_dir)
+        else:
+            summary_dir = "/".join(
+                [cfg.logdir.rstrip("/"), cfg.run, "train", f"collector-{roles.task}"]
+            )
+            distributed.collect(cfg, roles.reverb_address, roles.task, summary_dir)
+    except TimeoutError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
     return 0
 
 

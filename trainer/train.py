@@ -171,6 +171,15 @@ def _loss_scalars(loss_info) -> dict[str, float]:
     return scalars
 
 
+def eval_due(cfg: Config, before: int, after: int) -> bool:
+    """Whether training from env step `before` to `after` crossed an evaluation point."""
+    return bool(
+        cfg.eval_interval
+        and after < cfg.total_steps
+        and after // cfg.eval_interval > before // cfg.eval_interval
+    )
+
+
 def _recover_policy(run_dir: str) -> None:
     """Puts back the previous export if a crash came between _export_policy's two renames."""
     final = os.path.join(run_dir, "policy")
@@ -248,17 +257,30 @@ def train(cfg: Config, run_dir: str, log=None, syncer=None) -> dict:
         recent = collections.deque(maxlen=METRIC_WINDOW)
         progress = Progress(cfg.total_steps, start)
         steps = start
+
+        def share(at: int) -> int:
+            # The last iteration collects only what is left (rounded up per env).
+            left = math.ceil((cfg.total_steps - at) / cfg.num_envs)
+            return max(2, min(per_env, left))
+
+        pending = 0  # steps per env of the collection under way, if any
         try:
             while steps < cfg.total_steps:
                 t0 = time.time()
-                # The last iteration collects only what is left (rounded up per env).
-                left = math.ceil((cfg.total_steps - steps) / cfg.num_envs)
-                steps_per_env = max(2, min(per_env, left))
-                results = pool.collect(agents.actor_params(agent), steps_per_env)
+                if not pending:
+                    pending = share(steps)
+                    pool.start_collect(agents.actor_params(agent), pending)
+                results = pool.finish_collect()
+                new_steps, pending = pending * cfg.num_envs, 0
+                after = steps + new_steps
+                # The env processes keep busy while the learner trains, except before an
+                # evaluation (which needs them) and at the end.
+                if cfg.overlap and after < cfg.total_steps and not eval_due(cfg, steps, after):
+                    pending = share(after)
+                    pool.start_collect(agents.actor_params(agent), pending)
                 experience = _to_trajectory([seg for seg, _ in results], agent.collect_data_spec)
                 for _, episodes in results:
                     recent.extend(episodes)
-                new_steps = steps_per_env * cfg.num_envs
                 loss_info = learner.learn(experience, new_steps)
                 env_steps.assign_add(new_steps)
                 previous, steps = steps, int(env_steps.numpy())
@@ -281,11 +303,7 @@ def train(cfg: Config, run_dir: str, log=None, syncer=None) -> dict:
                 sync()
                 if steps // cfg.checkpoint_interval > previous // cfg.checkpoint_interval:
                     save()
-                if (
-                    cfg.eval_interval
-                    and steps < cfg.total_steps
-                    and steps // cfg.eval_interval > previous // cfg.eval_interval
-                ):
+                if eval_due(cfg, previous, steps):
                     run_eval(final=False)
         finally:
             # Whatever stopped the loop, keep what was learned.
