@@ -110,7 +110,7 @@ def test_learner_resumes_and_reverb_restores_its_checkpoint(tmp_path):
 
     second = run_task("distributed", "--total_steps=3072", *common, timeout=600)
     assert second.returncode == 0, second.stderr[-3000:]
-    assert "Learner: resuming" in second.stderr and "from env step 2,048" in second.stderr
+    assert "Resuming" in second.stderr and "from env step 2,048" in second.stderr
     result = json.loads((tmp_path / "resume" / "eval.json").read_text())
     assert result["env_steps"] == 3072
 
@@ -138,3 +138,61 @@ def test_roles_read_a_flag_file(tmp_path):
     result = run_task("learn", f"--flagfile={flag_file}", f"--logdir={tmp_path / 'runs'}")
     assert result.returncode == 2
     assert "--reverb_address must be HOST:PORT, got 'no-port'" in result.stderr
+
+
+def _processes_of(run: str) -> list[str]:
+    """Command lines of live processes that name `run` (the supervisor's children do)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                args = f.read().decode(errors="replace").split("\0")
+        except OSError:
+            continue  # gone meanwhile
+        if f"--run={run}" in args:
+            found.append(" ".join(args))
+    return found
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_every_process_and_keeps_a_checkpoint(tmp_path):
+    run_dir = tmp_path / "ctrl-c"
+    supervisor = subprocess.Popen(
+        [sys.executable, "-m", "trainer.task", "distributed", f"--logdir={tmp_path}"]
+        + ["--run=ctrl-c", "--total_steps=1000000", *FLAGS],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_for(
+            lambda: list((run_dir / "checkpoints").glob("ckpt-*.index")),
+            timeout=400,
+            what="the first learner checkpoint",
+        )
+        assert len(_processes_of("ctrl-c")) == 5  # supervisor, server, learner, 2 collectors
+        supervisor.send_signal(signal.SIGINT)
+        _, stderr = supervisor.communicate(timeout=300)
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()  # its children get SIGTERM from the kernel (PR_SET_PDEATHSIG)
+    assert supervisor.returncode == 130, stderr[-3000:]
+    assert "Interrupted; all processes stopped" in stderr
+    assert _processes_of("ctrl-c") == []
+    # The learner saved on its way out: its last checkpoint is past the first one.
+    steps = [int(p.name[5:-6]) for p in (run_dir / "checkpoints").glob("ckpt-*.index")]
+    assert max(steps) >= 1024 and (run_dir / "policy" / "saved_model.pb").exists()
+
+
+@pytest.mark.slow
+def test_a_killed_supervisor_leaves_no_orphans(tmp_path):
+    supervisor = subprocess.Popen(
+        [sys.executable, "-m", "trainer.task", "distributed", f"--logdir={tmp_path}"]
+        + ["--run=orphans", "--total_steps=1000000", *FLAGS],
+        cwd=ROOT,
+        stderr=subprocess.DEVNULL,
+    )
+    _wait_for(lambda: len(_processes_of("orphans")) == 5, timeout=120, what="all roles")
+    supervisor.kill()
+    supervisor.wait()
+    _wait_for(lambda: _processes_of("orphans") == [], timeout=120, what="the roles to exit")

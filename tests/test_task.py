@@ -10,15 +10,20 @@ import pytest
 
 from tests.conftest import run_task
 from trainer import config
-from trainer.config import Config
+from trainer.config import Config, RenderConfig, RoleConfig
+from trainer.task import COMMANDS
 
 
 def test_help_documents_every_flag():
     result = run_task("--help")
     assert result.returncode == 0
-    for field in dataclasses.fields(Config):
-        assert f"--{field.name}:" in result.stdout
+    for cls in (Config, RenderConfig, RoleConfig):
+        for field in dataclasses.fields(cls):
+            name = f"[no]{field.name}" if field.type == "bool" else field.name
+            assert f"--{name}:" in result.stdout
     assert "Environment steps to train for" in result.stdout
+    for command in COMMANDS:
+        assert command in result.stdout
 
 
 def _refused(tmp_path, *args: str) -> str:

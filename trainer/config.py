@@ -45,9 +45,8 @@ class Config:
     the system's temp directory."""
 
     run: str = ""
-    """Run id (a Kubernetes name: lowercase letters, digits, dashes). Training: empty
-    derives one from agent, env and time, and an existing run resumes. Render: empty
-    takes the most recent run under LOGDIR."""
+    """Run id (a Kubernetes name: lowercase letters, digits, dashes); empty derives one
+    from agent, env and time. An existing run resumes."""
 
     collect_steps: int = 4096
     """Environment steps collected per training iteration, split evenly across the envs."""

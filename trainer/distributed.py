@@ -25,13 +25,12 @@ import reverb
 import tensorflow as tf
 from tf_agents.experimental.distributed import reverb_variable_container as rvc
 from tf_agents.metrics import py_metrics
-from tf_agents.policies import policy_saver, py_tf_eager_policy
+from tf_agents.policies import py_tf_eager_policy
 from tf_agents.replay_buffers import reverb_replay_buffer, reverb_utils
 from tf_agents.specs import tensor_spec
 from tf_agents.train import actor, ppo_learner
-from tf_agents.utils import common
 
-from trainer import actors, agents, envs, evaluate, train
+from trainer import actors, agents, envs, train
 from trainer.config import Config
 
 TRAINING_TABLE = "training"
@@ -240,7 +239,6 @@ def learn(cfg: Config, run_dir: str, address: str, log=_log, syncer=None) -> dic
     """
     _check_agent(cfg)
     tf.random.set_seed(cfg.seed)
-    train._recover_policy(run_dir)  # noqa: SLF001
     eval_env = actors._EnvRunner(cfg.env_id, cfg.seed * 10_007 + 999)  # noqa: SLF001
     agent, variables = _model(
         cfg,
@@ -276,76 +274,39 @@ def learn(cfg: Config, run_dir: str, address: str, log=_log, syncer=None) -> dic
         checkpoint_interval=-1,
         summary_interval=2**62,
     )
-    checkpointer = common.Checkpointer(
-        os.path.join(run_dir, "checkpoints"),
-        max_to_keep=3,
-        agent=agent,
-        env_steps=env_steps,
-        train_step=train_step,
-    )
-    checkpointer.initialize_or_restore().expect_partial()
-    start = int(env_steps.numpy())
-    if start:
-        log(f"Learner: resuming {run_dir} from env step {start:,}")
-    container = rvc.ReverbVariableContainer(address, table_names=[rvc.DEFAULT_TABLE])
-    container.push(variables)
-    saver = policy_saver.PolicySaver(agents.greedy_policy(agent), train_step=env_steps)
-    train_writer = tf.summary.create_file_writer(os.path.join(run_dir, "train"))
-    eval_writer = tf.summary.create_file_writer(os.path.join(run_dir, "eval"))
 
-    def save():
-        checkpointer.save(global_step=int(env_steps.numpy()))
-        train._export_policy(saver, run_dir)  # noqa: SLF001
-        client.checkpoint()
-        if syncer is not None:
-            syncer.request()
-
-    def run_eval(final: bool) -> dict:
+    def episodes(n: int):
         actor_ = agents.NumpyActor(
             agents.actor_params(agent),
             eval_env.action_spec.minimum,
             eval_env.action_spec.maximum,
             seed=int(env_steps.numpy()),
         )
-        episodes = [eval_env.episode(actor_) for _ in range(cfg.eval_episodes)]
-        result = evaluate.summarize(episodes, int(env_steps.numpy()), cfg.env_id)
-        evaluate.write_summaries(eval_writer, result)
-        if final:
-            evaluate.write_json(result, os.path.join(run_dir, "eval.json"))
-        log(evaluate.describe(result))
-        return result
+        return [eval_env.episode(actor_) for _ in range(n)]
 
-    progress = train.Progress(cfg.total_steps, start)
-    steps, last_sync = start, time.time()
+    recorder = train.RunRecorder(
+        cfg,
+        run_dir,
+        agent,
+        {"agent": agent, "env_steps": env_steps, "train_step": train_step},
+        episodes=episodes,
+        log=log,
+        syncer=syncer,
+        on_save=client.checkpoint,  # Reverb's tables are saved with the learner
+    )
+    container = rvc.ReverbVariableContainer(address, table_names=[rvc.DEFAULT_TABLE])
+    container.push(variables)
     log(f"Learner: training on batches of {_batch_items(cfg)} x {SEQUENCE_LENGTH} steps")
     try:
-        while steps < cfg.total_steps:
+        while recorder.steps < cfg.total_steps:
             t0 = time.time()
             loss_info = learner.run()
             new_steps = int(learner.num_frames_for_training.numpy())
-            env_steps.assign_add(new_steps)
+            recorder.record(new_steps, time.time() - t0, loss_info)
             container.push(variables)
-            previous, steps = steps, int(env_steps.numpy())
-            with train_writer.as_default(step=steps):
-                tf.summary.scalar("Metrics/EnvStepsPerSecond", new_steps / (time.time() - t0))
-                for name, value in train._loss_scalars(loss_info).items():  # noqa: SLF001
-                    tf.summary.scalar(f"Losses/{name}", value)
-            progress.update(steps, None, None)
-            if syncer is not None and time.time() - last_sync > train.SYNC_SECONDS:
-                syncer.request()  # TensorBoard events reach the bucket between checkpoints
-                last_sync = time.time()
-            if steps // cfg.checkpoint_interval > previous // cfg.checkpoint_interval:
-                save()
-            if train.eval_due(cfg, previous, steps):
-                run_eval(final=False)
     finally:
-        if int(env_steps.numpy()) > start:
-            save()
-        train_writer.flush()
-    result = run_eval(final=True)
-    eval_writer.flush()
+        recorder.close()
+    result = recorder.final_eval()
     # Collectors stop once they see the final step count.
     container.push(variables)
-    if syncer is not None:
-        syncer.request()
     return result

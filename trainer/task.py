@@ -40,11 +40,20 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
 
     Training and render settings share the flags they have in common (--logdir, --run ...).
     """
-    for cls in (Config, RenderConfig, RoleConfig):
-        docs = config.field_docs(cls)
+    classes = {Config: "train", RenderConfig: "render", RoleConfig: "roles"}
+    docs: dict[str, dict[str, str]] = {}
+    for cls, command in classes.items():
+        for name, doc in config.field_docs(cls).items():
+            docs.setdefault(name, {})[command] = doc
+    for cls in classes:
         for field in dataclasses.fields(cls):
             if field.name not in flag_values:
-                _define(field, docs[field.name], flag_values)
+                texts = docs[field.name]
+                if len(set(texts.values())) == 1:
+                    doc = next(iter(texts.values()))
+                else:  # a shared flag whose meaning differs by command
+                    doc = " ".join(f"{command}: {text}" for command, text in texts.items())
+                _define(field, doc, flag_values)
 
 
 def _define(field, doc: str, flag_values: flags.FlagValues) -> None:

@@ -200,15 +200,111 @@ def _export_policy(saver, run_dir: str) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def train(cfg: Config, run_dir: str, log=None, syncer=None) -> dict:
-    """Trains (or resumes) the run in `run_dir` to `cfg.total_steps`; returns the final eval.
+class RunRecorder:
+    """What every training loop does around its iterations, on the env-step axis.
 
+    Restores the run's checkpoint (`tracked` variables, `env_steps` among them);
+    after each iteration writes the train summaries and the progress line, and
+    checkpoints, exports the greedy policy and evaluates when due; keeps what was
+    learned however the loop ends (`close`); writes eval.json (`final_eval`).
+    `episodes(n)` plays n greedy episodes; `on_save` runs after each checkpoint;
     `syncer` (a storage.Syncer) is asked to upload after every checkpoint, every
     SYNC_SECONDS for the TensorBoard events, and once the evaluation is written.
     """
+
+    def __init__(
+        self,
+        cfg: Config,
+        run_dir: str,
+        agent,
+        tracked: dict,
+        episodes,
+        log,
+        syncer=None,
+        on_save=None,
+    ):
+        self._cfg, self._run_dir, self._agent, self._log = cfg, run_dir, agent, log
+        self._episodes, self._syncer, self._on_save = episodes, syncer, on_save
+        self.env_steps = tracked["env_steps"]
+        _recover_policy(run_dir)
+        self._checkpointer = common.Checkpointer(
+            os.path.join(run_dir, "checkpoints"), max_to_keep=3, **tracked
+        )
+        self._checkpointer.initialize_or_restore().expect_partial()
+        self.start = self.steps = int(self.env_steps.numpy())
+        if self.start:
+            log(f"Resuming {run_dir} from env step {self.start:,}")
+        self._saver = policy_saver.PolicySaver(
+            agents.greedy_policy(agent), train_step=self.env_steps
+        )
+        self._train_writer = tf.summary.create_file_writer(os.path.join(run_dir, "train"))
+        self._eval_writer = tf.summary.create_file_writer(os.path.join(run_dir, "eval"))
+        self._progress = Progress(cfg.total_steps, self.start)
+        self._last_sync = time.time()
+
+    def _sync(self, force: bool = False) -> None:
+        if self._syncer is not None and (force or time.time() - self._last_sync > SYNC_SECONDS):
+            self._syncer.request()
+            self._last_sync = time.time()
+
+    def _save(self) -> None:
+        self._checkpointer.save(global_step=int(self.env_steps.numpy()))
+        _export_policy(self._saver, self._run_dir)
+        if self._on_save is not None:
+            self._on_save()
+        self._sync(force=True)
+
+    def _evaluate(self, final: bool) -> dict:
+        episodes = self._episodes(self._cfg.eval_episodes)
+        result = evaluate.summarize(episodes, int(self.env_steps.numpy()), self._cfg.env_id)
+        evaluate.write_summaries(self._eval_writer, result)
+        if final:
+            evaluate.write_json(result, os.path.join(self._run_dir, "eval.json"))
+        self._log(evaluate.describe(result))
+        return result
+
+    def record(self, new_steps: int, seconds: float, loss_info, recent=()) -> None:
+        """Counts an iteration of `new_steps` env steps; `recent` finished Episodes."""
+        self.env_steps.assign_add(new_steps)
+        previous, self.steps = self.steps, int(self.env_steps.numpy())
+        avg_return = float(np.mean([e.ret for e in recent])) if recent else None
+        successes = [e.success for e in recent if e.success is not None]
+        success = float(np.mean(successes)) if successes else None
+        with self._train_writer.as_default(step=self.steps):
+            tf.summary.scalar("Metrics/EnvStepsPerSecond", new_steps / seconds)
+            if recent:
+                tf.summary.scalar("Metrics/AverageReturn", avg_return)
+                tf.summary.scalar(
+                    "Metrics/AverageEpisodeLength", np.mean([e.length for e in recent])
+                )
+            if success is not None:
+                tf.summary.scalar("Metrics/SuccessRate", success)
+            for name, value in _loss_scalars(loss_info).items():
+                tf.summary.scalar(f"Losses/{name}", value)
+        self._progress.update(self.steps, avg_return, success)
+        self._sync()
+        if self.steps // self._cfg.checkpoint_interval > previous // self._cfg.checkpoint_interval:
+            self._save()
+        if eval_due(self._cfg, previous, self.steps):
+            self._evaluate(final=False)
+
+    def close(self) -> None:
+        """Whatever stopped the loop, keeps what was learned."""
+        if int(self.env_steps.numpy()) > self.start:
+            self._save()
+        self._train_writer.flush()
+
+    def final_eval(self) -> dict:
+        result = self._evaluate(final=True)
+        self._eval_writer.flush()
+        self._sync(force=True)
+        return result
+
+
+def train(cfg: Config, run_dir: str, log=None, syncer=None) -> dict:
+    """Trains (or resumes) the run in `run_dir` to `cfg.total_steps`; returns the final eval."""
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     tf.random.set_seed(cfg.seed)
-    _recover_policy(run_dir)
     log(f"Starting {cfg.num_envs} env processes for {cfg.env_id} ...")
     with actors.ActorPool(cfg.env_id, cfg.num_envs, cfg.seed) as pool:
         time_step_spec = tensor_spec.from_spec(pool.time_step_spec)
@@ -220,43 +316,17 @@ def train(cfg: Config, run_dir: str, log=None, syncer=None) -> dict:
         tracked = {"agent": agent, "env_steps": env_steps, "train_step": train_step}
         if learner.replay_buffer is not None:
             tracked["replay_buffer"] = learner.replay_buffer
-        checkpointer = common.Checkpointer(
-            os.path.join(run_dir, "checkpoints"), max_to_keep=3, **tracked
+        recorder = RunRecorder(
+            cfg,
+            run_dir,
+            agent,
+            tracked,
+            episodes=lambda n: pool.evaluate(agents.actor_params(agent), n),
+            log=log,
+            syncer=syncer,
         )
-        checkpointer.initialize_or_restore().expect_partial()
-        start = int(env_steps.numpy())
-        if start:
-            log(f"Resuming {run_dir} from env step {start:,}")
-        saver = policy_saver.PolicySaver(agents.greedy_policy(agent), train_step=env_steps)
-        train_writer = tf.summary.create_file_writer(os.path.join(run_dir, "train"))
-        eval_writer = tf.summary.create_file_writer(os.path.join(run_dir, "eval"))
-
-        last_sync = time.time()
-
-        def sync(force: bool = False):
-            nonlocal last_sync
-            if syncer is not None and (force or time.time() - last_sync > SYNC_SECONDS):
-                syncer.request()
-                last_sync = time.time()
-
-        def save():
-            checkpointer.save(global_step=int(env_steps.numpy()))
-            _export_policy(saver, run_dir)
-            sync(force=True)
-
-        def run_eval(final: bool):
-            episodes = pool.evaluate(agents.actor_params(agent), cfg.eval_episodes)
-            result = evaluate.summarize(episodes, int(env_steps.numpy()), cfg.env_id)
-            evaluate.write_summaries(eval_writer, result)
-            if final:
-                evaluate.write_json(result, os.path.join(run_dir, "eval.json"))
-            log(evaluate.describe(result))
-            return result
-
         per_env = math.ceil(cfg.collect_steps / cfg.num_envs)
         recent = collections.deque(maxlen=METRIC_WINDOW)
-        progress = Progress(cfg.total_steps, start)
-        steps = start
 
         def share(at: int) -> int:
             # The last iteration collects only what is left (rounded up per env).
@@ -265,8 +335,8 @@ def train(cfg: Config, run_dir: str, log=None, syncer=None) -> dict:
 
         pending = 0  # steps per env of the collection under way, if any
         try:
-            while steps < cfg.total_steps:
-                t0 = time.time()
+            while recorder.steps < cfg.total_steps:
+                t0, steps = time.time(), recorder.steps
                 if not pending:
                     pending = share(steps)
                     pool.start_collect(agents.actor_params(agent), pending)
@@ -282,35 +352,7 @@ def train(cfg: Config, run_dir: str, log=None, syncer=None) -> dict:
                 for _, episodes in results:
                     recent.extend(episodes)
                 loss_info = learner.learn(experience, new_steps)
-                env_steps.assign_add(new_steps)
-                previous, steps = steps, int(env_steps.numpy())
-                speed = new_steps / (time.time() - t0)
-                avg_return = float(np.mean([e.ret for e in recent])) if recent else None
-                successes = [e.success for e in recent if e.success is not None]
-                success = float(np.mean(successes)) if successes else None
-                with train_writer.as_default(step=steps):
-                    tf.summary.scalar("Metrics/EnvStepsPerSecond", speed)
-                    if recent:
-                        tf.summary.scalar("Metrics/AverageReturn", avg_return)
-                        tf.summary.scalar(
-                            "Metrics/AverageEpisodeLength", np.mean([e.length for e in recent])
-                        )
-                    if success is not None:
-                        tf.summary.scalar("Metrics/SuccessRate", success)
-                    for name, value in _loss_scalars(loss_info).items():
-                        tf.summary.scalar(f"Losses/{name}", value)
-                progress.update(steps, avg_return, success)
-                sync()
-                if steps // cfg.checkpoint_interval > previous // cfg.checkpoint_interval:
-                    save()
-                if eval_due(cfg, previous, steps):
-                    run_eval(final=False)
+                recorder.record(new_steps, time.time() - t0, loss_info, recent)
         finally:
-            # Whatever stopped the loop, keep what was learned.
-            if int(env_steps.numpy()) > start:
-                save()
-            train_writer.flush()
-        result = run_eval(final=True)
-        eval_writer.flush()
-        sync(force=True)
-        return result
+            recorder.close()
+        return recorder.final_eval()
