@@ -6,7 +6,7 @@ EVAL_EPISODES episodes at the end. A finished variant is not trained again.
 Writes docs/ablation.md. One seed per variant: differences of a few points are
 noise, a collapse to 0% is not. Usage:
 
-    python bench/ablation.py --steps 300000
+    python bench/ablation.py --steps 1000000
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ VARIANTS = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=300_000, help="env steps per variant")
+    parser.add_argument("--steps", type=int, default=1_000_000, help="env steps per variant")
     parser.add_argument("--eval_episodes", type=int, default=100, help="final greedy episodes")
     parser.add_argument("--logdir", default=os.path.join(ROOT, "runs", "ablation"), help="runs")
     parser.add_argument("--out", default=os.path.join(ROOT, "docs"), help="report directory")
