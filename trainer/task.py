@@ -315,8 +315,15 @@ def _staging_root(logdir: str, staging_dir: str) -> str:
     """The local directory standing for LOGDIR: itself, or a gs:// LOGDIR's staging copy."""
     if not logdir.startswith("gs://"):
         return logdir
-    bucket_and_prefix = logdir[len("gs://") :].strip("/")
-    return staging_dir or os.path.join(tempfile.gettempdir(), "kuka-staging", bucket_and_prefix)
+    if staging_dir:
+        return staging_dir
+    from trainer import storage
+
+    try:
+        bucket, prefix = storage.parse_url(logdir)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    return os.path.join(tempfile.gettempdir(), "kuka-staging", bucket, prefix)
 
 
 def _config_flags(cfg: Config) -> list[str]:

@@ -223,7 +223,7 @@ class RunRecorder:
         syncer=None,
         on_save=None,
     ):
-        self._cfg, self._run_dir, self._agent, self._log = cfg, run_dir, agent, log
+        self._cfg, self._run_dir, self._log = cfg, run_dir, log
         self._episodes, self._syncer, self._on_save = episodes, syncer, on_save
         self.env_steps = tracked["env_steps"]
         _recover_policy(run_dir)
