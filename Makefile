@@ -14,6 +14,7 @@ SEED ?= 0
 COLLECTORS ?= 2
 ARGS ?=
 TB_PORT ?= 6006
+EVAL_EPISODES ?= 100
 # Rendering
 EPISODES ?= 3
 WIDTH ?= 320
@@ -96,6 +97,11 @@ train: $(VENV)/.runtime ## Train locally (AGENT, ENV_ID, STEPS, NUM_ENVS, SEED, 
 	$(PY) -m trainer.task --logdir='$(LOGDIR)' --agent='$(AGENT)' --env_id='$(ENV_ID)' \
 		--total_steps='$(STEPS)' --num_envs='$(NUM_ENVS)' --seed='$(SEED)' $(if $(RUN),--run='$(RUN)') $(ARGS)
 
+.PHONY: eval
+eval: $(VENV)/.runtime ## Evaluate RUN's newest checkpoint again into eval-<step>.json (EVAL_EPISODES)
+	$(call need,RUN)
+	$(PY) -m trainer.task eval --logdir='$(LOGDIR)' --run='$(RUN)' --eval_episodes='$(EVAL_EPISODES)'
+
 .PHONY: train-distributed
 train-distributed: $(VENV)/.runtime ## Train with Reverb, COLLECTORS collector processes and a learner on 127.0.0.1 (as train)
 	$(PY) -m trainer.task distributed --collectors='$(COLLECTORS)' --logdir='$(LOGDIR)' --env_id='$(ENV_ID)' \
@@ -128,7 +134,10 @@ ifeq ($(TARGET),cluster)
 	$(run) kubectl -n '$(NAMESPACE)' port-forward service/tensorboard '$(TB_PORT):6006'
 else
 	@$(MAKE) --no-print-directory $(VENV)/.runtime
-	$(VENV)/bin/tensorboard --logdir='$(LOGDIR)' --host=127.0.0.1 --port='$(TB_PORT)'
+	@# TF_CPP_MIN_LOG_LEVEL=3: no CUDA/cuDNN/TensorRT probing notes on a CPU machine;
+	@# --load_fast=true: the fast loader without its "experimental" banner.
+	TF_CPP_MIN_LOG_LEVEL=3 $(VENV)/bin/tensorboard --logdir='$(LOGDIR)' --host=127.0.0.1 \
+		--port='$(TB_PORT)' --load_fast=true
 endif
 
 .PHONY: bench

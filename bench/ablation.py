@@ -1,83 +1,133 @@
-"""Why the defaults: the default agent against one change at a time, same seed and budget.
+"""Why the defaults: variants of the agent, several seeds each, one table.
 
-Each variant is one `python -m trainer.task` run of STEPS env steps (seed 0) with
-the default settings plus the variant's flags, evaluated greedily over
-EVAL_EPISODES episodes at the end. A finished variant is not trained again.
-Writes docs/ablation.md. One seed per variant: differences of a few points are
-noise, a collapse to 0% is not. Usage:
+Each (variant, seed) is one `python -m trainer.task` run of STEPS env steps with the
+variant's flags, evaluated greedily every EVAL_INTERVAL steps. Runs go seed by
+seed with the variants interleaved (seed 0 of every variant, then seed 1, ...),
+so a noisy hour of the machine does not land on one variant; a finished run
+(eval.json exists) is not trained again and an interrupted one resumes from its
+checkpoint, so the script can be re-run at any time. The report is rewritten
+after every run, so a partial table is always there. Usage:
 
-    python bench/ablation.py --steps 1000000
+    python bench/ablation.py --steps 1000000 --seeds 3
+    python bench/ablation.py --steps 300000 --seeds 8 --variants old-reward,default \\
+        --out docs/drive-down.md
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
-import subprocess
+import statistics
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-VARIANTS = {
-    "default (PPO, overlap on)": [],
-    "SAC": ["--agent=sac"],
-    "no overlap (strictly on-policy)": ["--nooverlap"],
-    "smaller networks (64, 64)": ["--actor_layers=64,64", "--value_layers=64,64"],
-    "fewer epochs (4)": ["--num_epochs=4"],
-}
+from bench import common  # noqa: E402
+from bench.variants import VARIANTS  # noqa: E402
+
+
+def _cell_steps(hits) -> str:
+    """Median env steps to a threshold over seeds, and how many seeds reached it."""
+    reached = [h[0] for h in hits if h]
+    if not reached:
+        return f"not reached (0/{len(hits)})"
+    median = statistics.median(reached) if len(reached) == len(hits) else None
+    text = f"{median / 1e6:.2f}M" if median is not None else "-"
+    return (
+        f"{text} ({len(reached)}/{len(hits)}; "
+        + ", ".join(f"{h[0] / 1e6:.1f}M" if h else "never" for h in hits)
+        + ")"
+    )
+
+
+def _row(name: str, results: list[tuple[dict, list]]) -> str:
+    finals = [100 * r["success_rate"] for r, _ in results]
+    lengths = [r["mean_length"] for r, _ in results]
+    down = sum(length < common.DRIVE_DOWN_LENGTH for length in lengths)
+    minutes = statistics.median(rows[-1][4] / 60 for _, rows in results if rows)
+    to = lambda rate: _cell_steps([common.first(rows, rate) for _, rows in results])  # noqa: E731
+    return (
+        f"| {name} | {len(results)} | {to(0.5)} | {to(0.8)}"
+        f" | {statistics.mean(finals):.0f}% ({min(finals):.0f}-{max(finals):.0f}%)"
+        f" | {down}/{len(results)} | {minutes:.0f} min |"
+    )
+
+
+def _report(args, done: dict, commands: list[str]) -> str:
+    lines = [
+        f"# Ablation at {args.steps:,} env steps",
+        "",
+        f"Written by `python bench/ablation.py {shlex.join(sys.argv[1:])}` on "
+        f"{os.cpu_count()} cores (no GPU); runs interleaved seed by seed. Greedy success over "
+        f"{args.eval_episodes} episodes every {args.eval_interval:,} steps. Steps to 50% / 80%: "
+        "median over the seeds when every seed reached it, then how many did and each seed's "
+        f"steps. Drive-down: runs whose final greedy episodes averaged under "
+        f"{common.DRIVE_DOWN_LENGTH} steps (the arm lowered straight into the tray). Wall time: "
+        "median from the first iteration to the final evaluation (the machine is shared, so "
+        "read it as an upper bound).",
+        "",
+        "| variant | seeds | steps to 50% | steps to 80% | final success (mean, range) | "
+        "drive-down | wall time |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for key, results in done.items():
+        if results:
+            lines.append(_row(f"`{key}`: {VARIANTS[key][0]}", results))
+    lines += ["", "Per run, final success and mean greedy episode length:", ""]
+    for key, results in done.items():
+        cells = ", ".join(
+            f"{100 * r['success_rate']:.0f}% / {r['mean_length']:.0f}" for r, _ in results
+        )
+        if cells:
+            lines.append(f"- `{key}`: {cells}")
+    lines += ["", "Commands (each resumes if interrupted):", "", "```", *commands, "```", ""]
+    return "\n".join(lines)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=1_000_000, help="env steps per variant")
-    parser.add_argument("--eval_episodes", type=int, default=100, help="final greedy episodes")
-    parser.add_argument("--logdir", default=os.path.join(ROOT, "runs", "ablation"), help="runs")
-    parser.add_argument("--out", default=os.path.join(ROOT, "docs"), help="report directory")
-    parser.add_argument("--variants", type=int, default=len(VARIANTS), help="run the first N")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--steps", type=int, default=1_000_000, help="env steps per run")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..SEEDS-1 per variant")
+    parser.add_argument(
+        "--variants", default=",".join(VARIANTS), help="comma-separated keys of bench/variants.py"
+    )
+    parser.add_argument("--eval_interval", type=int, default=100_000, help="steps between evals")
+    parser.add_argument("--eval_episodes", type=int, default=100, help="greedy episodes per eval")
+    parser.add_argument(
+        "--logdir", default=os.path.join(common.ROOT, "runs", "ablation"), help="runs root"
+    )
+    parser.add_argument(
+        "--out", default=os.path.join(common.ROOT, "docs", "ablation.md"), help="report file"
+    )
     args = parser.parse_args()
-    rows = []
-    for index, (name, flags) in enumerate(list(VARIANTS.items())[: args.variants]):
-        run = f"ablation-{index}"
-        command = [
-            sys.executable,
-            "-m",
-            "trainer.task",
-            f"--logdir={args.logdir}",
-            f"--run={run}",
-            f"--total_steps={args.steps}",
-            "--eval_interval=0",
-            f"--eval_episodes={args.eval_episodes}",
-            *flags,
-        ]
-        eval_json = os.path.join(args.logdir, run, "eval.json")
-        if not os.path.exists(eval_json):
-            print(f"{name}: {shlex.join(command[1:])}", flush=True)
-            subprocess.run(command, cwd=ROOT, check=True)
-        with open(eval_json) as f:
-            result = json.load(f)
-        shown = shlex.join(["python", *[a.replace(ROOT + os.sep, "") for a in command[1:]]])
-        rows.append((name, result, shown))
-    lines = [
-        "# Ablation: the default against one change at a time",
-        "",
-        f"Written by `python bench/ablation.py --steps {args.steps}` on {os.cpu_count()} "
-        f"cores. Seed 0, {args.steps:,} env steps each, greedy success over "
-        f"{args.eval_episodes} episodes at the end. One seed per row.",
-        "",
-        "| variant | greedy success | mean return | command |",
-        "|---|---|---|---|",
-    ]
-    for name, result, shown in rows:
-        lines.append(
-            f"| {name} | {100 * result['success_rate']:.0f}% | {result['mean_return']:,.0f} | "
-            f"`{shown}` |"
-        )
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "ablation.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    keys = [k for k in args.variants.split(",") if k]
+    unknown = [k for k in keys if k not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variants {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
+    logdir = os.path.join(args.logdir, f"{args.steps // 1000}k")
+    done: dict[str, list] = {key: [] for key in keys}
+    commands = []
+    for seed in range(args.seeds):
+        for key in keys:
+            run = f"{key}-s{seed}"
+            flags = [
+                f"--seed={seed}",
+                f"--total_steps={args.steps}",
+                f"--eval_interval={args.eval_interval}",
+                f"--eval_episodes={args.eval_episodes}",
+                *VARIANTS[key][1],
+            ]
+            command = common.trainer_command(logdir, run, flags)
+            commands.append(common.shown(command))
+            result = common.run_unless_done(command, os.path.join(logdir, run))
+            done[key].append((result, common.evals(os.path.join(logdir, run))))
+            os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+            with open(args.out, "w") as f:
+                f.write(_report(args, done, commands))
+    print(_report(args, done, commands))
 
 
 if __name__ == "__main__":

@@ -84,3 +84,23 @@ def test_sampled_actions_vary_and_greedy_ones_do_not(name):
     assert samples.std(axis=0).min() > 1e-3
     greedy = np.stack([actor.action(observation, greedy=True)[0] for _ in range(3)])
     assert np.ptp(greedy, axis=0).max() == 0
+
+
+def test_linear_schedule_follows_the_run_not_the_optimizer():
+    done = tf.Variable(0.0)
+    schedule = agents._LinearDecay(1e-3, lambda: done)  # noqa: SLF001
+    assert float(schedule(0)) == pytest.approx(1e-3)
+    done.assign(0.75)
+    assert float(schedule(10**6)) == pytest.approx(2.5e-4)
+    done.assign(1.5)  # a resumed run trained past the old total
+    assert float(schedule(0)) == 0.0
+
+
+def test_linear_schedule_needs_progress():
+    with pytest.raises(ValueError, match="progress"):
+        agents.create(
+            Config(lr_schedule="linear"),
+            tensor_spec.from_spec(ts.time_step_spec(OBS)),
+            tensor_spec.from_spec(ACTION),
+            tf.Variable(0, dtype=tf.int64),
+        )

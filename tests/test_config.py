@@ -34,6 +34,9 @@ def test_defaults_are_valid():
         ({"collect_steps": 3, "num_envs": 2}, "at least 2 steps"),
         ({"discount": 1.5}, "--discount"),
         ({"eval_interval": -5}, "--eval_interval"),
+        ({"lr_schedule": "cosine"}, "unknown --lr_schedule"),
+        ({"reward_clip": -1.0}, "--reward_clip"),
+        ({"reward_scale": 0.0}, "--reward_scale must be positive"),
     ],
 )
 def test_validate_names_the_problem(change, words):

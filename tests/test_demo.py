@@ -59,3 +59,21 @@ def test_make_plot_writes_the_learning_curve(tiny_run):
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     missing = run_task("plot", f"--logdir={tiny_run}-nowhere")
     assert missing.returncode == 2 and "no run with TensorBoard events" in missing.stderr
+
+
+def test_use_policy_plays_the_exported_policy(tiny_run):
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "demo/use_policy.py", os.path.join(tiny_run, "policy"), "--episodes=1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    first, last = out.stdout.splitlines()
+    assert first.startswith("episode 1: return ") and first.endswith(("lifted the block", "missed"))
+    assert last in ("lifted 0 of 1", "lifted 1 of 1")
+    assert "WARNING" not in out.stderr

@@ -46,13 +46,26 @@ def test_render_films_a_trained_policy(tiny_run, tmp_path):
     assert len(gif) >= 2
     preview = imageio.imread(os.path.join(out, "preview.png"))
     assert preview.shape == (72 * 2, 96 * 4, 3)
+    assert info["preview_episode"] == 1
+    assert "preview.png shows episode 1" in result.stderr
 
 
-def test_random_policy_needs_no_run(tmp_path):
+def test_contact_sheet_prefers_a_lifted_episode():
+    from trainer import render
+
+    assert render.pick_sheet([{"success": False}, {"success": True}]) == 1
+    assert render.pick_sheet([{"success": False}, {"success": False}]) == 0
+    assert render.pick_sheet([{"success": True}, {"success": True}]) == 0
+    assert render.pick_sheet([{"success": None}]) == 0
+
+
+def test_random_policy_needs_no_run_and_never_lands_in_one(tmp_path):
+    run_dir = _run_without_policy(tmp_path)  # a run exists: random films still go apart
     result = run_task(f"--logdir={tmp_path}", "render", "--policy=random", "--episodes=1", *SMALL)
     assert result.returncode == 0, result.stderr[-3000:]
     out = _only_render_dir(tmp_path / "random-policy")
     assert json.load(open(os.path.join(out, "render.json")))["policy"] == "random"
+    assert not os.path.exists(os.path.join(run_dir, "render"))
 
 
 def _refused(tmp_path, *args) -> str:
@@ -72,7 +85,9 @@ def _run_without_policy(tmp_path) -> str:
 
 def test_no_run_found(tmp_path):
     assert "no run found under" in _refused(tmp_path)
-    assert "no run" in _refused(tmp_path, "--run=missing")
+    assert "no run 'missing'" in _refused(tmp_path, "--run=missing")
+    _run_without_policy(tmp_path)
+    assert "runs there, newest first: made" in _refused(tmp_path, "--run=missing")
 
 
 def test_run_without_exported_policy(tmp_path):

@@ -8,22 +8,32 @@ import os
 
 import pytest
 
-from tests.conftest import run_task
+from tests.conftest import ROOT, run_task
 from trainer import config
 from trainer.config import Config, RenderConfig, RoleConfig
 from trainer.task import COMMANDS
 
 
-def test_help_documents_every_flag():
-    result = run_task("--help")
-    assert result.returncode == 0
-    for cls in (Config, RenderConfig, RoleConfig):
+def _help(command: str) -> str:
+    result = run_task(command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"usage: python -m trainer.task {command} ")
+    assert ROOT not in result.stdout  # no absolute path in the header or anywhere
+    return result.stdout
+
+
+def test_help_is_per_command_and_documents_every_flag():
+    texts = {command: _help(command) for command in COMMANDS}
+    for cls, command in ((Config, "train"), (RenderConfig, "render"), (RoleConfig, "collect")):
         for field in dataclasses.fields(cls):
             name = f"[no]{field.name}" if field.type == "bool" else field.name
-            assert f"--{name}:" in result.stdout
-    assert "Environment steps to train for" in result.stdout
+            assert f"--{name}  (default: " in texts[command], (command, name)
+    assert "Environment steps to train for" in texts["train"]
+    # Each command shows its own flags, not the others'.
+    assert "--total_steps" not in texts["render"] and "--fps" not in texts["train"]
+    assert texts["eval"].count("  --") == 3
     for command in COMMANDS:
-        assert command in result.stdout
+        assert "Other commands: " in texts[command]
 
 
 def _refused(tmp_path, *args: str) -> str:

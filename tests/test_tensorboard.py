@@ -64,3 +64,6 @@ def test_make_tensorboard_serves_the_runs_tags(tiny_run):
         os.killpg(server.pid, signal.SIGTERM)
         output = server.communicate(timeout=30)[0]
     assert f"http://127.0.0.1:{port}/" in output
+    # As quiet as `make train`: no CUDA/cuDNN/TensorRT probing on a CPU machine, no banner.
+    assert not [line for line in output.splitlines() if "cuda" in line.lower()], output
+    assert "TensorRT" not in output and "experimental fast data loading" not in output

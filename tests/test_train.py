@@ -113,3 +113,55 @@ def test_sac_trains_and_exports(tmp_path):
 
 def test_tiny_run_leaves_no_staging_directories(tiny_run):
     assert not [name for name in os.listdir(tiny_run) if name.endswith((".tmp", ".old"))]
+
+
+def test_same_seed_same_run(tiny_run, tmp_path):
+    """Seeded envs, seeded initializers and deterministic ops: a run repeats step for step."""
+    again = run_task(f"--logdir={tmp_path}", "--run=tiny", *TINY_FLAGS)
+    assert again.returncode == 0, again.stderr[-3000:]
+    for name in ("eval.json",):
+        assert open(tmp_path / "tiny" / name).read() == open(os.path.join(tiny_run, name)).read()
+    for sub in ("train", "eval"):
+        first = evaluate.read_scalars(os.path.join(tiny_run, sub))
+        second = evaluate.read_scalars(str(tmp_path / "tiny" / sub))
+        first.pop("Metrics/EnvStepsPerSecond", None)
+        second.pop("Metrics/EnvStepsPerSecond", None)
+        assert first == second, sub
+
+
+def test_linear_schedule_and_fixed_reward_scale_train(tmp_path):
+    result = run_task(
+        f"--logdir={tmp_path}",
+        "--run=flags",
+        *TINY_FLAGS,
+        "--lr_schedule=linear",
+        "--nonormalize_rewards",
+        "--nonormalize_observations",
+        "--reward_scale=0.01",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    config = json.load(open(tmp_path / "flags" / "config.json"))
+    assert config["lr_schedule"] == "linear" and config["reward_scale"] == 0.01
+
+
+def test_finished_run_is_left_alone_and_eval_writes_beside_it(tiny_run, tmp_path):
+    import shutil
+
+    shutil.copytree(tiny_run, tmp_path / "tiny")
+    before = open(tmp_path / "tiny" / "eval.json").read()
+    again = run_task(f"--logdir={tmp_path}", "--run=tiny", *TINY_FLAGS)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "already finished at step 600" in again.stderr
+    assert open(tmp_path / "tiny" / "eval.json").read() == before
+    steps = [
+        s for s, _ in evaluate.read_scalars(str(tmp_path / "tiny" / "eval"))["Eval/SuccessRate"]
+    ]
+    assert steps == [600]
+    result = run_task(f"--logdir={tmp_path}", "eval", "--run=tiny", "--eval_episodes=2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    fresh = json.load(open(tmp_path / "tiny" / "eval-600.json"))
+    assert fresh["env_steps"] == 600 and fresh["episodes"] == 2
+    assert open(tmp_path / "tiny" / "eval.json").read() == before
+    missing = run_task(f"--logdir={tmp_path}", "eval", "--run=nope")
+    assert missing.returncode == 2
+    assert "runs there, newest first: tiny" in missing.stderr

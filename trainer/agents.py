@@ -19,9 +19,6 @@ from tf_agents.policies import greedy_policy as greedy_policy_lib
 
 from trainer.config import Config
 
-# Rewards run from about -10 a step to +10000 for a lift; SAC's critic learns
-# better on targets of order one.
-SAC_REWARD_SCALE = 1e-3
 # PPOPolicy normalizes observations with TensorNormalizer.normalize's defaults.
 _OBS_CLIP = 5.0
 _OBS_EPSILON = 1e-3
@@ -33,10 +30,33 @@ def _tanh_normal_projection(spec):
     )
 
 
-def create(cfg: Config, time_step_spec, action_spec, train_step: tf.Variable):
-    """The tf-agents agent named by `cfg.agent`, initialized."""
+class _LinearDecay(tf.keras.optimizers.schedules.LearningRateSchedule):
+    """`initial` times the share of the run still to go, read from `done()` (0 to 1)."""
+
+    def __init__(self, initial: float, done):
+        self._initial, self._done = initial, done
+
+    def __call__(self, step):
+        del step  # the optimizer's own count; the run's progress is in env steps
+        return self._initial * tf.maximum(1.0 - self._done(), 0.0)
+
+    def get_config(self):
+        return {"initial": self._initial}
+
+
+def create(cfg: Config, time_step_spec, action_spec, train_step: tf.Variable, done=None):
+    """The tf-agents agent named by `cfg.agent`, initialized.
+
+    `done()` returns the share of the run trained so far (a scalar tensor), which
+    the linear learning-rate schedule needs.
+    """
     observation_spec = time_step_spec.observation
-    optimizer = lambda: tf.keras.optimizers.Adam(learning_rate=cfg.learning_rate)  # noqa: E731
+    rate = cfg.learning_rate
+    if cfg.lr_schedule == "linear":
+        if done is None:
+            raise ValueError("--lr_schedule=linear needs the run's progress")
+        rate = _LinearDecay(cfg.learning_rate, done)
+    optimizer = lambda: tf.keras.optimizers.Adam(learning_rate=rate)  # noqa: E731
     if cfg.agent == "ppo":
         actor_net = actor_distribution_network.ActorDistributionNetwork(
             observation_spec,
@@ -64,8 +84,10 @@ def create(cfg: Config, time_step_spec, action_spec, train_step: tf.Variable):
             update_normalizers_in_train=False,
             use_gae=True,
             use_td_lambda_return=True,
-            normalize_observations=True,
-            normalize_rewards=True,
+            normalize_observations=cfg.normalize_observations,
+            # Rewards are scaled by the learner (train.py) before they get here.
+            normalize_rewards=cfg.normalize_rewards,
+            reward_norm_clipping=cfg.reward_clip,
             gradient_clipping=0.5,
             train_step_counter=train_step,
         )
@@ -94,7 +116,7 @@ def create(cfg: Config, time_step_spec, action_spec, train_step: tf.Variable):
             target_update_period=1,
             td_errors_loss_fn=tf.math.squared_difference,
             gamma=cfg.discount,
-            reward_scale_factor=SAC_REWARD_SCALE,
+            reward_scale_factor=cfg.reward_scale,
             train_step_counter=train_step,
         )
     else:

@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 AGENTS = ("ppo", "sac")
+LR_SCHEDULES = ("constant", "linear")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +84,22 @@ class Config:
     entropy_coef: float = 0.0
     """ppo: entropy regularization coefficient."""
 
+    lr_schedule: str = "constant"
+    """Learning rate over the run: constant, or linear (decays to 0 at --total_steps)."""
+
+    normalize_observations: bool = True
+    """ppo: scale observations by running mean and standard deviation (clipped to +-5)."""
+
+    reward_scale: float = 1e-3
+    """Factor applied to every reward before learning (ppo and sac); the Kuka envs
+    give about -5 a step and +10,000 for a lift."""
+
+    normalize_rewards: bool = True
+    """ppo: divide rewards by their running standard deviation (after --reward_scale)."""
+
+    reward_clip: float = 10.0
+    """ppo: clip normalized rewards to +-this (0: no clipping); only with --normalize_rewards."""
+
     replay_capacity: int = 200_000
     """sac: transitions kept in the replay buffer."""
 
@@ -91,6 +108,10 @@ class Config:
 
     train_ratio: float = 0.25
     """sac: gradient steps per collected environment step."""
+
+    deterministic: bool = True
+    """TensorFlow ops with deterministic kernels only, so one seed gives the same run
+    on the same machine (cost measured by bench/throughput.py --deterministic)."""
 
     checkpoint_interval: int = 50_000
     """Environment steps between checkpoints and policy exports."""
@@ -192,6 +213,7 @@ RESUMABLE_FIELDS = frozenset(
     {
         "total_steps",
         "overlap",
+        "deterministic",
         "logdir",
         "staging_dir",
         "checkpoint_interval",
@@ -229,6 +251,7 @@ _POSITIVE = (
     "minibatch_size",
     "learning_rate",
     "train_ratio",
+    "reward_scale",
 )
 
 
@@ -239,6 +262,12 @@ def validate(cfg: Config) -> None:
     for name in _POSITIVE:
         if not getattr(cfg, name) > 0:  # `not >` also refuses NaN
             raise ValueError(f"--{name} must be positive, got {getattr(cfg, name)}")
+    if cfg.lr_schedule not in LR_SCHEDULES:
+        raise ValueError(
+            f"unknown --lr_schedule {cfg.lr_schedule!r}; choose one of {', '.join(LR_SCHEDULES)}"
+        )
+    if cfg.reward_clip < 0:
+        raise ValueError(f"--reward_clip must be 0 (off) or positive, got {cfg.reward_clip}")
     if cfg.eval_interval < 0:
         raise ValueError(f"--eval_interval must be 0 or positive, got {cfg.eval_interval}")
     if cfg.collect_steps < 2 * cfg.num_envs:

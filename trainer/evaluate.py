@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 
 import numpy as np
 import tensorflow as tf
 
 
+def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95% Wilson score interval of `successes` out of `n` trials."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
 def summarize(episodes, env_steps: int, env_id: str) -> dict:
-    """Mean return, mean length and grasp success rate of finished episodes."""
+    """Mean return, mean length and grasp success rate (with its 95% interval) of episodes."""
     successes = [e.success for e in episodes if e.success is not None]
+    interval = wilson(sum(successes), len(successes)) if successes else None
     return {
         "env_id": env_id,
         "env_steps": env_steps,
@@ -19,6 +31,7 @@ def summarize(episodes, env_steps: int, env_id: str) -> dict:
         "mean_return": float(np.mean([e.ret for e in episodes])),
         "mean_length": float(np.mean([e.length for e in episodes])),
         "success_rate": float(np.mean(successes)) if successes else None,
+        "success_interval": [round(x, 4) for x in interval] if interval else None,
         "returns": [round(float(e.ret), 2) for e in episodes],
     }
 
@@ -45,12 +58,16 @@ def describe(result: dict) -> str:
         f"mean return {result['mean_return']:,.1f}, mean length {result['mean_length']:.0f}"
     )
     if result["success_rate"] is not None:
-        text += f", grasp success {100 * result['success_rate']:.0f}%"
+        low, high = result["success_interval"]
+        text += (
+            f", grasp success {100 * result['success_rate']:.0f}% "
+            f"(95% interval {100 * low:.0f}-{100 * high:.0f}%)"
+        )
     return text
 
 
-def read_scalars(event_dir: str) -> dict[str, list[tuple[int, float]]]:
-    """Every scalar in the TensorBoard event files of `event_dir`, as (step, value) per tag."""
+def read_scalar_events(event_dir: str) -> dict[str, list[tuple[int, float, float]]]:
+    """Every scalar in the event files of `event_dir`: (step, value, wall time) per tag."""
     from tensorboard.backend.event_processing import event_accumulator
     from tensorboard.util import tensor_util
 
@@ -58,7 +75,53 @@ def read_scalars(event_dir: str) -> dict[str, list[tuple[int, float]]]:
     events.Reload()
     return {
         tag: [
-            (e.step, float(tensor_util.make_ndarray(e.tensor_proto))) for e in events.Tensors(tag)
+            (e.step, float(tensor_util.make_ndarray(e.tensor_proto)), e.wall_time)
+            for e in events.Tensors(tag)
         ]
         for tag in events.Tags()["tensors"]
     }
+
+
+def read_scalars(event_dir: str) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar in the TensorBoard event files of `event_dir`, as (step, value) per tag."""
+    return {
+        tag: [(step, value) for step, value, _ in rows]
+        for tag, rows in read_scalar_events(event_dir).items()
+    }
+
+
+def evaluate_run(cfg, run_dir: str) -> tuple[str, dict]:
+    """Plays `cfg.eval_episodes` greedy episodes with the run's newest checkpoint.
+
+    Writes eval-<step>.json beside the run's eval.json and returns (its path, the
+    result); ValueError when the run has no checkpoint.
+    """
+    from tf_agents.specs import tensor_spec
+    from tf_agents.utils import common
+
+    from trainer import actors, agents
+
+    tf.keras.utils.set_random_seed(cfg.seed)
+    with actors.ActorPool(cfg.env_id, min(cfg.num_envs, cfg.eval_episodes), cfg.seed) as pool:
+        env_steps = tf.Variable(0, dtype=tf.int64, name="env_steps")
+        train_step = tf.Variable(0, dtype=tf.int64, name="train_step")
+        agent = agents.create(
+            cfg,
+            tensor_spec.from_spec(pool.time_step_spec),
+            tensor_spec.from_spec(pool.action_spec),
+            train_step,
+            done=lambda: tf.cast(env_steps, tf.float32) / cfg.total_steps,
+        )
+        checkpoints = os.path.join(run_dir, "checkpoints")
+        checkpointer = common.Checkpointer(
+            checkpoints, agent=agent, env_steps=env_steps, train_step=train_step
+        )
+        if tf.train.latest_checkpoint(checkpoints) is None:
+            raise ValueError(f"no checkpoint in {checkpoints}")
+        checkpointer.initialize_or_restore().expect_partial()
+        step = int(env_steps.numpy())
+        episodes = pool.evaluate(agents.actor_params(agent), cfg.eval_episodes)
+    result = summarize(episodes, step, cfg.env_id)
+    path = os.path.join(run_dir, f"eval-{step}.json")
+    write_json(result, path)
+    return path, result

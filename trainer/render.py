@@ -26,6 +26,8 @@ from trainer.config import RenderConfig
 CAMERA_TARGET = (0.5, 0.05, 0.12)
 SHEET_COLUMNS, SHEET_ROWS = 4, 2
 GIF_STRIDE = 3
+# Films of random actions go to LOGDIR/random-policy/render/<time>/, whatever runs exist.
+RANDOM_DIR = "random-policy"
 
 
 class RenderError(Exception):
@@ -38,7 +40,7 @@ class Plan:
 
     env_id: str
     policy: str  # "random" or a SavedModel directory
-    out_root: str  # the run directory (or LOGDIR/random-policy without a run)
+    out_root: str  # the run directory, or LOGDIR/random-policy for random actions
 
 
 def plan(cfg: RenderConfig) -> Plan:
@@ -46,7 +48,7 @@ def plan(cfg: RenderConfig) -> Plan:
     if cfg.run:
         run_dir = os.path.join(cfg.logdir, cfg.run)
         if not os.path.isfile(os.path.join(run_dir, "config.json")):
-            raise RenderError(f"no run {run_dir} (no config.json there)")
+            raise RenderError(runs.missing_run(cfg.logdir, cfg.run))
     else:
         run_dir = runs.latest_run(cfg.logdir)
     run_cfg = None
@@ -57,8 +59,9 @@ def plan(cfg: RenderConfig) -> Plan:
             raise RenderError(str(e)) from None
     env_id = run_cfg.env_id if run_cfg else cfg.env_id
     if cfg.policy == "random":
-        out_root = run_dir or os.path.join(cfg.logdir, "random-policy")
-        return Plan(env_id, "random", out_root)
+        # Random actions are no run's work: their films never land among a run's renders.
+        env_id = run_cfg.env_id if cfg.run else cfg.env_id
+        return Plan(env_id, "random", os.path.join(cfg.logdir, RANDOM_DIR))
     if run_dir is None and not cfg.policy:
         raise RenderError(
             f"no run found under {cfg.logdir}; train one with `make train`, "
@@ -203,8 +206,10 @@ def _film(cfg, plan_, env, policy, out_dir, imageio, log) -> dict:
         macro_block_size=2,
         ffmpeg_log_level="error",
     )
-    gif_frames, sheet_frames, episodes = [], [], []
-    state = {"episode": 0, "step": 0, "return": 0.0, "frames": 0, "status": ""}
+    gif_frames, episodes = [], []
+    # The contact sheet shows the first episode that lifted the block, else the first.
+    sheet = {"episode": None, "frames": []}
+    state = {"episode": 0, "step": 0, "return": 0.0, "frames": 0, "status": "", "current": []}
 
     def on_frame(shot=None):
         lines = [
@@ -216,8 +221,7 @@ def _film(cfg, plan_, env, policy, out_dir, imageio, log) -> dict:
         video.append_data(frame)
         if state["frames"] % GIF_STRIDE == 0:
             gif_frames.append(frame[::2, ::2])
-        if state["episode"] == 0:
-            sheet_frames.append(frame)
+        state["current"].append(frame)
         state["frames"] += 1
 
     module = _env_module_with_pybullet(env.gym.unwrapped)
@@ -230,6 +234,9 @@ def _film(cfg, plan_, env, policy, out_dir, imageio, log) -> dict:
             for episode in range(cfg.episodes):
                 episodes.append(_episode(cfg, plan_, env, policy, episode, state, on_frame, tap))
                 log(_describe(episodes[-1], episode, cfg.episodes))
+                if pick_sheet(episodes) == episode:
+                    sheet.update(episode=episode, frames=state["current"])
+                state["current"] = []
     finally:
         if tap:
             module.p = tap._module
@@ -238,7 +245,12 @@ def _film(cfg, plan_, env, policy, out_dir, imageio, log) -> dict:
     imageio.mimsave(
         os.path.join(out_dir, "video.gif"), gif_frames, duration=1000 * GIF_STRIDE / cfg.fps, loop=0
     )
-    _contact_sheet(sheet_frames).save(os.path.join(out_dir, "preview.png"))
+    _contact_sheet(sheet["frames"]).save(os.path.join(out_dir, "preview.png"))
+    shown = episodes[sheet["episode"]]
+    log(
+        f"preview.png shows episode {sheet['episode'] + 1}"
+        + {True: " (lifted)", False: " (no episode lifted the block)", None: ""}[shown["success"]]
+    )
     return {
         "env_id": plan_.env_id,
         "policy": plan_.policy,
@@ -250,6 +262,7 @@ def _film(cfg, plan_, env, policy, out_dir, imageio, log) -> dict:
         "frames": state["frames"],
         "frames_per_second": round(state["frames"] / seconds, 1),
         "episodes": episodes,
+        "preview_episode": sheet["episode"] + 1,
     }
 
 
@@ -285,8 +298,13 @@ def _describe(result: dict, episode: int, episodes: int) -> str:
     return text
 
 
+def pick_sheet(episodes: list[dict]) -> int:
+    """Index of the episode the contact sheet shows: the first that lifted, else the first."""
+    return next((i for i, e in enumerate(episodes) if e["success"]), 0)
+
+
 def _contact_sheet(frames: list[np.ndarray]) -> Image.Image:
-    """Frames spread evenly over the first episode, its last one (the grasp's end) included."""
+    """Frames spread evenly over one episode, its last one (the grasp's end) included."""
     count = SHEET_COLUMNS * SHEET_ROWS
     picks = np.linspace(0, len(frames) - 1, min(count, len(frames))).round().astype(int)
     height, width, _ = frames[0].shape

@@ -32,13 +32,30 @@ def check_run_id(run_id: str) -> None:
         )
 
 
-def latest_run(logdir: str) -> str | None:
-    """The most recently changed run directory under `logdir` that has a config.json."""
+def list_runs(logdir: str) -> list[str]:
+    """Ids of the runs under `logdir` (directories with a config.json), newest first."""
     if not os.path.isdir(logdir):
-        return None
-    runs = [
-        os.path.join(logdir, name)
+        return []
+    found = [
+        (os.path.getmtime(os.path.join(logdir, name)), name)
         for name in os.listdir(logdir)
         if os.path.isfile(os.path.join(logdir, name, "config.json"))
     ]
-    return max(runs, key=os.path.getmtime, default=None)
+    return [name for _, name in sorted(found, reverse=True)]
+
+
+def latest_run(logdir: str) -> str | None:
+    """The directory of the most recently changed run under `logdir`, if any."""
+    names = list_runs(logdir)
+    return os.path.join(logdir, names[0]) if names else None
+
+
+def missing_run(logdir: str, run: str, shown: int = 5) -> str:
+    """One line saying that `run` is not under `logdir`, naming the runs that are."""
+    names = list_runs(logdir)
+    if not names:
+        return f"no run {run!r} under {logdir}, and no other run there; `make train` makes one"
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return (
+        f"no run {run!r} under {logdir}; runs there, newest first: {', '.join(names[:shown])}{more}"
+    )

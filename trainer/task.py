@@ -1,9 +1,9 @@
 """Command line entry point: `python -m trainer.task [COMMAND] --help`.
 
-`train` (the default) trains or resumes a run; `render` films a policy; `plot`
-writes a run's learning curve. Distributed training: `reverb`, `collect` and
-`learn` are its roles, one process each; `distributed` runs them all on this
-machine.
+`train` (the default) trains or resumes a run; `eval` evaluates a run again;
+`render` films a policy; `plot` writes a run's learning curve. Distributed
+training: `reverb`, `collect` and `learn` are its roles, one process each;
+`distributed` runs them all on this machine.
 
 The only module that reads flags or environment variables. Exit codes: 0 done,
 1 training failed, 2 bad input (nothing written), 143 stopped by SIGTERM after
@@ -13,11 +13,13 @@ saving a checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shlex
 import signal
 import sys
 import tempfile
+import textwrap
 import warnings
 
 from absl import app, flags, logging
@@ -32,7 +34,20 @@ class UsageError(Exception):
     """Bad input: reported in one line with exit code 2."""
 
 
-COMMANDS = ("train", "render", "plot", "reverb", "collect", "learn", "distributed")
+class AlreadyFinished(Exception):
+    """The run has trained to --total_steps already: said in one line, exit code 0."""
+
+
+def _finished_at(run_dir: str) -> int | None:
+    """The env step of the run's final evaluation (eval.json), if it has one."""
+    try:
+        with open(os.path.join(run_dir, "eval.json")) as f:
+            return int(json.load(f)["env_steps"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+COMMANDS = ("train", "eval", "render", "plot", "reverb", "collect", "learn", "distributed")
 
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
@@ -153,6 +168,12 @@ def prepare_run(cfg: Config, command: str):
                 f"run {run_dir} exists with another config ({'; '.join(diffs)}); "
                 "pass the same flags to resume it, or another --run"
             )
+        finished = _finished_at(run_dir)
+        if command != "eval" and finished is not None and finished >= cfg.total_steps:
+            raise AlreadyFinished(
+                f"Run {run_dir} already finished at step {finished:,} (eval.json); "
+                f"raise --total_steps to train on, or `make eval RUN={run_id}` to evaluate again"
+            )
     # A distributed run's Reverb server may have made reverb/ before the learner got here.
     elif os.path.exists(run_dir) and set(os.listdir(run_dir)) - {"reverb"}:
         raise UsageError(f"{run_dir} exists but holds no config.json; choose another --run")
@@ -192,6 +213,8 @@ def main(argv: list[str]) -> int:
         return plot_main()
     if command == "train":
         return train_main()
+    if command == "eval":
+        return eval_main()
     return role_main(command)
 
 
@@ -199,6 +222,8 @@ def plot_main() -> int:
     """Writes the run's learning_curve.png from its event files."""
     logdir, run = flags.FLAGS.logdir, flags.FLAGS.run
     run_dir = os.path.join(logdir, run) if run else runs.latest_run(logdir)
+    if run and not os.path.isfile(os.path.join(run_dir, "config.json")):
+        raise UsageError(runs.missing_run(logdir, run))
     if run_dir is None or not os.path.isdir(os.path.join(run_dir, "train")):
         raise UsageError(f"no run with TensorBoard events at {run_dir or logdir}")
     _quiet_tensorflow()
@@ -250,6 +275,33 @@ def render_main() -> int:
             f"Uploaded to {storage.join(run_url, 'render', os.path.basename(out_dir))}",
             file=sys.stderr,
         )
+    return 0
+
+
+def eval_main() -> int:
+    """Evaluates a run's newest checkpoint again into eval-<step>.json, beside eval.json."""
+    cfg = config_from_flags()
+    if not cfg.run:
+        raise UsageError("eval needs --run (the run to evaluate)")
+    if cfg.logdir.startswith("gs://"):
+        raise UsageError("eval reads a local run; render or train it from gs:// first")
+    run_dir = os.path.join(cfg.logdir, cfg.run)
+    if not os.path.exists(os.path.join(run_dir, "config.json")):
+        raise UsageError(runs.missing_run(cfg.logdir, cfg.run))
+    try:
+        saved = config.load(os.path.join(run_dir, "config.json"))
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    saved = dataclasses.replace(saved, eval_episodes=cfg.eval_episodes)
+    _quiet_tensorflow()
+    from trainer import evaluate
+
+    try:
+        path, result = evaluate.evaluate_run(saved, run_dir)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    print(evaluate.describe(result), file=sys.stderr)
+    print(f"Wrote {path}", file=sys.stderr)
     return 0
 
 
@@ -390,9 +442,65 @@ def role_main(command: str) -> int:
     return 0
 
 
+# What each command does, and the settings it reads (a dataclass, or some of Config's
+# fields with the help text of those whose meaning differs).
+_LATEST = "Run id; empty takes the most recent run under LOGDIR."
+HELP = {
+    "train": ("Train a run, or resume it from its last checkpoint (the default command).", Config),
+    "eval": (
+        "Evaluate a run's newest checkpoint again into eval-<step>.json.",
+        {"logdir": None, "run": "The run to evaluate (required).", "eval_episodes": None},
+    ),
+    "render": ("Film a policy: video.mp4, video.gif, preview.png, render.json.", RenderConfig),
+    "plot": (
+        "Write a run's learning_curve.png from its event files.",
+        {"logdir": None, "run": _LATEST},
+    ),
+    "reverb": ("Distributed role: the Reverb server between collectors and learner.", RoleConfig),
+    "collect": ("Distributed role: one collector process.", RoleConfig),
+    "learn": ("Distributed role: the learner (the training flags apply).", RoleConfig),
+    "distributed": ("Server, learner and collectors on this machine.", RoleConfig),
+}
+
+
+def command_help(command: str) -> str:
+    """The help of one command: what it does and its own flags, each with default and text."""
+    summary, fields = HELP[command]
+    docs = dict(config.field_docs(Config))
+    if isinstance(fields, dict):
+        names = list(fields)
+        docs.update({name: doc for name, doc in fields.items() if doc})
+    else:
+        docs.update(config.field_docs(fields))
+        names = [f.name for f in dataclasses.fields(fields)]
+    lines = [
+        f"usage: python -m trainer.task {command} [--flag=value ...]",
+        "",
+        summary,
+        "",
+        f"flags of {command}:",
+    ]
+    for name in names:
+        flag = flags.FLAGS[name]
+        default = (
+            ",".join(map(str, flag.default)) if isinstance(flag.default, list) else flag.default
+        )
+        shown = f"[no]{name}" if isinstance(flag.default, bool) else name
+        lines.append(f"  --{shown}  (default: {default!r})")
+        lines += textwrap.wrap(docs[name], 88, initial_indent=" " * 6, subsequent_indent=" " * 6)
+    if command not in ("train", "eval", "render", "plot"):
+        lines += ["", "The training flags apply too: python -m trainer.task train --help."]
+    others = ", ".join(c for c in COMMANDS if c != command)
+    lines += ["", f"Other commands: {others} (python -m trainer.task COMMAND --help)."]
+    return "\n".join(lines)
+
+
 def _parse_flags(argv: list[str]) -> list[str]:
     if any(arg in ("-h", "--help", "-?", "--helpshort") for arg in argv[1:]):
-        app.usage(shorthelp=True, writeto_stdout=True, exitcode=0)  # absl's own exits 1
+        words = [arg for arg in argv[1:] if not arg.startswith("-")]
+        command = words[0] if words and words[0] in COMMANDS else "train"
+        print(command_help(command))
+        sys.exit(0)
     try:
         return flags.FLAGS(argv)
     except flags.Error as e:
@@ -403,6 +511,9 @@ def _parse_flags(argv: list[str]) -> list[str]:
 def _main(argv: list[str]) -> None:
     try:
         sys.exit(main(argv))
+    except AlreadyFinished as e:
+        print(e, file=sys.stderr)
+        sys.exit(0)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(USAGE_ERROR)

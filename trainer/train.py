@@ -27,22 +27,27 @@ SYNC_SECONDS = 60
 
 
 class Progress:
-    """One line per iteration on stderr: steps, recent speed, ETA, return and success."""
+    """One line per iteration on stderr: steps, recent speed, ETA, return and success.
 
-    def __init__(self, total: int, start: int, stream=sys.stderr):
+    Speed and ETA come from the iterations after the first, over the last few: start-up
+    and TensorFlow's tracing of the first iteration would make the first ETAs several
+    times too long, so until a second iteration has finished they read "?".
+    """
+
+    def __init__(self, total: int, stream=sys.stderr):
         self._total, self._stream = total, stream
-        # Speed over the last few iterations: start-up and tracing do not count.
-        self._marks = collections.deque([(time.time(), start)], maxlen=6)
+        self._marks: collections.deque = collections.deque(maxlen=6)
 
     def update(self, steps: int, avg_return: float | None, success: float | None) -> None:
-        now = time.time()
-        self._marks.append((now, steps))
-        (t0, s0), (t1, s1) = self._marks[0], self._marks[-1]
-        rate = (s1 - s0) / max(t1 - t0, 1e-9)
-        eta = max(self._total - steps, 0) / rate if rate > 0 else float("inf")
+        self._marks.append((time.time(), steps))
+        rate, eta = None, float("inf")
+        if len(self._marks) > 1:
+            (t0, s0), (t1, s1) = self._marks[0], self._marks[-1]
+            rate = (s1 - s0) / max(t1 - t0, 1e-9)
+            eta = max(self._total - steps, 0) / rate if rate > 0 else float("inf")
         parts = [
             f"step {steps:,}/{self._total:,} ({100 * min(steps / self._total, 1):.0f}%)",
-            f"{rate:,.0f} steps/s",
+            f"{rate:,.0f} steps/s" if rate is not None else "? steps/s",
             f"ETA {_duration(eta)}",
         ]
         if avg_return is not None:
@@ -111,6 +116,7 @@ class _Learner:
     def _ppo_prepare(self, experience):
         """Normalizer updates, value predictions, returns and advantages; flat [N, 1] steps."""
         agent = self._agent
+        experience = experience.replace(reward=experience.reward * self._cfg.reward_scale)
         agent.update_observation_normalizer(experience.observation)
         agent.update_reward_normalizer(experience.reward)
         values, _ = agent.collect_policy.apply_value_network(
@@ -239,7 +245,7 @@ class RunRecorder:
         )
         self._train_writer = tf.summary.create_file_writer(os.path.join(run_dir, "train"))
         self._eval_writer = tf.summary.create_file_writer(os.path.join(run_dir, "eval"))
-        self._progress = Progress(cfg.total_steps, self.start)
+        self._progress = Progress(cfg.total_steps)
         self._last_sync = time.time()
 
     def _sync(self, force: bool = False) -> None:
@@ -304,14 +310,23 @@ class RunRecorder:
 def train(cfg: Config, run_dir: str, log=None, syncer=None) -> dict:
     """Trains (or resumes) the run in `run_dir` to `cfg.total_steps`; returns the final eval."""
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    tf.random.set_seed(cfg.seed)
+    # Python's random too: unseeded Keras initializers draw their seeds from it.
+    tf.keras.utils.set_random_seed(cfg.seed)
+    if cfg.deterministic:
+        tf.config.experimental.enable_op_determinism()
     log(f"Starting {cfg.num_envs} env processes for {cfg.env_id} ...")
     with actors.ActorPool(cfg.env_id, cfg.num_envs, cfg.seed) as pool:
         time_step_spec = tensor_spec.from_spec(pool.time_step_spec)
         action_spec = tensor_spec.from_spec(pool.action_spec)
         train_step = tf.Variable(0, dtype=tf.int64, name="train_step")
         env_steps = tf.Variable(0, dtype=tf.int64, name="env_steps")
-        agent = agents.create(cfg, time_step_spec, action_spec, train_step)
+        agent = agents.create(
+            cfg,
+            time_step_spec,
+            action_spec,
+            train_step,
+            done=lambda: tf.cast(env_steps, tf.float32) / cfg.total_steps,
+        )
         learner = _Learner(cfg, agent)
         tracked = {"agent": agent, "env_steps": env_steps, "train_step": train_step}
         if learner.replay_buffer is not None:

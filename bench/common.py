@@ -1,0 +1,54 @@
+"""What the learning benches share: running a trainer unless it finished, and reading its evals."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shlex
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Greedy episodes shorter than this ended by driving the gripper down into the tray
+# (145-150 steps) instead of reaching for the block (about 200).
+DRIVE_DOWN_LENGTH = 160
+
+
+def trainer_command(logdir: str, run: str, flags) -> list[str]:
+    return [sys.executable, "-m", "trainer.task", f"--logdir={logdir}", f"--run={run}", *flags]
+
+
+def shown(command: list[str]) -> str:
+    """The command as a user types it, with paths relative to the repository."""
+    return shlex.join(["python", *[arg.replace(ROOT + os.sep, "") for arg in command[1:]]])
+
+
+def run_unless_done(command: list[str], run_dir: str) -> dict:
+    """Runs (or resumes) the training `command` unless `run_dir` has eval.json; returns it."""
+    eval_json = os.path.join(run_dir, "eval.json")
+    if not os.path.exists(eval_json):
+        print(shown(command), flush=True)
+        subprocess.run(command, cwd=ROOT, check=True)
+    with open(eval_json) as f:
+        return json.load(f)
+
+
+def evals(run_dir: str) -> list[tuple[int, float, float, float, float]]:
+    """[(env steps, success, mean return, mean length, seconds since start)] per evaluation."""
+    from trainer import evaluate
+
+    train = evaluate.read_scalar_events(os.path.join(run_dir, "train"))
+    start = min(wall for _, _, wall in train["Metrics/EnvStepsPerSecond"])
+    scalars = evaluate.read_scalar_events(os.path.join(run_dir, "eval"))
+    returns = {s: v for s, v, _ in scalars.get("Eval/AverageReturn", [])}
+    lengths = {s: v for s, v, _ in scalars.get("Eval/AverageEpisodeLength", [])}
+    return [
+        (step, rate, returns.get(step, math.nan), lengths.get(step, math.nan), wall - start)
+        for step, rate, wall in scalars.get("Eval/SuccessRate", [])
+    ]
+
+
+def first(rows, threshold: float):
+    """(env steps, seconds) of the first evaluation with success at or above `threshold`."""
+    return next(((s, t) for s, rate, _, _, t in rows if rate >= threshold), None)

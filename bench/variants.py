@@ -1,0 +1,29 @@
+"""The agent variants that bench/ablation.py compares: key -> (what it is, trainer flags).
+
+Each variant names every flag of the setting it studies, so a row keeps its meaning
+when trainer/config.py's defaults change.
+"""
+
+OLD_REWARD = ["--reward_scale=1", "--normalize_rewards", "--reward_clip=10"]
+
+VARIANTS: dict[str, tuple[str, list[str]]] = {
+    "default": ("the defaults of trainer/config.py", []),
+    "old-reward": (
+        "rewards divided by their running std and clipped to +-10 (the defaults until 2026-11)",
+        OLD_REWARD,
+    ),
+    "reward-noclip": (
+        "rewards divided by their running std, not clipped",
+        ["--reward_scale=1", "--normalize_rewards", "--reward_clip=0"],
+    ),
+    "reward-scale": (
+        "rewards times 0.001, no running normalization",
+        ["--reward_scale=0.001", "--nonormalize_rewards"],
+    ),
+    "entropy": ("old reward, entropy bonus 0.01", [*OLD_REWARD, "--entropy_coef=0.01"]),
+    "small-nets": ("networks of 64, 64", ["--actor_layers=64,64", "--value_layers=64,64"]),
+    "epochs-4": ("4 epochs per iteration instead of 10", ["--num_epochs=4"]),
+    "lr-linear": ("learning rate decaying linearly to 0", ["--lr_schedule=linear"]),
+    "no-overlap": ("strictly on-policy: collection waits for learning", ["--nooverlap"]),
+    "sac": ("SAC instead of PPO", ["--agent=sac"]),
+}
