@@ -102,6 +102,7 @@ def main() -> None:
     parser.add_argument(
         "--out", default=os.path.join(common.ROOT, "docs", "ablation.md"), help="report file"
     )
+    parser.add_argument("extra", nargs="*", help="further trainer flags for every run, after --")
     args = parser.parse_args()
     keys = [k for k in args.variants.split(",") if k]
     unknown = [k for k in keys if k not in VARIANTS]
@@ -119,6 +120,7 @@ def main() -> None:
                 f"--eval_interval={args.eval_interval}",
                 f"--eval_episodes={args.eval_episodes}",
                 *VARIANTS[key][1],
+                *args.extra,
             ]
             command = common.trainer_command(logdir, run, flags)
             commands.append(common.shown(command))

@@ -13,63 +13,20 @@ the learning curves (docs/learning_curves.png) and the commands. Usage:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
-import subprocess
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench import common  # noqa: E402
 
 GOAL = 0.8  # greedy success the issue asks for within 2M steps
 
 
-def _command(args, seed: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "trainer.task",
-        f"--logdir={args.logdir}",
-        f"--run=learning-seed-{seed}",
-        f"--seed={seed}",
-        f"--total_steps={args.steps}",
-        f"--eval_interval={args.eval_interval}",
-        f"--eval_episodes={args.eval_episodes}",
-        *args.extra,
-    ]
-
-
-def _evals(run_dir: str):
-    """[(env steps, success, mean return, seconds since the run started)] from eval events."""
-    from tensorboard.backend.event_processing import event_accumulator
-    from tensorboard.util import tensor_util
-
-    def load(sub):
-        events = event_accumulator.EventAccumulator(
-            os.path.join(run_dir, sub), size_guidance={"tensors": 0}
-        )
-        events.Reload()
-        return events
-
-    start = min(e.wall_time for e in load("train").Tensors("Metrics/EnvStepsPerSecond"))
-    evals = load("eval")
-    value = lambda e: float(tensor_util.make_ndarray(e.tensor_proto))
-    returns = {e.step: value(e) for e in evals.Tensors("Eval/AverageReturn")}
-    return [
-        (e.step, value(e), returns[e.step], e.wall_time - start)
-        for e in evals.Tensors("Eval/SuccessRate")
-    ]
-
-
-def _first(rows, threshold: float):
-    """(steps, seconds) of the first evaluation at or above `threshold`, else None."""
-    return next(((s, t) for s, rate, _, t in rows if rate >= threshold), None)
-
-
 def _first_return(rows, threshold: float):
     """(steps, seconds) of the first evaluation with mean return at or above `threshold`."""
-    return next(((s, t) for s, _, ret, t in rows if ret >= threshold), None)
+    return next(((s, t) for s, _, ret, _, t in rows if ret >= threshold), None)
 
 
 def _fmt_first(hit) -> str:
@@ -85,8 +42,8 @@ def _plot(curves: dict[int, list], path: str) -> None:
     figure, (success, returns) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
     for seed, rows in curves.items():
         steps = [s / 1e6 for s, *_ in rows]
-        success.plot(steps, [100 * r for _, r, _, _ in rows], "o-", label=f"seed {seed}")
-        returns.plot(steps, [ret for _, _, ret, _ in rows], "o-", label=f"seed {seed}")
+        success.plot(steps, [100 * r for _, r, *_ in rows], "o-", label=f"seed {seed}")
+        returns.plot(steps, [ret for _, _, ret, *_ in rows], "o-", label=f"seed {seed}")
     success.axhline(100 * GOAL, color="gray", ls="--", lw=1, label="goal (80%)")
     returns.axhspan(
         5000, 9000, color="gray", alpha=0.15, label="original tutorial after 3-6M steps"
@@ -113,19 +70,21 @@ def _report(args, curves, commands, finals) -> str:
         "",
         "![learning curves](learning_curves.png)",
         "",
-        "| seed | final success | final return | return 5,000 reached | 50% reached | "
-        "80% reached | largest drop after 80% | wall time |",
+        "| seed | final success (95% interval) | final return | return 5,000 reached | "
+        "50% reached | 80% reached | largest drop after 80% | wall time |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for seed, rows in curves.items():
-        hit80 = _first(rows, GOAL)
-        after = [rate for s, rate, _, _ in rows if hit80 and s >= hit80[0]]
+        hit80 = common.first(rows, GOAL)
+        after = [rate for s, rate, *_ in rows if hit80 and s >= hit80[0]]
         drop = f"{100 * (max(after) - min(after)):.0f} points" if after else "-"
+        final = finals[seed]
+        low, high = final.get("success_interval") or (float("nan"), float("nan"))
         lines.append(
-            f"| {seed} | {100 * finals[seed]['success_rate']:.0f}% | "
-            f"{finals[seed]['mean_return']:,.0f} | {_fmt_first(_first_return(rows, 5000))} | "
-            f"{_fmt_first(_first(rows, 0.5))} | {_fmt_first(hit80)} | {drop} | "
-            f"{rows[-1][3] / 60:.0f} min |"
+            f"| {seed} | {100 * final['success_rate']:.0f}% ({100 * low:.0f}-{100 * high:.0f}%) | "
+            f"{final['mean_return']:,.0f} | {_fmt_first(_first_return(rows, 5000))} | "
+            f"{_fmt_first(common.first(rows, 0.5))} | {_fmt_first(hit80)} | {drop} | "
+            f"{rows[-1][4] / 60:.0f} min |"
         )
     final_rates = [finals[s]["success_rate"] for s in curves]
     final_returns = [finals[s]["mean_return"] for s in curves]
@@ -139,7 +98,7 @@ def _report(args, curves, commands, finals) -> str:
         "",
     ]
     for seed, rows in curves.items():
-        cells = ", ".join(f"{s / 1e6:.1f}M: {100 * r:.0f}" for s, r, _, _ in rows)
+        cells = ", ".join(f"{s / 1e6:.1f}M: {100 * r:.0f}" for s, r, *_ in rows)
         lines.append(f"- seed {seed}: {cells}")
     lines += [
         "",
@@ -163,23 +122,26 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2_000_000, help="env steps per seed")
     parser.add_argument("--eval_interval", type=int, default=200_000, help="steps between evals")
     parser.add_argument("--eval_episodes", type=int, default=100, help="episodes per eval")
-    parser.add_argument("--logdir", default=os.path.join(ROOT, "runs", "bench"), help="runs root")
-    parser.add_argument("--out", default=os.path.join(ROOT, "docs"), help="report directory")
+    parser.add_argument(
+        "--logdir", default=os.path.join(common.ROOT, "runs", "bench"), help="runs root"
+    )
+    parser.add_argument("--out", default=os.path.join(common.ROOT, "docs"), help="report directory")
     parser.add_argument("extra", nargs="*", help="further trainer flags, after --")
     args = parser.parse_args()
     curves, commands, finals = {}, [], {}
     for seed in range(args.seeds):
-        command = _command(args, seed)
-        shown = [arg.replace(ROOT + os.sep, "") for arg in command[1:]]
-        commands.append(shlex.join(["python", *shown]))
-        run_dir = os.path.join(args.logdir, f"learning-seed-{seed}")
-        eval_json = os.path.join(run_dir, "eval.json")
-        if not os.path.exists(eval_json):
-            print(f"Seed {seed}: {commands[-1]}", flush=True)
-            subprocess.run(command, cwd=ROOT, check=True)
-        with open(eval_json) as f:
-            finals[seed] = json.load(f)
-        curves[seed] = _evals(run_dir)
+        run = f"learning-seed-{seed}"
+        flags = [
+            f"--seed={seed}",
+            f"--total_steps={args.steps}",
+            f"--eval_interval={args.eval_interval}",
+            f"--eval_episodes={args.eval_episodes}",
+            *args.extra,
+        ]
+        command = common.trainer_command(args.logdir, run, flags)
+        commands.append(common.shown(command))
+        finals[seed] = common.run_unless_done(command, os.path.join(args.logdir, run))
+        curves[seed] = common.evals(os.path.join(args.logdir, run))
     os.makedirs(args.out, exist_ok=True)
     _plot(curves, os.path.join(args.out, "learning_curves.png"))
     report = _report(args, curves, commands, finals)

@@ -112,6 +112,31 @@ def test_bucket_without_access(monkeypatch):
         server.shutdown()
 
 
+class _ObjectAdminOnly(_Forbidding):
+    """GCS as roles/storage.objectAdmin sees it: objects may be listed, the bucket not read."""
+
+    def do_GET(self):  # noqa: N802
+        if not self.path.split("?")[0].endswith("/o"):
+            return super().do_GET()  # bucket metadata needs storage.buckets.get
+        body = json.dumps({"kind": "storage#objects", "items": []}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_bucket_check_needs_only_object_permissions(monkeypatch):
+    # The pods hold roles/storage.objectAdmin only, which lacks storage.buckets.get.
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ObjectAdminOnly)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{server.server_port}")
+    try:
+        assert storage.check_bucket(storage.make_client(), "kuka-runs").exists
+    finally:
+        server.shutdown()
+
+
 def test_no_credentials(tmp_path):
     env = {
         k: v

@@ -141,7 +141,8 @@ def _env_module_with_pybullet(gym_env):
     return None
 
 
-def _overlay(frame: np.ndarray, lines: list[str]) -> np.ndarray:
+def overlay(frame: np.ndarray, lines: list[str]) -> np.ndarray:
+    """`frame` with `lines` of white text on a black box in its top left corner."""
     image = Image.fromarray(frame)
     draw = ImageDraw.Draw(image)
     height = 12 * len(lines) + 6
@@ -196,16 +197,23 @@ def render(cfg: RenderConfig, plan_: Plan, log=None) -> str:
     return out_dir
 
 
-def _film(cfg, plan_, env, policy, out_dir, imageio, log) -> dict:
-    camera = Camera(cfg)
-    video = imageio.get_writer(
-        os.path.join(out_dir, "video.mp4"),
-        fps=cfg.fps,
+def video_writer(path: str, fps: int):
+    """An H.264 MP4 writer that players and browsers take (yuv420p), any even frame size."""
+    import imageio.v2 as imageio
+
+    return imageio.get_writer(
+        path,
+        fps=fps,
         codec="libx264",
         pixelformat="yuv420p",
         macro_block_size=2,
         ffmpeg_log_level="error",
     )
+
+
+def _film(cfg, plan_, env, policy, out_dir, imageio, log) -> dict:
+    camera = Camera(cfg)
+    video = video_writer(os.path.join(out_dir, "video.mp4"), cfg.fps)
     gif_frames, episodes = [], []
     # The contact sheet shows the first episode that lifted the block, else the first.
     sheet = {"episode": None, "frames": []}
@@ -217,7 +225,7 @@ def _film(cfg, plan_, env, policy, out_dir, imageio, log) -> dict:
             f"return {state['return']:,.0f}{state['status']}",
         ]
         state["shot"] = camera.shoot() if shot is None else shot
-        frame = _overlay(state["shot"], lines)
+        frame = overlay(state["shot"], lines)
         video.append_data(frame)
         if state["frames"] % GIF_STRIDE == 0:
             gif_frames.append(frame[::2, ::2])

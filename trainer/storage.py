@@ -74,9 +74,14 @@ class BucketCheck:
 
 
 def check_bucket(client, bucket: str, create: bool = False, location: str = "US") -> BucketCheck:
-    """Tells apart a missing bucket (created when asked) from one you cannot use."""
+    """Tells apart a missing bucket (created when asked) from one you cannot use.
+
+    Lists at most one object rather than reading the bucket's metadata: listing
+    needs storage.objects.list, which roles/storage.objectAdmin (all the pods are
+    granted) includes, while get_bucket needs storage.buckets.get, which it does not.
+    """
     try:
-        client.get_bucket(bucket, retry=_retry(30))
+        next(iter(client.list_blobs(bucket, max_results=1, retry=_retry(30))), None)
         return BucketCheck(bucket, exists=True)
     except api_exceptions.NotFound:
         if not create:
@@ -86,8 +91,9 @@ def check_bucket(client, bucket: str, create: bool = False, location: str = "US"
             ) from None
     except api_exceptions.Forbidden:
         raise StorageError(
-            f"bucket gs://{bucket} exists but these credentials may not use it; grant them "
-            "roles/storage.objectAdmin on it, or choose another bucket"
+            f"bucket gs://{bucket} exists but these credentials may not list its objects; "
+            "grant them roles/storage.objectAdmin on the bucket (setup.sh does so for the "
+            "pods' service account), or choose another bucket"
         ) from None
     except auth_exceptions.RefreshError as e:
         raise StorageError(f"Google Cloud credentials were refused: {e}") from None

@@ -1,0 +1,51 @@
+"""The learning benches run end to end on tiny budgets and write their reports."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT, TINY_FLAGS
+
+pytestmark = pytest.mark.slow
+
+# Every trainer flag of the tiny run but the ones the benches set themselves.
+TINY = [f for f in TINY_FLAGS if not f.startswith(("--total_steps", "--eval_"))]
+
+
+def _bench(script: str, *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, f"bench/{script}", *args, "--", *TINY],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_ablation_interleaves_variants_resumes_and_reports(tmp_path):
+    args = ["--steps=600", "--seeds=1", "--variants=old-reward,reward-scale"]
+    args += ["--eval_interval=300", "--eval_episodes=2", f"--logdir={tmp_path}/runs"]
+    out = tmp_path / "ablation.md"
+    first = _bench("ablation.py", *args, f"--out={out}")
+    order = [line for line in first.splitlines() if line.startswith("python -m trainer.task")]
+    assert ["--run=old-reward-s0" in order[0], "--run=reward-scale-s0" in order[1]] == [True, True]
+    report = out.read_text()
+    assert "| `old-reward`:" in report and "| `reward-scale`:" in report
+    assert "drive-down" in report
+    # A second call trains nothing and writes the same table.
+    again = _bench("ablation.py", *args, f"--out={out}")
+    assert "python -m trainer.task" not in again.split("# Ablation")[0]
+    assert out.read_text() == report
+
+
+def test_learning_bench_reports_intervals(tmp_path):
+    args = ["--seeds=1", "--steps=600", "--eval_interval=300", "--eval_episodes=2"]
+    _bench("learning.py", *args, f"--logdir={tmp_path}/runs", f"--out={tmp_path}")
+    report = (tmp_path / "results.md").read_text()
+    assert "final success (95% interval)" in report
+    assert (tmp_path / "learning_curves.png").stat().st_size > 0
