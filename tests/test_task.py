@@ -66,6 +66,23 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, words):
     assert words in _refused(tmp_path, *args)
 
 
+@pytest.mark.parametrize(
+    "logdir, words",
+    [
+        ("gs:/kuka-runs/runs", "neither a local path nor gs://BUCKET"),
+        ("s3://kuka-runs/runs", "neither a local path nor gs://BUCKET"),
+        ("gs://b", "BUCKET has 3-63 characters"),
+    ],
+)
+@pytest.mark.parametrize("command", ["train", "render", "eval", "plot"])
+def test_logdir_is_checked_before_anything_is_written(tmp_path, logdir, words, command):
+    result = run_task(command, f"--logdir={logdir}", "--run=bad", timeout=120)
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: ") and words in line
+    assert not os.path.exists(os.path.join(ROOT, logdir.split("/")[0]))
+
+
 def test_unwritable_logdir(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")

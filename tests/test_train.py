@@ -80,6 +80,7 @@ def test_resume_continues_from_the_checkpoint(tmp_path):
     flags = [f"--logdir={tmp_path}", "--run=resume", *TINY_FLAGS]
     first = run_task(*flags, "--total_steps=300")
     assert first.returncode == 0, first.stderr[-3000:]
+    created = open(tmp_path / "resume" / "config.json").read()
     # Strictly alternating collection and learning is a resumable choice.
     second = run_task(*flags, "--total_steps=600", "--nooverlap")
     assert second.returncode == 0, second.stderr[-3000:]
@@ -91,6 +92,8 @@ def test_resume_continues_from_the_checkpoint(tmp_path):
     steps = [s for s, _ in evaluate.read_scalars(str(run_dir / "train"))["Losses/total_loss"]]
     assert steps == [300, 600]
     assert len(open(run_dir / "command.txt").read().splitlines()) == 2
+    # config.json is the run as created: a resume never rewrites it.
+    assert open(run_dir / "config.json").read() == created
 
 
 def test_sac_trains_and_exports(tmp_path):

@@ -313,9 +313,10 @@ def from_dict(data: dict[str, Any]) -> Config:
 
 
 def save(cfg: Config, path: str) -> None:
-    with open(path, "w") as f:
-        json.dump(to_dict(cfg), f, indent=2, sort_keys=True)
-        f.write("\n")
+    """Writes config.json atomically (see runs.write_atomic)."""
+    from trainer import runs
+
+    runs.write_atomic(path, json.dumps(to_dict(cfg), indent=2, sort_keys=True) + "\n")
 
 
 def load(path: str) -> Config:

@@ -45,11 +45,9 @@ def write_summaries(writer, result: dict) -> None:
 
 
 def write_json(result: dict, path: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(result, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
+    from trainer import runs
+
+    runs.write_atomic(path, json.dumps(result, indent=2) + "\n")
 
 
 def describe(result: dict) -> str:

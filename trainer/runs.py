@@ -2,12 +2,32 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import re
 
 MAX_LEN = 63
 _VALID = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# Anything that starts like a URL scheme: `s3:`, `gs:` without its slashes, `http:` ...
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+def check_logdir(logdir: str) -> None:
+    """ValueError unless `logdir` is a local path or a well-formed gs://BUCKET[/PATH].
+
+    A typo such as `gs:/bucket/runs` would otherwise be a local directory named `gs:`,
+    and the run would never reach the bucket.
+    """
+    if logdir.startswith("gs://"):
+        from trainer import storage  # the Google Cloud libraries load only for gs://
+
+        storage.parse_url(logdir)
+    elif _SCHEME.match(logdir):
+        raise ValueError(
+            f"--logdir {logdir!r} is neither a local path nor gs://BUCKET[/PATH]; "
+            "Google Cloud Storage is the only remote storage"
+        )
 
 
 def slug(text: str) -> str:
@@ -30,6 +50,24 @@ def check_run_id(run_id: str) -> None:
             f"run id {run_id!r} is not a valid Kubernetes name: use at most {MAX_LEN} "
             "lowercase letters, digits and dashes, starting and ending with a letter or digit"
         )
+
+
+def write_atomic(path: str, text: str) -> None:
+    """Writes `path` whole or not at all: a temp file beside it, fsynced, then renamed.
+
+    A full disk or a crash mid-write leaves the old file (or none), never a torn one.
+    """
+    tmp = f"{path}.tmp"
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
 
 
 def list_runs(logdir: str) -> list[str]:

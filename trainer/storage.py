@@ -41,7 +41,11 @@ def parse_url(url: str) -> tuple[str, str]:
     """(bucket, prefix without slashes) of a gs:// URL; ValueError if malformed."""
     match = _URL.match(url)
     if not match or "//" in "/" + (match.group(2) or ""):
-        raise ValueError(f"malformed gs:// path {url!r}: expected gs://BUCKET[/PATH]")
+        raise ValueError(
+            f"malformed gs:// path {url!r}: expected gs://BUCKET[/PATH], where BUCKET has "
+            "3-63 characters (up to 222 with dots): lowercase letters, digits, dashes, "
+            "underscores and dots, starting and ending with a letter or digit"
+        )
     return match.group(1), (match.group(2) or "").strip("/")
 
 

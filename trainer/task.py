@@ -178,9 +178,13 @@ def prepare_run(cfg: Config, command: str):
     elif os.path.exists(run_dir) and set(os.listdir(run_dir)) - {"reverb"}:
         raise UsageError(f"{run_dir} exists but holds no config.json; choose another --run")
     os.makedirs(run_dir, exist_ok=True)
-    config.save(cfg, config_path)
-    with open(os.path.join(run_dir, "command.txt"), "a") as f:
-        f.write(command + "\n")
+    if not os.path.exists(config_path):  # written once: a resume never rewrites it
+        config.save(cfg, config_path)
+    commands, before = os.path.join(run_dir, "command.txt"), ""
+    if os.path.exists(commands):
+        with open(commands) as f:
+            before = f.read()
+    runs.write_atomic(commands, before + command + "\n")
     return cfg, run_dir, mirror
 
 
@@ -207,6 +211,10 @@ def main(argv: list[str]) -> int:
         raise UsageError(
             f"unexpected arguments: {' '.join(argv[1:])}; the commands are {', '.join(COMMANDS)}"
         )
+    try:  # every command reads --logdir; nothing may be written before it is known good
+        runs.check_logdir(flags.FLAGS.logdir)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     if command == "render":
         return render_main()
     if command == "plot":
