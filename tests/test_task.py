@@ -60,6 +60,11 @@ def _refused(tmp_path, *args: str) -> str:
         (["--no_such_flag=1"], "no_such_flag"),
         (["extra"], "unexpected arguments: extra"),
         (["--run=Not_A_Name"], "not a valid Kubernetes name"),
+        (
+            ["--env_id=KukaCamBulletEnv-v0"],
+            "need a flat float vector observation): observation Box",
+        ),
+        (["--env_id=CartPole-v1"], "need a continuous (Box) action): observation Box"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, words):

@@ -104,6 +104,51 @@ def is_success(env_id: str, last_reward: float) -> bool | None:
     return bool(last_reward > SUCCESS_REWARD)
 
 
+def _describe_spaces(env_id: str, conn) -> None:
+    silence_env_prints()
+    try:
+        env = gym.make(env_id)
+        obs, act = env.observation_space, env.action_space
+        conn.send((repr(obs), repr(act), _unsupported(obs, act)))
+        env.close()
+    except Exception as e:  # noqa: BLE001  (reported to the parent in one line)
+        conn.send((None, None, f"{env_id} cannot be made: {type(e).__name__}: {e}"))
+
+
+def _unsupported(obs, act) -> str | None:
+    """Why the agents cannot learn with these spaces, or None when they can."""
+    flat = isinstance(obs, gym.spaces.Box) and len(obs.shape) == 1
+    if not flat or not np.issubdtype(obs.dtype, np.floating):
+        return "the agents need a flat float vector observation"
+    if not isinstance(act, gym.spaces.Box) or not np.issubdtype(act.dtype, np.floating):
+        return "the agents need a continuous (Box) action"
+    return None
+
+
+def check_spaces(env_id: str) -> None:
+    """ValueError naming the env's spaces unless the agents can learn with them.
+
+    The env is made in a child process: pybullet's Kuka envs drive a global client,
+    which the trainer's own process must not hold.
+    """
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_describe_spaces, args=(env_id, child), daemon=True)
+    proc.start()
+    child.close()
+    try:
+        obs, act, problem = parent.recv()
+    except EOFError:
+        obs, act, problem = None, None, f"{env_id} cannot be made (its process died)"
+    finally:
+        proc.join(timeout=10)
+    if problem:
+        spaces = f": observation {obs}, action {act}" if obs else ""
+        raise ValueError(f"{env_id} is not supported ({problem}){spaces}")
+
+
 def seed_process(seed: int) -> None:
     """Seeds Python's and numpy's global generators.
 

@@ -137,6 +137,7 @@ def prepare_run(cfg: Config, command: str):
     run_id = cfg.run or runs.make_run_id(cfg.agent, cfg.env_id)
     try:
         runs.check_run_id(run_id)
+        envs.check_spaces(cfg.env_id)
     except ValueError as e:
         raise UsageError(str(e)) from None
     cfg = dataclasses.replace(cfg, run=run_id)
