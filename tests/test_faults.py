@@ -150,6 +150,24 @@ def test_kill_9_resumes_from_the_last_complete_checkpoint(tmp_path):
     assert max(steps) == latest + INTERVAL
 
 
+def test_env_processes_die_with_the_trainer(tmp_path):
+    trainer = Trainer(f"--logdir={tmp_path}", "--run=orphans", *FLAGS, "--total_steps=100000")
+    trainer.wait_for_step(2 * INTERVAL)
+    seen = len(trainer.lines)
+    trainer.proc.kill()  # the trainer alone, as the kernel's OOM killer would
+    trainer.wait()
+    deadline = time.time() + 2  # the env processes are in the trainer's process group
+    while True:
+        try:
+            os.killpg(trainer.proc.pid, 0)
+        except ProcessLookupError:
+            break
+        assert time.time() < deadline, "env processes outlived the trainer by 2 s"
+        time.sleep(0.05)
+    time.sleep(0.5)  # anything they printed on the way out has arrived
+    assert not [line for line in trainer.lines[seen:] if "Traceback" in line or "Error" in line]
+
+
 def test_crash_between_policy_renames_keeps_a_policy(tiny_run, tmp_path):
     import shutil
 

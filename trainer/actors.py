@@ -18,7 +18,7 @@ import numpy as np
 from tf_agents.environments import gym_wrapper
 from tf_agents.trajectories import time_step as ts
 
-from trainer import agents, envs
+from trainer import agents, envs, processes
 
 
 @dataclass
@@ -127,6 +127,9 @@ def _stack(items):
 
 def _worker(conn, env_id: str, seed: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides how to stop
+    # A trainer killed outright takes its env processes along at once, with no
+    # BrokenPipe traceback from a worker still sending its last segment.
+    processes.die_with_parent(signal.SIGKILL)
     envs.silence_env_prints()
     try:
         runner = _EnvRunner(env_id, seed)

@@ -10,14 +10,14 @@ collector that fails while the learner runs is restarted and rejoins.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import signal
 import socket
 import subprocess
 import sys
 import time
 
-_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+from trainer import processes
+
 # A collector that keeps failing is given up after this many restarts.
 MAX_RESTARTS = 3
 # How long children get to exit on their own, then after SIGTERM.
@@ -29,12 +29,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def _terminate_with_parent() -> None:
-    """In the child: SIGTERM when the supervisor dies, even by SIGKILL (Linux prctl)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _log(msg: str) -> None:
@@ -54,7 +48,7 @@ class Supervisor:
     def _start(self, name: str, role: str, *extra: str) -> None:
         command = [sys.executable, "-m", "trainer.task", role, *self._flags, *extra]
         self.procs[name] = subprocess.Popen(
-            command, start_new_session=True, preexec_fn=_terminate_with_parent
+            command, start_new_session=True, preexec_fn=processes.die_with_parent
         )
 
     def _start_collector(self, task: int) -> None:
