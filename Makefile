@@ -52,6 +52,9 @@ need = $(if $($(1)),,$(error $(1) is not set: make $@ $(1)=...))
 JOB_RESOURCE = $(if $(filter tfjob,$(KIND)),tfjobs.kubeflow.org,$(if $(filter trainjob,$(KIND)),trainjobs.trainer.kubeflow.org,jobs.batch))
 POD_LABEL = $(if $(filter tfjob,$(KIND)),training.kubeflow.org/job-name,$(if $(filter trainjob,$(KIND)),jobset.sigs.k8s.io/jobset-name,batch.kubernetes.io/job-name))
 export NAMESPACE IMAGE TAG BUCKET PROJECT AUTH GPU DRY_RUN
+# Local targets read these from the environment ("$${RUN}"), so that any value, quotes
+# included, reaches the trainer intact and gets its one-line answer.
+export LOGDIR RUN AGENT ENV_ID STEPS NUM_ENVS SEED EVAL_EPISODES COLLECTORS POLICY EPISODES WIDTH HEIGHT FPS
 
 .PHONY: help
 help: ## List the targets and the variables they read
@@ -94,18 +97,18 @@ constraints: ## Re-pin constraints.txt: pip freeze of requirements.txt in a scra
 
 .PHONY: train
 train: $(VENV)/.runtime ## Train locally (AGENT, ENV_ID, STEPS, NUM_ENVS, SEED, LOGDIR, RUN; ARGS for more flags)
-	$(PY) -m trainer.task --logdir='$(LOGDIR)' --agent='$(AGENT)' --env_id='$(ENV_ID)' \
-		--total_steps='$(STEPS)' --num_envs='$(NUM_ENVS)' --seed='$(SEED)' $(if $(RUN),--run='$(RUN)') $(ARGS)
+	$(PY) -m trainer.task --logdir="$${LOGDIR}" --agent="$${AGENT}" --env_id="$${ENV_ID}" \
+		--total_steps="$${STEPS}" --num_envs="$${NUM_ENVS}" --seed="$${SEED}" $(if $(RUN),--run="$${RUN}") $(ARGS)
 
 .PHONY: eval
 eval: $(VENV)/.runtime ## Evaluate RUN's newest checkpoint again into eval-<step>.json (EVAL_EPISODES)
 	$(call need,RUN)
-	$(PY) -m trainer.task eval --logdir='$(LOGDIR)' --run='$(RUN)' --eval_episodes='$(EVAL_EPISODES)'
+	$(PY) -m trainer.task eval --logdir="$${LOGDIR}" --run="$${RUN}" --eval_episodes="$${EVAL_EPISODES}"
 
 .PHONY: train-distributed
 train-distributed: $(VENV)/.runtime ## Train with Reverb, COLLECTORS collector processes and a learner on 127.0.0.1 (as train)
-	$(PY) -m trainer.task distributed --collectors='$(COLLECTORS)' --logdir='$(LOGDIR)' --env_id='$(ENV_ID)' \
-		--total_steps='$(STEPS)' --seed='$(SEED)' $(if $(RUN),--run='$(RUN)') $(ARGS)
+	$(PY) -m trainer.task distributed --collectors="$${COLLECTORS}" --logdir="$${LOGDIR}" --env_id="$${ENV_ID}" \
+		--total_steps="$${STEPS}" --seed="$${SEED}" $(if $(RUN),--run="$${RUN}") $(ARGS)
 
 .PHONY: render
 render: ## Film the latest run's policy, or RUN's (EPISODES, WIDTH, HEIGHT, FPS; POLICY=random; TARGET=cluster)
@@ -115,13 +118,13 @@ ifeq ($(TARGET),cluster)
 	$(run) kubectl apply -k 'k8s/overlays/local/render-$(RUN)'
 else
 	@$(MAKE) --no-print-directory $(VENV)/.runtime
-	$(PY) -m trainer.task render --logdir='$(LOGDIR)' $(if $(RUN),--run='$(RUN)') $(if $(POLICY),--policy='$(POLICY)') \
-		--seed='$(SEED)' --episodes='$(EPISODES)' --width='$(WIDTH)' --height='$(HEIGHT)' --fps='$(FPS)' $(ARGS)
+	$(PY) -m trainer.task render --logdir="$${LOGDIR}" $(if $(RUN),--run="$${RUN}") $(if $(POLICY),--policy="$${POLICY}") \
+		--seed="$${SEED}" --episodes="$${EPISODES}" --width="$${WIDTH}" --height="$${HEIGHT}" --fps="$${FPS}" $(ARGS)
 endif
 
 .PHONY: plot
 plot: $(VENV)/.runtime ## Write LOGDIR/RUN/learning_curve.png (the latest run without RUN)
-	$(PY) -m trainer.task plot --logdir='$(LOGDIR)' $(if $(RUN),--run='$(RUN)')
+	$(PY) -m trainer.task plot --logdir="$${LOGDIR}" $(if $(RUN),--run="$${RUN}")
 
 .PHONY: notebook
 notebook: $(VENV)/.dev ## Open the demo notebook (demo/demo.ipynb) in JupyterLab
@@ -136,7 +139,7 @@ else
 	@$(MAKE) --no-print-directory $(VENV)/.runtime
 	@# TF_CPP_MIN_LOG_LEVEL=3: no CUDA/cuDNN/TensorRT probing notes on a CPU machine;
 	@# --load_fast=true: the fast loader without its "experimental" banner.
-	TF_CPP_MIN_LOG_LEVEL=3 $(VENV)/bin/tensorboard --logdir='$(LOGDIR)' --host=127.0.0.1 \
+	TF_CPP_MIN_LOG_LEVEL=3 $(VENV)/bin/tensorboard --logdir="$${LOGDIR}" --host=127.0.0.1 \
 		--port='$(TB_PORT)' --load_fast=true
 endif
 

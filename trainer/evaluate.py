@@ -33,6 +33,7 @@ def summarize(episodes, env_steps: int, env_id: str) -> dict:
         "success_rate": float(np.mean(successes)) if successes else None,
         "success_interval": [round(x, 4) for x in interval] if interval else None,
         "returns": [round(float(e.ret), 2) for e in episodes],
+        "lengths": [int(e.length) for e in episodes],
     }
 
 
