@@ -150,6 +150,29 @@ def test_kill_9_resumes_from_the_last_complete_checkpoint(tmp_path):
     assert max(steps) == latest + INTERVAL
 
 
+def test_corrupt_newest_checkpoint_falls_back_to_an_older_one(tmp_path):
+    _finish(tmp_path, "torn", 3 * INTERVAL)
+    ckpts = tmp_path / "torn" / "checkpoints"
+    assert _checkpoint_steps(tmp_path / "torn") == [300, 600, 900]
+    data = ckpts / "ckpt-900.data-00000-of-00001"
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])  # truncated
+    (ckpts / "ckpt-600.index").write_bytes(b"")  # emptied
+    stderr = _finish(tmp_path, "torn", 4 * INTERVAL)
+    skipped = [line for line in stderr.splitlines() if line.startswith("Skipping checkpoint")]
+    assert len(skipped) == 2 and "ckpt-900" in skipped[0] and "ckpt-600" in skipped[1], stderr
+    assert "from env step 300" in stderr
+    # None restores: one line naming every file, exit 1, nothing trained over them.
+    for name in os.listdir(ckpts):
+        if name.endswith(".index"):
+            (ckpts / name).write_bytes(b"")
+    result = run_task(f"--logdir={tmp_path}", "--run=torn", *FLAGS, "--total_steps=1500")
+    assert result.returncode == 1, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert (
+        last.startswith("error: no checkpoint in ") and "ckpt-1200" in last and "ckpt-900" in last
+    )
+
+
 def test_env_processes_die_with_the_trainer(tmp_path):
     trainer = Trainer(f"--logdir={tmp_path}", "--run=orphans", *FLAGS, "--total_steps=100000")
     trainer.wait_for_step(2 * INTERVAL)

@@ -30,7 +30,7 @@ from tf_agents.replay_buffers import reverb_replay_buffer, reverb_utils
 from tf_agents.specs import tensor_spec
 from tf_agents.train import actor, ppo_learner
 
-from trainer import actors, agents, envs, train
+from trainer import actors, agents, envs, record
 from trainer.config import Config
 
 TRAINING_TABLE = "training"
@@ -150,7 +150,7 @@ def serve(cfg: Config, port: int, checkpoint_dir: str, log=_log) -> None:
 class SuccessRate(py_metrics.StreamingMetric):
     """Share of recent episodes that lifted the block (their last reward holds the bonus)."""
 
-    def __init__(self, env_id: str, buffer_size: int = train.METRIC_WINDOW):
+    def __init__(self, env_id: str, buffer_size: int = record.METRIC_WINDOW):
         self._env_id = env_id
         super().__init__("SuccessRate", buffer_size=buffer_size)
 
@@ -194,8 +194,8 @@ def collect(cfg: Config, address: str, task: int, summary_dir: str, log=_log) ->
         stride_length=SEQUENCE_LENGTH,
     )
     metrics = [
-        py_metrics.AverageReturnMetric(buffer_size=train.METRIC_WINDOW),
-        py_metrics.AverageEpisodeLengthMetric(buffer_size=train.METRIC_WINDOW),
+        py_metrics.AverageReturnMetric(buffer_size=record.METRIC_WINDOW),
+        py_metrics.AverageEpisodeLengthMetric(buffer_size=record.METRIC_WINDOW),
         py_metrics.NumberOfEpisodes(),
         py_metrics.EnvironmentSteps(),
     ]
@@ -284,7 +284,7 @@ def learn(cfg: Config, run_dir: str, address: str, log=_log, syncer=None) -> dic
         )
         return [eval_env.episode(actor_) for _ in range(n)]
 
-    recorder = train.RunRecorder(
+    recorder = record.RunRecorder(
         cfg,
         run_dir,
         agent,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 
 import numpy as np
 import tensorflow as tf
@@ -87,40 +86,3 @@ def read_scalars(event_dir: str) -> dict[str, list[tuple[int, float]]]:
         tag: [(step, value) for step, value, _ in rows]
         for tag, rows in read_scalar_events(event_dir).items()
     }
-
-
-def evaluate_run(cfg, run_dir: str) -> tuple[str, dict]:
-    """Plays `cfg.eval_episodes` greedy episodes with the run's newest checkpoint.
-
-    Writes eval-<step>.json beside the run's eval.json and returns (its path, the
-    result); ValueError when the run has no checkpoint.
-    """
-    from tf_agents.specs import tensor_spec
-    from tf_agents.utils import common
-
-    from trainer import actors, agents
-
-    tf.keras.utils.set_random_seed(cfg.seed)
-    with actors.ActorPool(cfg.env_id, min(cfg.num_envs, cfg.eval_episodes), cfg.seed) as pool:
-        env_steps = tf.Variable(0, dtype=tf.int64, name="env_steps")
-        train_step = tf.Variable(0, dtype=tf.int64, name="train_step")
-        agent = agents.create(
-            cfg,
-            tensor_spec.from_spec(pool.time_step_spec),
-            tensor_spec.from_spec(pool.action_spec),
-            train_step,
-            done=lambda: tf.cast(env_steps, tf.float32) / cfg.total_steps,
-        )
-        checkpoints = os.path.join(run_dir, "checkpoints")
-        checkpointer = common.Checkpointer(
-            checkpoints, agent=agent, env_steps=env_steps, train_step=train_step
-        )
-        if tf.train.latest_checkpoint(checkpoints) is None:
-            raise ValueError(f"no checkpoint in {checkpoints}")
-        checkpointer.initialize_or_restore().expect_partial()
-        step = int(env_steps.numpy())
-        episodes = pool.evaluate(agents.actor_params(agent), cfg.eval_episodes)
-    result = summarize(episodes, step, cfg.env_id)
-    path = os.path.join(run_dir, f"eval-{step}.json")
-    write_json(result, path)
-    return path, result

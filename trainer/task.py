@@ -303,10 +303,10 @@ def eval_main() -> int:
         raise UsageError(str(e)) from None
     saved = dataclasses.replace(saved, eval_episodes=cfg.eval_episodes)
     _quiet_tensorflow()
-    from trainer import evaluate
+    from trainer import evaluate, record
 
     try:
-        path, result = evaluate.evaluate_run(saved, run_dir)
+        path, result = record.evaluate_run(saved, run_dir)
     except ValueError as e:
         raise UsageError(str(e)) from None
     print(evaluate.describe(result), file=sys.stderr)
@@ -338,9 +338,10 @@ def train_main(role: str = "train") -> int:
     print(f"Run directory: {run_dir}", file=sys.stderr, flush=True)
     _stop_on_sigterm()
     _quiet_tensorflow()
-    from trainer import actors, train  # TensorFlow loads only once the input is known good
+    # TensorFlow loads only once the input is known good.
+    from trainer import actors, record, train
 
-    syncer, errors = None, (actors.ActorError, TimeoutError)
+    syncer, errors = None, (actors.ActorError, TimeoutError, record.CheckpointError)
     if mirror is not None:
         from trainer import storage
 
