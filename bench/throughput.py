@@ -24,6 +24,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # no CUDA probing notes between the pairs
 
 
 def _random_steps(env_id: str, seed: int, seconds: float, queue) -> None:

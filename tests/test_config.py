@@ -36,7 +36,7 @@ def test_defaults_are_valid():
         ({"eval_interval": -5}, "--eval_interval"),
         ({"lr_schedule": "cosine"}, "unknown --lr_schedule"),
         ({"reward_clip": -1.0}, "--reward_clip"),
-        ({"reward_scale": 0.0}, "--reward_scale must be positive"),
+        ({"reward_scale": -1.0}, "--reward_scale must be positive"),
     ],
 )
 def test_validate_names_the_problem(change, words):
@@ -59,3 +59,13 @@ def test_load_rejects_garbage(tmp_path):
     path.write_text('{"no_such_field": 1}')
     with pytest.raises(ValueError, match="unknown config fields"):
         config.load(str(path))
+
+
+def test_reward_scale_defaults_per_agent_and_old_runs_keep_their_rewards():
+    assert Config().reward_scale == config.AGENT_REWARD_SCALE["ppo"] == 1.0
+    assert Config(agent="sac").reward_scale == config.AGENT_REWARD_SCALE["sac"]
+    assert Config(agent="sac", reward_scale=0.5).reward_scale == 0.5
+    # A config.json written before the reward flags existed resumes as it trained.
+    old = config.from_dict({"agent": "ppo", "run": "old"})
+    assert (old.normalize_rewards, old.reward_clip, old.reward_scale) == (True, 10.0, 1.0)
+    assert not old.deterministic

@@ -13,6 +13,17 @@ import json
 from typing import Any
 
 AGENTS = ("ppo", "sac")
+# Each agent's reward scale when --reward_scale is 0 (its default): PPO normalizes its
+# rewards, SAC's critic learns best on targets of order one.
+AGENT_REWARD_SCALE = {"ppo": 1.0, "sac": 1e-3}
+# What runs made before a field existed did, so that they resume as they were created.
+_LEGACY = {
+    "normalize_observations": True,
+    "normalize_rewards": True,
+    "reward_clip": 10.0,
+    "lr_schedule": "constant",
+    "deterministic": False,
+}
 LR_SCHEDULES = ("constant", "linear")
 
 
@@ -90,15 +101,17 @@ class Config:
     normalize_observations: bool = True
     """ppo: scale observations by running mean and standard deviation (clipped to +-5)."""
 
-    reward_scale: float = 1e-3
-    """Factor applied to every reward before learning (ppo and sac); the Kuka envs
-    give about -5 a step and +10,000 for a lift."""
+    reward_scale: float = 0.0
+    """Factor applied to every reward before learning; 0: the agent's own (ppo 1, its
+    rewards are normalized; sac 0.001). The Kuka envs give about -5 a step and +10,000
+    for a lift."""
 
     normalize_rewards: bool = True
     """ppo: divide rewards by their running standard deviation (after --reward_scale)."""
 
-    reward_clip: float = 10.0
-    """ppo: clip normalized rewards to +-this (0: no clipping); only with --normalize_rewards."""
+    reward_clip: float = 0.0
+    """ppo: clip normalized rewards to +-this (0: no clipping); only with
+    --normalize_rewards. Clipping at 10 made a lift worth too little (docs/agent.md)."""
 
     replay_capacity: int = 200_000
     """sac: transitions kept in the replay buffer."""
@@ -121,6 +134,10 @@ class Config:
 
     eval_episodes: int = 50
     """Greedy episodes per evaluation."""
+
+    def __post_init__(self):
+        if not self.reward_scale:  # frozen: the agent's default is set the one way allowed
+            object.__setattr__(self, "reward_scale", AGENT_REWARD_SCALE.get(self.agent, 1.0))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -251,7 +268,6 @@ _POSITIVE = (
     "minibatch_size",
     "learning_rate",
     "train_ratio",
-    "reward_scale",
 )
 
 
@@ -265,6 +281,10 @@ def validate(cfg: Config) -> None:
     if cfg.lr_schedule not in LR_SCHEDULES:
         raise ValueError(
             f"unknown --lr_schedule {cfg.lr_schedule!r}; choose one of {', '.join(LR_SCHEDULES)}"
+        )
+    if not cfg.reward_scale > 0:
+        raise ValueError(
+            f"--reward_scale must be positive (0: the agent's own), got {cfg.reward_scale}"
         )
     if cfg.reward_clip < 0:
         raise ValueError(f"--reward_clip must be 0 (off) or positive, got {cfg.reward_clip}")
@@ -309,7 +329,7 @@ def from_dict(data: dict[str, Any]) -> Config:
     values = {
         name: tuple(value) if isinstance(value, list) else value for name, value in data.items()
     }
-    return Config(**values)
+    return Config(**{**_LEGACY, **values})
 
 
 def save(cfg: Config, path: str) -> None:
