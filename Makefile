@@ -153,6 +153,14 @@ bench: $(VENV)/.runtime ## Training and distributed throughput against the raw e
 bench-learning: $(VENV)/.runtime ## Train 3 seeds x 2M steps and write docs/results.md (about 1.5 hours)
 	$(PY) bench/learning.py --seeds 3 --steps 2000000
 
+.PHONY: bench-default
+bench-default: $(VENV)/.runtime ## make train's defaults on 5 seeds x 600k steps: docs/default-600k.md (about 30 min; resumable)
+	$(PY) bench/ablation.py --steps 600000 --seeds 5 --variants default --out docs/default-600k.md
+
+.PHONY: bench-ablation
+bench-ablation: $(VENV)/.runtime ## Every variant of bench/variants.py, 3 seeds x 1M steps: docs/ablation.md (hours; resumable)
+	$(PY) bench/ablation.py --steps 1000000 --seeds 3
+
 ##@ Google Cloud Storage
 
 .PHONY: bucket
