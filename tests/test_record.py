@@ -28,7 +28,7 @@ def test_evaluations_fall_at_the_first_boundary_past_each_multiple():
     boundaries = range(0, 600_000, 4_096)
     due = [
         after
-        for before, after in zip(boundaries, boundaries[1:])
+        for before, after in zip(boundaries, boundaries[1:], strict=False)
         if record.eval_due(cfg, before, after)
     ]
     assert due[:3] == [102_400, 200_704, 303_104]
