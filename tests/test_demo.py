@@ -41,7 +41,9 @@ def test_notebook_runs_with_tiny_parameters(tmp_path):
             notebook, timeout=900, kernel_name="python3", resources={"metadata": {"path": ROOT}}
         ).execute()
     finally:
-        shutil.rmtree(os.path.join(ROOT, "k8s", "overlays", "local", "nbtest"), ignore_errors=True)
+        # The cluster cells' dry run still writes overlays (issue 14: DRY_RUN is not dry yet).
+        for name in ("nbtest", "render-nbtest"):
+            shutil.rmtree(os.path.join(ROOT, "k8s", "overlays", "local", name), ignore_errors=True)
     data = [d for cell in notebook.cells for d in _outputs(cell)]
     assert any("image/png" in d for d in data), "no learning curve plotted"
     tables = [d["text/html"] for d in data if "<table>" in d.get("text/html", "")]

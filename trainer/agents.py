@@ -44,18 +44,20 @@ class _LinearDecay(tf.keras.optimizers.schedules.LearningRateSchedule):
         return {"initial": self._initial}
 
 
-def create(cfg: Config, time_step_spec, action_spec, train_step: tf.Variable, done=None):
+def create(cfg: Config, time_step_spec, action_spec, train_step: tf.Variable, env_steps=None):
     """The tf-agents agent named by `cfg.agent`, initialized.
 
-    `done()` returns the share of the run trained so far (a scalar tensor), which
-    the linear learning-rate schedule needs.
+    `env_steps` is the run's env-step counter, which the linear learning-rate schedule
+    reads to know how much of the run is done.
     """
     observation_spec = time_step_spec.observation
     rate = cfg.learning_rate
     if cfg.lr_schedule == "linear":
-        if done is None:
-            raise ValueError("--lr_schedule=linear needs the run's progress")
-        rate = _LinearDecay(cfg.learning_rate, done)
+        if env_steps is None:
+            raise ValueError("--lr_schedule=linear needs the run's env steps (its progress)")
+        rate = _LinearDecay(
+            cfg.learning_rate, lambda: tf.cast(env_steps, tf.float32) / cfg.total_steps
+        )
     optimizer = lambda: tf.keras.optimizers.Adam(learning_rate=rate)  # noqa: E731
     if cfg.agent == "ppo":
         actor_net = actor_distribution_network.ActorDistributionNetwork(

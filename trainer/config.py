@@ -12,6 +12,8 @@ import inspect
 import json
 from typing import Any
 
+from trainer import runs
+
 AGENTS = ("ppo", "sac")
 # Each agent's reward scale when --reward_scale is 0 (its default): PPO normalizes its
 # rewards, SAC's critic learns best on targets of order one.
@@ -334,8 +336,6 @@ def from_dict(data: dict[str, Any]) -> Config:
 
 def save(cfg: Config, path: str) -> None:
     """Writes config.json atomically (see runs.write_atomic)."""
-    from trainer import runs
-
     runs.write_atomic(path, json.dumps(to_dict(cfg), indent=2, sort_keys=True) + "\n")
 
 

@@ -8,6 +8,8 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from trainer import runs
+
 
 def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
     """The 95% Wilson score interval of `successes` out of `n` trials."""
@@ -45,8 +47,6 @@ def write_summaries(writer, result: dict) -> None:
 
 
 def write_json(result: dict, path: str) -> None:
-    from trainer import runs
-
     runs.write_atomic(path, json.dumps(result, indent=2) + "\n")
 
 

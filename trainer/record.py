@@ -259,6 +259,9 @@ def evaluate_run(cfg: Config, run_dir: str) -> tuple[str, dict]:
 
     from trainer import actors
 
+    checkpoints = os.path.join(run_dir, "checkpoints")
+    if not _listed(checkpoints):  # before any env process starts
+        raise ValueError(f"no checkpoint in {checkpoints}")
     tf.keras.utils.set_random_seed(cfg.seed)
     with actors.ActorPool(cfg.env_id, min(cfg.num_envs, cfg.eval_episodes), cfg.seed) as pool:
         env_steps = tf.Variable(0, dtype=tf.int64, name="env_steps")
@@ -268,11 +271,8 @@ def evaluate_run(cfg: Config, run_dir: str) -> tuple[str, dict]:
             tensor_spec.from_spec(pool.time_step_spec),
             tensor_spec.from_spec(pool.action_spec),
             train_step,
-            done=lambda: tf.cast(env_steps, tf.float32) / cfg.total_steps,
+            env_steps=env_steps,
         )
-        checkpoints = os.path.join(run_dir, "checkpoints")
-        if not _listed(checkpoints):
-            raise ValueError(f"no checkpoint in {checkpoints}")
         checkpoint = tf.train.Checkpoint(agent=agent, env_steps=env_steps, train_step=train_step)
         restore_newest(checkpoint, checkpoints, log=lambda msg: print(msg, file=sys.stderr))
         step = int(env_steps.numpy())

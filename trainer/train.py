@@ -135,7 +135,7 @@ def train(cfg: Config, run_dir: str, log=None, syncer=None) -> dict:
             time_step_spec,
             action_spec,
             train_step,
-            done=lambda: tf.cast(env_steps, tf.float32) / cfg.total_steps,
+            env_steps=env_steps,
         )
         learner = _Learner(cfg, agent)
         tracked = {"agent": agent, "env_steps": env_steps, "train_step": train_step}
