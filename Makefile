@@ -24,12 +24,16 @@ POLICY ?=
 
 # Cluster
 PROJECT ?=
-ZONE ?= us-central1-a
+# The cluster's zone or region (ZONE is the older name for it).
+ZONE ?=
+LOCATION ?= $(or $(ZONE),us-central1-a)
+# The Artifact Registry repository (in the cluster's region) that images go to.
+REPOSITORY ?= kuka
 CLUSTER ?= kuka
 NAMESPACE ?= rl
 BUCKET ?=
 IMAGE ?=
-TAG ?= $(shell git describe --tags --always --dirty=-dirty 2>/dev/null || echo dev)
+TAG ?= $(shell ./build.sh --print-tag)
 KIND ?= job
 AUTH ?= workload-identity
 GPU ?=
@@ -41,17 +45,25 @@ SHELL := /usr/bin/env bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
 PY := $(VENV)/bin/python
+# The cluster tools (deploy/) need only the standard library, and no .venv.
+PY3 ?= python3
 export PATH := $(abspath $(VENV))/bin:$(PATH)
-# Empty (also when a parent make exported it empty): the project's registry.
-IMAGE := $(or $(IMAGE),$(if $(PROJECT),gcr.io/$(PROJECT)/kuka-trainer))
+# Empty (also when a parent make exported it empty): the project's Artifact Registry
+# repository in the cluster's region (Container Registry takes no pushes since 2025).
+REGION := $(shell echo '$(LOCATION)' | sed -E 's/^([a-z]+-[a-z]+[0-9]+)-[a-z]$$/\1/')
+IMAGE := $(or $(IMAGE),$(if $(PROJECT),$(REGION)-docker.pkg.dev/$(PROJECT)/$(REPOSITORY)/kuka-trainer))
 # Cluster runs need a run id up front: it names the Job and the bucket folder.
 RUN_ID := $(or $(RUN),$(AGENT)-$(shell echo '$(ENV_ID)' | tr 'A-Z_.' 'a-z--')-$(shell date +%Y%m%d-%H%M%S))
 # DRY_RUN=1 prints the cluster commands instead of running them.
 run := $(if $(DRY_RUN),@echo,)
 need = $(if $($(1)),,$(error $(1) is not set: make $@ $(1)=...))
+DISTRIBUTED_KINDS = deployments.apps,services,networkpolicies.networking.k8s.io,jobs.batch,configmaps
+POD_COLUMNS = custom-columns=POD:.metadata.name,PHASE:.status.phase,RESTARTS:.status.containerStatuses[0].restartCount,EXIT:.status.containerStatuses[0].state.terminated.exitCode,REASON:.status.containerStatuses[0].state.terminated.reason,LAST-REASON:.status.containerStatuses[0].lastState.terminated.reason
+OVERLAY = $(PY3) -m deploy.overlay --namespace='$(NAMESPACE)' --image='$(IMAGE)' --tag='$(TAG)' \
+	--bucket='$(BUCKET)' --project='$(PROJECT)' --auth='$(AUTH)' $(if $(GPU),--gpu) $(if $(DRY_RUN),--dry-run)
 JOB_RESOURCE = $(if $(filter tfjob,$(KIND)),tfjobs.kubeflow.org,$(if $(filter trainjob,$(KIND)),trainjobs.trainer.kubeflow.org,jobs.batch))
 POD_LABEL = $(if $(filter tfjob,$(KIND)),training.kubeflow.org/job-name,$(if $(filter trainjob,$(KIND)),jobset.sigs.k8s.io/jobset-name,batch.kubernetes.io/job-name))
-export NAMESPACE IMAGE TAG BUCKET PROJECT AUTH GPU DRY_RUN
+export NAMESPACE IMAGE TAG BUCKET PROJECT AUTH GPU DRY_RUN LOCATION
 # Local targets read these from the environment ("$${RUN}"), so that any value, quotes
 # included, reaches the trainer intact and gets its one-line answer.
 export LOGDIR RUN AGENT ENV_ID STEPS NUM_ENVS SEED EVAL_EPISODES COLLECTORS POLICY EPISODES WIDTH HEIGHT FPS
@@ -114,7 +126,11 @@ train-distributed: $(VENV)/.runtime ## Train with Reverb, COLLECTORS collector p
 render: ## Film the latest run's policy, or RUN's (EPISODES, WIDTH, HEIGHT, FPS; POLICY=random; TARGET=cluster)
 ifeq ($(TARGET),cluster)
 	$(call need,RUN)$(call need,BUCKET)$(call need,IMAGE)
-	RUN='$(RUN)' k8s/configure.sh 'render-$(RUN)' render >/dev/null
+	$(OVERLAY) --kind=render --name='render-$(RUN)' --run='$(RUN)' -- --seed='$(SEED)' \
+		--episodes='$(EPISODES)' --width='$(WIDTH)' --height='$(HEIGHT)' --fps='$(FPS)' $(ARGS)
+	@$(MAKE) --no-print-directory push
+	@# The previous render's Job has finished (its video is in the bucket); Jobs are immutable.
+	$(run) kubectl -n '$(NAMESPACE)' delete job 'kuka-render-$(RUN)' --ignore-not-found
 	$(run) kubectl apply -k 'k8s/overlays/local/render-$(RUN)'
 else
 	@$(MAKE) --no-print-directory $(VENV)/.runtime
@@ -164,9 +180,9 @@ bench-ablation: $(VENV)/.runtime ## Every variant of bench/variants.py, 3 seeds 
 ##@ Google Cloud Storage
 
 .PHONY: bucket
-bucket: $(VENV)/.runtime ## Check gs://BUCKET (create it if missing); runs go to LOGDIR=gs://BUCKET/runs
-	@test -n "$(BUCKET)" || { echo "error: set BUCKET, e.g. make bucket BUCKET=my-kuka-runs" >&2; exit 2; }
-	$(PY) -m trainer.storage check 'gs://$(BUCKET)' --create
+bucket: $(if $(DRY_RUN),,$(VENV)/.runtime) ## Check gs://BUCKET (create it if missing); runs go to LOGDIR=gs://BUCKET/runs
+	$(call need,BUCKET)
+	$(run) $(PY) -m trainer.storage check 'gs://$(BUCKET)' --create
 
 ##@ Kubernetes / Kubeflow (DRY_RUN=1 prints the commands)
 
@@ -178,9 +194,11 @@ auth: ## Log in to Google Cloud for gcloud and for the libraries (PROJECT)
 	$(run) gcloud config set project '$(PROJECT)'
 
 .PHONY: setup
-setup: ## Cluster credentials, namespace and bucket access (PROJECT, ZONE, CLUSTER, BUCKET, AUTH)
+setup: ## APIs, cluster credentials, namespace, bucket access, image registry (PROJECT, LOCATION, CLUSTER, BUCKET, AUTH)
 	$(call need,PROJECT)$(call need,BUCKET)
-	CLUSTER='$(CLUSTER)' ZONE='$(ZONE)' ./setup.sh --auth='$(AUTH)' $(if $(DRY_RUN),--dry-run)
+	$(PY3) -m deploy.gke_setup --project='$(PROJECT)' --location='$(LOCATION)' --cluster='$(CLUSTER)' \
+		--bucket='$(BUCKET)' --namespace='$(NAMESPACE)' --auth='$(AUTH)' --repository='$(REPOSITORY)' \
+		$(if $(DRY_RUN),--dry-run)
 
 .PHONY: build
 build: ## Build the trainer image IMAGE:TAG (Docker, or CLOUD_BUILD=1)
@@ -195,14 +213,14 @@ push: ## Build and push IMAGE:TAG
 .PHONY: manifests
 manifests: ## Write the git-ignored overlay k8s/overlays/local/RUN (KIND=job|tfjob|trainjob, STEPS, SEED ...)
 	$(call need,BUCKET)$(call need,IMAGE)
-	RUN='$(RUN_ID)' k8s/configure.sh '$(RUN_ID)' '$(KIND)' --total_steps='$(STEPS)' \
+	$(OVERLAY) --kind='$(KIND)' --name='$(RUN_ID)' --run='$(RUN_ID)' -- --total_steps='$(STEPS)' \
 		--num_envs='$(NUM_ENVS)' --seed='$(SEED)' --agent='$(AGENT)' --env_id='$(ENV_ID)' $(ARGS)
 
 .PHONY: submit
 submit: ## Build and push the image, write the overlay, start training RUN on the cluster
 	$(call need,BUCKET)$(call need,IMAGE)
-	@$(MAKE) --no-print-directory push
 	@$(MAKE) --no-print-directory manifests RUN='$(RUN_ID)'
+	@$(MAKE) --no-print-directory push
 	$(run) kubectl apply -k 'k8s/overlays/local/$(RUN_ID)'
 	@echo "Run $(RUN_ID): make status / make logs RUN=$(RUN_ID); logs in gs://$(BUCKET)/runs/$(RUN_ID)"
 
@@ -218,9 +236,9 @@ study: ## The tutorial's study: SEEDS runs of one experiment, RUN-s1 ... under o
 .PHONY: submit-distributed
 submit-distributed: ## Build and push the image, start Reverb, COLLECTORS collectors and a learner for RUN
 	$(call need,BUCKET)$(call need,IMAGE)
+	$(OVERLAY) --kind=distributed --name='distributed-$(RUN_ID)' --run='$(RUN_ID)' --collectors='$(COLLECTORS)' \
+		-- --total_steps='$(STEPS)' --seed='$(SEED)' --env_id='$(ENV_ID)' $(ARGS)
 	@$(MAKE) --no-print-directory push
-	COLLECTORS='$(COLLECTORS)' RUN='$(RUN_ID)' k8s/configure.sh 'distributed-$(RUN_ID)' distributed \
-		--total_steps='$(STEPS)' --seed='$(SEED)' --env_id='$(ENV_ID)' $(ARGS) >/dev/null
 	$(run) kubectl apply -k 'k8s/overlays/local/distributed-$(RUN_ID)'
 	@echo "Run $(RUN_ID): make status-distributed; make delete-distributed RUN=$(RUN_ID) when it is done"
 
@@ -229,13 +247,13 @@ status-distributed: ## The distributed run's Reverb server, collectors and learn
 	$(run) kubectl -n '$(NAMESPACE)' get deployments,jobs,pods -l 'app.kubernetes.io/name in (kuka-reverb,kuka-collect,kuka-learn)'
 
 .PHONY: delete-distributed
-delete-distributed: ## Delete RUN's distributed run (its logs stay in the bucket)
-	$(call need,RUN)
-	$(run) kubectl delete -k 'k8s/overlays/local/distributed-$(RUN)' --ignore-not-found
+delete-distributed: ## Delete the distributed run's Reverb, collectors and learner, not the shared objects (logs stay in the bucket)
+	$(run) kubectl -n '$(NAMESPACE)' delete '$(DISTRIBUTED_KINDS)' -l app.kubernetes.io/component=distributed --ignore-not-found
 
 .PHONY: status
-status: ## Training jobs (KIND) and pods in NAMESPACE
-	$(run) kubectl -n '$(NAMESPACE)' get '$(JOB_RESOURCE),pods' -l app.kubernetes.io/part-of=kuka-grasp
+status: ## Training jobs (KIND) in NAMESPACE, and their pods with the exit code and reason (OOMKilled ...) of each
+	$(run) kubectl -n '$(NAMESPACE)' get '$(JOB_RESOURCE)' -l app.kubernetes.io/part-of=kuka-grasp
+	$(run) kubectl -n '$(NAMESPACE)' get pods -l app.kubernetes.io/part-of=kuka-grasp -o '$(POD_COLUMNS)'
 
 .PHONY: logs
 logs: ## Follow the logs of RUN's training pod (KIND as submitted)

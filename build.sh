@@ -1,27 +1,41 @@
 #!/usr/bin/env bash
 # Builds the trainer image and pushes it: with a local Docker engine, or with Cloud
-# Build when there is none (--cloud-build). --dry-run prints the commands instead.
-#   IMAGE=gcr.io/PROJECT/kuka-trainer ./build.sh [--push] [--cloud-build] [--dry-run]
+# Build when there is none (--cloud-build). --dry-run prints the commands instead;
+# --print-tag prints the tag it would use and exits.
+#   IMAGE=us-central1-docker.pkg.dev/PROJECT/kuka/kuka-trainer ./build.sh [--push] [--cloud-build] [--dry-run]
 set -euo pipefail
 cd "$(dirname "$0")"
 
 die() { echo "build.sh: $*" >&2; exit 2; }
 run() { if [ -n "$dry_run" ]; then printf '%q ' "$@"; echo; else "$@"; fi; }
 
-image="${IMAGE:?IMAGE is not set, e.g. IMAGE=gcr.io/my-project/kuka-trainer}"
+# The tag names the commit; a dirty tree's tag adds a hash of its diff, so that a
+# tag never names two images and pods may pull it IfNotPresent.
+default_tag() {
+  local described
+  described="$(git describe --tags --always 2>/dev/null || echo dev)"
+  if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then
+    described+="-dirty-$(git diff HEAD | sha256sum | cut -c1-8)"
+  fi
+  echo "$described"
+}
+
 push="" cloud="" dry_run="${DRY_RUN:-}"
 for arg in "$@"; do
   case "$arg" in
     --push) push=1 ;;
     --cloud-build) cloud=1 ;;
     --dry-run) dry_run=1 ;;
-    -h | --help) sed -n '2,4p' "$0"; exit 0 ;;
+    --print-tag) default_tag; exit 0 ;;
+    -h | --help) sed -n '2,5p' "$0"; exit 0 ;;
     *) die "unknown argument '$arg'" ;;
   esac
 done
-
-# The tag names the commit; a dirty tree gets a marker so it is never mistaken for one.
-tag="${TAG:-$(git describe --tags --always --dirty=-dirty 2>/dev/null || echo dev)}"
+image="${IMAGE:?IMAGE is not set, e.g. IMAGE=us-central1-docker.pkg.dev/my-project/kuka/kuka-trainer}"
+if [[ "$image" == *gcr.io/* ]]; then
+  echo "build.sh: warning: Container Registry stopped accepting pushes in March 2025; gcr.io works only where Artifact Registry serves it (the default IMAGE is REGION-docker.pkg.dev/PROJECT/kuka/kuka-trainer)" >&2
+fi
+tag="${TAG:-$(default_tag)}"
 echo "image: $image:$tag" >&2
 
 if [ -n "$cloud" ]; then
@@ -31,5 +45,7 @@ if [ -n "$cloud" ]; then
 fi
 run docker build -f docker/trainer.Dockerfile -t "$image:$tag" .
 if [ -n "$push" ]; then
+  # Lets docker push to Artifact Registry with gcloud's credentials (idempotent).
+  [[ "$image" == *-docker.pkg.dev/* ]] && run gcloud auth configure-docker "${image%%/*}" --quiet
   run docker push "$image:$tag"
 fi

@@ -20,6 +20,10 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
         "rewards times 0.001, no running normalization",
         ["--reward_scale=0.001", "--nonormalize_rewards"],
     ),
+    "mean-init": (
+        "initial action mean's output layer scaled by 0.01 instead of 0.1",
+        ["--action_mean_init=0.01"],
+    ),
     "entropy": ("old reward, entropy bonus 0.01", [*OLD_REWARD, "--entropy_coef=0.01"]),
     "small-nets": ("networks of 64, 64", ["--actor_layers=64,64", "--value_layers=64,64"]),
     "epochs-4": ("4 epochs per iteration instead of 10", ["--num_epochs=4"]),

@@ -6,14 +6,17 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    MPLCONFIGDIR=/tmp
+    MPLCONFIGDIR=/tmp \
+    HOME=/tmp
 
 WORKDIR /app
 COPY requirements.txt constraints.txt ./
-RUN pip install -r requirements.txt -c constraints.txt
+# dumb-init runs as PID 1: it forwards SIGTERM to the trainer or TensorBoard (a
+# PID 1 without a handler ignores it) and reaps the env processes' leftovers.
+RUN pip install -r requirements.txt -c constraints.txt dumb-init==1.2.5.post1
 
 COPY trainer/ trainer/
 RUN useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin trainer
 USER 10001
 
-ENTRYPOINT ["python", "-m", "trainer.task"]
+ENTRYPOINT ["dumb-init", "--", "python", "-m", "trainer.task"]

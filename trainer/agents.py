@@ -7,6 +7,7 @@ checks that the numpy actor matches the TF policy's distribution.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,7 @@ import tensorflow as tf
 from tf_agents.agents.ddpg import critic_network
 from tf_agents.agents.ppo import ppo_clip_agent
 from tf_agents.agents.sac import sac_agent, tanh_normal_projection_network
-from tf_agents.networks import actor_distribution_network, value_network
+from tf_agents.networks import actor_distribution_network, normal_projection_network, value_network
 from tf_agents.policies import greedy_policy as greedy_policy_lib
 
 from trainer.config import Config
@@ -22,6 +23,18 @@ from trainer.config import Config
 # PPOPolicy normalizes observations with TensorNormalizer.normalize's defaults.
 _OBS_CLIP = 5.0
 _OBS_EPSILON = 1e-3
+# ActorDistributionNetwork's default initial action spread.
+_INIT_ACTION_STD = 0.35
+
+
+def _normal_projection(spec, mean_init: float):
+    """ActorDistributionNetwork's own default head, with the mean's initial scale set."""
+    return normal_projection_network.NormalProjectionNetwork(
+        spec,
+        init_means_output_factor=mean_init,
+        std_bias_initializer_value=np.log(np.expm1(_INIT_ACTION_STD)),
+        scale_distribution=False,
+    )
 
 
 def _tanh_normal_projection(spec):
@@ -65,6 +78,9 @@ def create(cfg: Config, time_step_spec, action_spec, train_step: tf.Variable, en
             action_spec,
             fc_layer_params=cfg.actor_layers,
             activation_fn=tf.nn.tanh,
+            continuous_projection_net=functools.partial(
+                _normal_projection, mean_init=cfg.action_mean_init
+            ),
         )
         value_net = value_network.ValueNetwork(
             observation_spec, fc_layer_params=cfg.value_layers, activation_fn=tf.nn.tanh

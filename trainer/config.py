@@ -25,6 +25,7 @@ _LEGACY = {
     "reward_clip": 10.0,
     "lr_schedule": "constant",
     "deterministic": False,
+    "action_mean_init": 0.1,
 }
 LR_SCHEDULES = ("constant", "linear")
 
@@ -96,6 +97,10 @@ class Config:
 
     entropy_coef: float = 0.0
     """ppo: entropy regularization coefficient."""
+
+    action_mean_init: float = 0.1
+    """ppo: scale of the initial weights of the action mean's output layer (tf-agents'
+    init_means_output_factor). Larger values start each seed with its own drift."""
 
     lr_schedule: str = "constant"
     """Learning rate over the run: constant, or linear (decays to 0 at --total_steps)."""

@@ -1,0 +1,262 @@
+"""Writes one run's kustomize overlay: k8s/overlays/local/NAME/kustomization.yaml.
+
+The overlay holds the user's values (namespace, image, bucket, run, trainer flags)
+so that no tracked manifest changes at deploy time. It is JSON, which is YAML, so
+no YAML library is needed: this runs with any Python 3.9+, before .venv exists.
+
+    python3 -m deploy.overlay --kind=job --name=NAME --run=RUN --bucket=B --image=I \\
+        --tag=T --project=P [--dry-run] -- [TRAINER FLAGS...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import re
+import sys
+
+from deploy import commands
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+K8S = os.path.join(ROOT, "k8s")
+# The image name the tracked manifests use; `images:` replaces it.
+TEMPLATE_IMAGE = "ghcr.io/example/kuka-trainer"
+NAME_LIMIT = 63  # a DNS label, and a label value such as batch.kubernetes.io/job-name
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Kind:
+    """What one flavour renders from and which object carries the run."""
+
+    base: str  # under k8s/
+    resource: str  # the object kind the run's name goes on
+    prefix: str  # that object's name is PREFIX-RUN
+    args_path: str  # JSON pointer to its container arguments
+    command: str  # the trainer command it runs
+    # Names Kubernetes derives from the object's name: the longest one must fit
+    # NAME_LIMIT (the TFJob's pod and Service NAME-worker-0, the TrainJob's child
+    # Job NAME-node-0).
+    derived_suffix: str = ""
+
+
+KINDS = {
+    "job": Kind("base", "Job", "kuka-train", "/spec/template/spec/containers/0/args", "train"),
+    "tfjob": Kind(
+        "overlays/tfjob",
+        "TFJob",
+        "kuka-train",
+        "/spec/tfReplicaSpecs/Worker/template/spec/containers/0/args",
+        "train",
+        "-worker-0",
+    ),
+    "trainjob": Kind(
+        "overlays/trainjob", "TrainJob", "kuka-train", "/spec/trainer/args", "train", "-node-0"
+    ),
+    "render": Kind(
+        "render", "Job", "kuka-render", "/spec/template/spec/containers/0/args", "render"
+    ),
+    # The roles' names are fixed (one distributed run per namespace); the run id
+    # reaches them through the flags ConfigMap.
+    "distributed": Kind("distributed", "Job", "", "", ""),
+}
+AUTHS = ("workload-identity", "key-file")
+
+
+def max_run_length(kind: str) -> int:
+    """The longest run id whose derived object names fit Kubernetes' limits."""
+    spec = KINDS[kind]
+    if not spec.prefix:
+        return NAME_LIMIT
+    return NAME_LIMIT - len(spec.prefix) - 1 - len(spec.derived_suffix)
+
+
+def check_run(run: str, kind: str) -> None:
+    """ValueError, in one line, if `run` cannot name `kind`'s objects."""
+    limit = max_run_length(kind)
+    if not _DNS_LABEL.match(run):
+        raise ValueError(
+            f"run id {run!r} is not a valid Kubernetes name: lowercase letters, digits and "
+            "dashes, starting and ending with a letter or digit"
+        )
+    if len(run) > limit:
+        raise ValueError(
+            f"run id {run!r} has {len(run)} characters; a {kind} run allows at most {limit}, "
+            f"since Kubernetes names {KINDS[kind].prefix}-RUN{KINDS[kind].derived_suffix} "
+            f"from it and names have at most {NAME_LIMIT}"
+        )
+
+
+def gsa_email(project: str) -> str:
+    """The Google service account the pods act as (deploy.gke_setup creates it)."""
+    return f"kuka-trainer@{project}.iam.gserviceaccount.com"
+
+
+def _patches(args, spec: Kind, flags: list[str]) -> list[dict]:
+    patches = []
+    if args.kind == "distributed":
+        patches.append(
+            _json_patch(
+                "Job",
+                "kuka-collect",
+                [
+                    {"op": "replace", "path": "/spec/parallelism", "value": args.collectors},
+                    {"op": "replace", "path": "/spec/completions", "value": args.collectors},
+                ],
+            )
+        )
+    else:
+        container_args = [
+            spec.command,
+            f"--logdir=gs://{args.bucket}/runs",
+            f"--run={args.run}",
+            "--staging_dir=/scratch/runs",
+            *flags,
+        ]
+        patches.append(
+            _json_patch(
+                spec.resource,
+                spec.prefix,
+                [
+                    {
+                        "op": "replace",
+                        "path": "/metadata/name",
+                        "value": f"{spec.prefix}-{args.run}",
+                    },
+                    {"op": "replace", "path": spec.args_path, "value": container_args},
+                ],
+            )
+        )
+    if args.auth == "workload-identity" and args.kind != "render":
+        patches.append(
+            _json_patch(
+                "ServiceAccount",
+                "kuka-trainer",
+                [
+                    {
+                        "op": "add",
+                        "path": "/metadata/annotations",
+                        "value": {"iam.gke.io/gcp-service-account": gsa_email(args.project)},
+                    }
+                ],
+            )
+        )
+    return patches
+
+
+def _json_patch(kind: str, name: str, operations: list[dict]) -> dict:
+    return {"target": {"kind": kind, "name": name}, "patch": json.dumps(operations)}
+
+
+def kustomization(args, flags: list[str], directory: str) -> dict:
+    """The kustomization.yaml of the overlay in `directory`, as a dict."""
+    spec = KINDS[args.kind]
+    k8s = lambda path: os.path.relpath(os.path.join(K8S, path), directory)  # noqa: E731
+    components = [k8s("components/common")]
+    if args.auth == "key-file":
+        components.append(k8s("components/key-file"))
+    if args.gpu and args.kind in ("job", "distributed"):
+        components.append(k8s("components/gpu"))
+    result: dict = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "namespace": args.namespace,
+        "resources": [k8s(spec.base)],
+        "components": components,
+        "images": [{"name": TEMPLATE_IMAGE, "newName": args.image, "newTag": args.tag}],
+        "patches": _patches(args, spec, flags),
+    }
+    generators = []
+    if args.kind != "render":
+        generators.append(
+            {
+                "name": "kuka-run",
+                "behavior": "replace",
+                "literals": [f"logdir=gs://{args.bucket}/runs"],
+            }
+        )
+    if args.kind == "distributed":
+        generators.append({"name": "kuka-flags", "behavior": "replace", "files": ["flags.txt"]})
+    if generators:
+        result["configMapGenerator"] = generators
+    return result
+
+
+def files(args, flags: list[str], directory: str) -> dict[str, str]:
+    """Every file of the overlay in `directory`: name -> text."""
+    out = {
+        "kustomization.yaml": "# Generated by deploy/overlay.py; not tracked by git.\n"
+        + json.dumps(kustomization(args, flags, directory), indent=2)
+        + "\n"
+    }
+    if args.kind == "distributed":
+        # Every role reads the run's flags from this file (a ConfigMap), one per line.
+        lines = [
+            f"--logdir=gs://{args.bucket}/runs",
+            f"--run={args.run}",
+            "--staging_dir=/scratch/runs",
+        ]
+        out["flags.txt"] = "\n".join([*lines, *flags]) + "\n"
+    return out
+
+
+def write(directory: str, contents: dict[str, str], dry_run: bool) -> None:
+    """Writes the overlay's files, or with `dry_run` prints them and writes nothing."""
+    for name, text in contents.items():
+        path = os.path.join(directory, name)
+        if dry_run:
+            print(f"# would write {path}:\n{text}", end="")
+            continue
+        os.makedirs(directory, exist_ok=True)
+        with open(path + ".tmp", "w") as f:
+            f.write(text)
+        os.replace(path + ".tmp", path)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python3 -m deploy.overlay",
+        description="Write one run's kustomize overlay under k8s/overlays/local/NAME. "
+        "Arguments after -- are trainer flags.",
+    )
+    p.add_argument("--kind", required=True, choices=sorted(KINDS), help="the run's flavour")
+    p.add_argument("--name", required=True, help="the overlay's directory name")
+    p.add_argument("--run", required=True, help="the run id (names the job and the bucket folder)")
+    p.add_argument("--namespace", default="rl", help="the namespace to deploy into")
+    p.add_argument("--image", required=True, help="the trainer image, without the tag")
+    p.add_argument("--tag", required=True, help="the image tag")
+    p.add_argument("--bucket", required=True, help="the bucket; runs go to gs://BUCKET/runs")
+    p.add_argument("--project", default="", help="the project of the pods' Google service account")
+    p.add_argument("--auth", default="workload-identity", choices=AUTHS, help="bucket access")
+    p.add_argument("--gpu", action="store_true", help="one GPU for the trainer or the learner")
+    p.add_argument("--collectors", type=int, default=2, help="distributed: collector pods")
+    p.add_argument(
+        "--out", default=os.path.join(K8S, "overlays", "local"), help="where overlays go"
+    )
+    p.add_argument("--dry-run", action="store_true", help="print the files instead of writing")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    split = argv.index("--") if "--" in argv else len(argv)
+    args, flags = parser().parse_args(argv[:split]), argv[split + 1 :]
+    try:
+        check_run(args.run, args.kind)
+        if args.auth == "workload-identity" and not args.project:
+            raise ValueError("PROJECT is not set: the pods' Google service account lives there")
+        if args.collectors < 1:
+            raise ValueError(f"COLLECTORS must be at least 1, got {args.collectors}")
+    except ValueError as e:
+        return commands.fail("overlay", str(e))
+    directory = os.path.join(args.out, args.name)
+    write(directory, files(args, flags, directory), args.dry_run)
+    if not args.dry_run:
+        print(directory)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,214 @@
+"""The cluster tools (deploy/) and the cluster Make targets with DRY_RUN=1.
+
+DRY_RUN=1 must print the exact commands and write and contact nothing; the overlay
+tool must refuse, in one line, a run id whose derived names Kubernetes would reject.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+import yaml
+
+from deploy import gke_setup, overlay
+from tests.conftest import ROOT
+from tests.test_k8s import _kustomize
+
+AR_IMAGE = "us-central1-docker.pkg.dev/my-project/kuka/kuka-trainer"
+
+
+def _make(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["make", "-s", *args, "DRY_RUN=1", "PROJECT=my-project", "TAG=v9"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def _local_overlays() -> set[str]:
+    local = os.path.join(ROOT, "k8s", "overlays", "local")
+    return set(os.listdir(local)) if os.path.isdir(local) else set()
+
+
+@pytest.mark.parametrize(
+    "target, expected",
+    [
+        (["status"], "kubectl -n rl get jobs.batch -l app.kubernetes.io/part-of=kuka-grasp"),
+        (
+            ["status", "KIND=tfjob"],
+            "kubectl -n rl get tfjobs.kubeflow.org -l app.kubernetes.io/part-of=kuka-grasp",
+        ),
+        (
+            ["logs", "RUN=r1", "KIND=tfjob"],
+            "kubectl -n rl logs -f --tail=100 -l training.kubeflow.org/job-name=kuka-train-r1",
+        ),
+        (
+            ["delete", "RUN=r1", "KIND=trainjob"],
+            "kubectl -n rl delete trainjobs.trainer.kubeflow.org kuka-train-r1 --ignore-not-found",
+        ),
+        (
+            ["tensorboard", "TARGET=cluster", "TB_PORT=6010"],
+            "kubectl -n rl port-forward service/tensorboard 6010:6006",
+        ),
+        (["build"], f"docker build -f docker/trainer.Dockerfile -t {AR_IMAGE}:v9 ."),
+        (
+            ["push", "LOCATION=europe-west4"],
+            "docker push europe-west4-docker.pkg.dev/my-project/kuka/kuka-trainer:v9",
+        ),
+        (["push"], "gcloud auth configure-docker us-central1-docker.pkg.dev --quiet"),
+        (
+            ["push", "CLOUD_BUILD=1"],
+            "gcloud builds submit --config=docker/cloudbuild.yaml "
+            f"--substitutions=_IMAGE={AR_IMAGE}:v9 .",
+        ),
+        (["auth"], "gcloud config set project my-project"),
+        (["bucket", "BUCKET=b"], ".venv/bin/python -m trainer.storage check gs://b --create"),
+        (
+            ["status-distributed"],
+            "kubectl -n rl get deployments,jobs,pods -l app.kubernetes.io/name in (kuka-reverb,kuka-collect,kuka-learn)",
+        ),
+        (
+            ["delete-distributed"],
+            "kubectl -n rl delete deployments.apps,services,networkpolicies.networking.k8s.io,"
+            "jobs.batch,configmaps -l app.kubernetes.io/component=distributed --ignore-not-found",
+        ),
+        (
+            ["setup", "BUCKET=b", "ZONE=europe-west4-b"],
+            "gcloud container clusters get-credentials kuka --location=europe-west4-b --project=my-project",
+        ),
+        (
+            ["setup", "BUCKET=b", "LOCATION=us-east1"],
+            "gcloud artifacts repositories create kuka --location=us-east1 --project=my-project "
+            "--repository-format=docker '--description=Kuka trainer images'",
+        ),
+    ],
+)
+def test_dry_run_prints_the_exact_commands(target, expected):
+    before = _local_overlays()
+    result = _make(*target)
+    assert result.returncode == 0, result.stderr
+    assert expected in [line.strip() for line in result.stdout.splitlines()]
+    assert _local_overlays() == before
+
+
+def test_dry_run_writes_no_overlay_and_shows_it():
+    before = _local_overlays()
+    result = _make("submit", "BUCKET=b", "RUN=dry-run-1", "KIND=tfjob")
+    assert result.returncode == 0, result.stderr
+    lines = [line.strip() for line in result.stdout.splitlines()]
+    assert f"docker push {AR_IMAGE}:v9" in lines
+    assert "kubectl apply -k k8s/overlays/local/dry-run-1" in lines
+    assert any(line.endswith("k8s/overlays/local/dry-run-1/kustomization.yaml:") for line in lines)
+    study = _make("study", "BUCKET=b", "RUN=dry-study", "SEEDS=2")
+    assert study.returncode == 0, study.stderr
+    applies = [x for x in study.stdout.splitlines() if x.startswith("kubectl apply")]
+    assert applies == [
+        "kubectl apply -k k8s/overlays/local/dry-study-s1",
+        "kubectl apply -k k8s/overlays/local/dry-study-s2",
+    ]
+    render = _make("render", "TARGET=cluster", "BUCKET=b", "RUN=r1", "EPISODES=5", "FPS=12")
+    assert render.returncode == 0, render.stderr
+    lines = [line.strip() for line in render.stdout.splitlines()]
+    assert "kubectl -n rl delete job kuka-render-r1 --ignore-not-found" in lines
+    assert f"docker push {AR_IMAGE}:v9" in lines  # the image it runs exists
+    assert '"--episodes=5", "--width=320", "--height=240", "--fps=12"' in render.stdout.replace(
+        '\\"', '"'
+    )
+    assert _local_overlays() == before
+
+
+@pytest.mark.parametrize(
+    "target, missing", [(["submit"], "BUCKET"), (["logs"], "RUN"), (["setup"], "BUCKET")]
+)
+def test_missing_variables_are_named(target, missing):
+    result = _make(*target)
+    assert result.returncode != 0
+    assert f"{missing} is not set" in result.stderr
+
+
+@pytest.mark.parametrize("kind", ["job", "tfjob", "trainjob", "render"])
+def test_run_ids_at_the_limit_fit_and_longer_ones_are_refused(kind, tmp_path, capsys):
+    limit = overlay.max_run_length(kind)
+    assert limit == {"job": 52, "tfjob": 43, "trainjob": 45, "render": 51}[kind]
+    common = ["--image=i", "--tag=t", "--bucket=b", "--project=p", f"--out={tmp_path}"]
+    longest = "r" * limit
+    assert overlay.main([f"--kind={kind}", "--name=ok", f"--run={longest}", *common]) == 0
+    spec = overlay.KINDS[kind]
+    for obj in _kustomize(str(tmp_path / "ok")):
+        name = obj["metadata"]["name"]
+        if obj["kind"] == spec.resource and name.startswith(spec.prefix):
+            assert len(name + spec.derived_suffix) == 63
+    assert overlay.main([f"--kind={kind}", "--name=no", f"--run={longest}x", *common]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"at most {limit}" in err
+    assert not (tmp_path / "no").exists()
+
+
+RESOURCES = {
+    "Deployment": "deployments.apps",
+    "Service": "services",
+    "NetworkPolicy": "networkpolicies.networking.k8s.io",
+    "Job": "jobs.batch",
+    "ConfigMap": "configmaps",
+}
+
+
+def _key(obj: dict) -> tuple[str, str]:
+    name = obj["metadata"]["name"]  # a generated ConfigMap's name ends in a content hash
+    return obj["kind"], name.rsplit("-", 1)[0] if obj["kind"] == "ConfigMap" else name
+
+
+def test_delete_distributed_selects_the_runs_objects_only(tmp_path):
+    args = ["--kind=distributed", "--name=d", "--run=r", "--image=i", "--tag=t", "--bucket=b"]
+    assert overlay.main([*args, "--project=p", f"--out={tmp_path}"]) == 0
+    shared = {_key(o) for o in _kustomize(os.path.join(ROOT, "k8s/base"))}
+    makefile = open(os.path.join(ROOT, "Makefile")).read()
+    line = next(x for x in makefile.splitlines() if x.startswith("DISTRIBUTED_KINDS ="))
+    deleted_kinds = line.split("=", 1)[1].strip().split(",")
+    run_objects = 0
+    for obj in _kustomize(str(tmp_path / "d")):
+        selected = obj["metadata"]["labels"].get("app.kubernetes.io/component") == "distributed"
+        assert selected == (_key(obj) not in shared), _key(obj)
+        if selected:
+            assert RESOURCES[obj["kind"]] in deleted_kinds, _key(obj)
+            run_objects += 1
+    assert run_objects == 6  # Reverb's Deployment, Service, NetworkPolicy; 2 Jobs; flags
+
+
+def test_setup_dry_run_runs_every_step_in_order(capsys):
+    argv = ["--project=p", "--location=europe-west4-a", "--cluster=c", "--bucket=b", "--dry-run"]
+    assert gke_setup.main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    steps = [" ".join(line.split()[:4]) for line in lines]
+    assert steps == [
+        "gcloud services enable container.googleapis.com",
+        "gcloud container clusters get-credentials",
+        "kubectl create namespace rl",
+        "gcloud iam service-accounts create",
+        "gcloud storage buckets add-iam-policy-binding",
+        "gcloud iam service-accounts add-iam-policy-binding",
+        "gcloud artifacts repositories create",
+        "gcloud artifacts repositories add-iam-policy-binding",
+    ]
+    assert "--role=roles/storage.objectAdmin" in lines[4]
+    assert "--location=europe-west4 " in lines[6]  # the registry lives in the region
+
+
+def test_region_of_a_location():
+    assert gke_setup.region("us-central1-a") == "us-central1"
+    assert gke_setup.region("europe-west4") == "europe-west4"
+    assert gke_setup.region("northamerica-northeast1-c") == "northamerica-northeast1"
+
+
+def test_overlay_is_yaml_for_kustomize(tmp_path):
+    args = ["--kind=job", "--name=j", "--run=r", "--image=i", "--tag=t", "--bucket=b"]
+    assert overlay.main([*args, "--auth=key-file", f"--out={tmp_path}", "--", "--seed=3"]) == 0
+    data = yaml.safe_load((tmp_path / "j" / "kustomization.yaml").read_text())
+    assert data["kind"] == "Kustomization" and data["namespace"] == "rl"
+    assert any(c.endswith("components/key-file") for c in data["components"])
+    job = next(o for o in _kustomize(str(tmp_path / "j")) if o["kind"] == "Job")
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"][-1] == "--seed=3"
