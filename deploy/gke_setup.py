@@ -259,12 +259,13 @@ def setup(args) -> None:
     )
     service_account(args)
     registry(args, accounts)
-    print(
-        f"Cluster {args.cluster} is ready: namespace {args.namespace}, bucket gs://{args.bucket} "
-        f"via {args.auth}, images in {region(args.location)}-docker.pkg.dev/{args.project}/"
-        f"{args.repository}.",
-        file=sys.stderr,
-    )
+    if not args.dry_run:
+        print(
+            f"Cluster {args.cluster} is ready: namespace {args.namespace}, bucket "
+            f"gs://{args.bucket} via {args.auth}, images in {region(args.location)}"
+            f"-docker.pkg.dev/{args.project}/{args.repository}.",
+            file=sys.stderr,
+        )
 
 
 def parser() -> argparse.ArgumentParser:

@@ -198,6 +198,15 @@ def test_setup_dry_run_runs_every_step_in_order(capsys):
     assert "--location=europe-west4 " in lines[6]  # the registry lives in the region
 
 
+def test_setup_with_a_key_file_makes_a_secret_and_no_binding(capsys):
+    argv = ["--project=p", "--location=us-east1", "--cluster=c", "--bucket=b", "--auth=key-file"]
+    assert gke_setup.main([*argv, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "gcloud iam service-accounts keys create" in out
+    assert "kubectl -n rl create secret generic gcp-credentials" in out
+    assert "workloadIdentityUser" not in out
+
+
 def test_region_of_a_location():
     assert gke_setup.region("us-central1-a") == "us-central1"
     assert gke_setup.region("europe-west4") == "europe-west4"

@@ -223,13 +223,64 @@ def test_pods_are_restricted_and_bounded(all_objects):
             assert obj["spec"]["type"] == "ClusterIP"
 
 
-def test_bad_input_fails_the_job_at_once(all_objects):
-    jobs = [o for o in all_objects if o["kind"] == "Job"]
-    for job in jobs:
-        rules = job["spec"]["podFailurePolicy"]["rules"]
-        assert any(r["action"] == "FailJob" and 2 in r["onExitCodes"]["values"] for r in rules)
-    tfjobs = [o for o in all_objects if o["kind"] == "TFJob"]
-    assert all(o["spec"]["tfReplicaSpecs"]["Worker"]["restartPolicy"] == "ExitCode" for o in tfjobs)
+def _failure_table() -> list[dict]:
+    """The rows of docs/reliability.md's cluster table, by column name."""
+    text = open(os.path.join(ROOT, "docs", "reliability.md")).read()
+    section = text[text.index("## On the cluster") :]
+    rows = [line.split(" | ") for line in section.splitlines() if line.startswith("| ")]
+    header = [c.strip("| ") for c in rows[0]]
+    return [dict(zip(header, (c.strip("| ") for c in row), strict=True)) for row in rows[2:]]
+
+
+def _job_outcome(spec: dict, exit_code: int, disrupted: bool) -> str:
+    """What a batch Job does with a failed pod: its first matching podFailurePolicy rule."""
+    for rule in spec["podFailurePolicy"]["rules"]:
+        codes = rule.get("onExitCodes", {})
+        matches = (codes.get("operator") == "In" and exit_code in codes["values"]) or (
+            disrupted
+            and any(c["type"] == "DisruptionTarget" for c in rule.get("onPodConditions", []))
+        )
+        if matches:
+            return {"FailJob": "fails at once", "Ignore": "retried, not counted"}[rule["action"]]
+    assert spec.get("backoffLimit", 0) > 0 or spec.get("backoffLimitPerIndex", 0) > 0
+    return "retried, counted"
+
+
+def _outcome(obj: dict, exit_code: int, disrupted: bool) -> str:
+    if obj["kind"] == "TFJob":
+        assert obj["spec"]["tfReplicaSpecs"]["Worker"]["restartPolicy"] == "ExitCode"
+        assert obj["spec"]["runPolicy"]["backoffLimit"] > 0
+        return "fails at once" if 1 <= exit_code <= 127 else "retried"
+    if obj["kind"] == "TrainingRuntime":
+        jobset = obj["spec"]["template"]["spec"]
+        outcomes = {
+            _job_outcome(j["template"]["spec"], exit_code, disrupted)
+            for j in jobset["replicatedJobs"]
+        }
+        (outcome,) = outcomes
+        if outcome == "fails at once":  # a JobSet restart would run it again
+            assert jobset["failurePolicy"]["maxRestarts"] == 0
+        return outcome
+    return _job_outcome(obj["spec"], exit_code, disrupted)
+
+
+def test_failures_follow_the_table(all_objects):
+    rows = _failure_table()
+    assert [r["exit"] for r in rows] == ["2", "143", "137", "137", "1"]
+    flavours = [o for o in all_objects if o["kind"] in ("Job", "TFJob", "TrainingRuntime")]
+    assert {o["metadata"]["name"] for o in flavours} >= {
+        "kuka-train-ppo-test-1",
+        "kuka-render-ppo-test-1",
+        "kuka-learn",
+        "kuka-collect",
+        "kuka-tf-agents",
+    }
+    for row in rows:
+        disrupted = row["pod condition"] == "DisruptionTarget"
+        for obj in flavours:
+            column = "TFJob" if obj["kind"] == "TFJob" else "Job, TrainJob, distributed roles"
+            got = _outcome(obj, int(row["exit"]), disrupted)
+            assert got == row[column], (row["failure"], obj["kind"], obj["metadata"]["name"])
 
 
 def _tool(name: str) -> str:

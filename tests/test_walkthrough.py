@@ -1,0 +1,209 @@
+"""The README's cluster section, run line by line, without DRY_RUN, against recording fakes.
+
+No GKE, Docker engine or API server exists here, so gcloud, kubectl and docker are
+tests/fakes/fake_cli.py: each call is recorded and answered as the real tool would
+answer it. The bucket is real (the storage emulator on 127.0.0.1), and so is every
+manifest: `kubectl apply -k` renders with the real kubectl and each object is
+validated against Kubernetes' and Kubeflow's schemas. The commands come from
+README.md's own code blocks, so the README and the Makefile cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+from tests.test_k8s import CRD_SCHEMAS, K8S_VERSION
+from tests.test_storage import Emulator
+
+PROJECT, BUCKET, NAMESPACE = "my-project", "my-kuka-runs", "rl"
+IMAGE = f"us-central1-docker.pkg.dev/{PROJECT}/kuka/kuka-trainer"
+GSA = f"kuka-trainer@{PROJECT}.iam.gserviceaccount.com"
+
+
+def readme_blocks() -> list[str]:
+    """The README's cluster walk-through: its section's block, then the distributed one."""
+    text = open(os.path.join(ROOT, "README.md")).read()
+    sections = dict(re.findall(r"^## (.+?)\n(.*?)(?=^## |\Z)", text, re.M | re.S))
+    blocks = []
+    for title, must_hold in [
+        ("The same job on Kubernetes / Kubeflow", "make setup"),
+        ("Distributed training: Reverb, collectors and a learner", "make submit-distributed"),
+    ]:
+        found = re.findall(r"```bash\n(.*?)```", sections[title], re.S)
+        blocks.append(next(b for b in found if must_hold in b))
+    return blocks
+
+
+@pytest.fixture(scope="module")
+def walkthrough(tmp_path_factory):
+    """Runs the README's blocks in a copy of the repository; returns (records, stdout)."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not installed (it renders the manifests)")
+    tmp = tmp_path_factory.mktemp("walkthrough")
+    repo = tmp / "repo"
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    for name in files:
+        if os.path.isfile(os.path.join(ROOT, name)):
+            os.makedirs(os.path.dirname(repo / name), exist_ok=True)
+            shutil.copy2(os.path.join(ROOT, name), repo / name)
+    bin_dir = tmp / "bin"
+    bin_dir.mkdir()
+    fake = os.path.join(ROOT, "tests", "fakes", "fake_cli.py")
+    for tool in ("gcloud", "kubectl", "docker", "gke-gcloud-auth-plugin"):
+        (bin_dir / tool).write_text(f'#!/bin/sh\nexec "{sys.executable}" "{fake}" {tool} "$@"\n')
+        (bin_dir / tool).chmod(0o755)
+    (tmp / "home").mkdir()
+    server = Emulator(tmp / "gcs")
+    server.start()
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "HOME": str(tmp / "home"),
+        "FAKE_LOG": str(tmp / "calls.jsonl"),
+        "FAKE_STATE": str(tmp / "state.json"),
+        "REAL_KUBECTL": kubectl,
+        "STORAGE_EMULATOR_HOST": server.url,
+        "VENV": os.path.join(ROOT, ".venv"),
+        "MAKEFLAGS": "",
+    }
+    for name in ("PROJECT", "LOCATION", "ZONE", "CLUSTER", "BUCKET", "IMAGE", "TAG", "DRY_RUN"):
+        env.pop(name, None)
+    script = "set -euo pipefail\n" + "\n".join(readme_blocks())
+    try:
+        result = subprocess.run(
+            ["bash", "-c", script], cwd=repo, env=env, capture_output=True, text=True, timeout=600
+        )
+        client_bucket = _bucket_exists(server.url)
+    finally:
+        server.stop()
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    records = [json.loads(line) for line in open(tmp / "calls.jsonl")]
+    return records, client_bucket
+
+
+def _bucket_exists(url: str) -> bool:
+    from trainer import storage
+
+    os.environ["STORAGE_EMULATOR_HOST"] = url
+    try:
+        return storage.make_client().lookup_bucket(BUCKET) is not None
+    finally:
+        del os.environ["STORAGE_EMULATOR_HOST"]
+
+
+def _line(record: dict) -> str:
+    return " ".join([record["tool"], *record["argv"]])
+
+
+def _index(lines: list[str], start: int, pattern: str) -> int:
+    """The first line at or after `start` that matches `pattern`; fails naming it."""
+    for i in range(start, len(lines)):
+        if re.search(pattern, lines[i]):
+            return i
+    raise AssertionError(
+        f"no command matching {pattern!r} after line {start}:\n" + "\n".join(lines)
+    )
+
+
+# The walk-through's commands, in order (regular expressions over "tool argv...").
+EXPECTED_ORDER = [
+    r"^gcloud auth login$",
+    r"^gcloud auth application-default login$",
+    rf"^gcloud config set project {PROJECT}$",
+    r"^gcloud services enable container.googleapis.com artifactregistry.googleapis.com .*iamcredentials",
+    rf"^gcloud container clusters get-credentials kuka --location=us-central1-a --project={PROJECT}$",
+    r"^gcloud container clusters describe kuka .*workloadIdentityConfig.workloadPool",
+    r"^gcloud container node-pools list --cluster=kuka .*workloadMetadataConfig.mode",
+    rf"^kubectl create namespace {NAMESPACE} --dry-run=client -o yaml$",
+    r"^kubectl apply -f -$",
+    rf"^gcloud iam service-accounts describe {GSA}",
+    rf"^gcloud iam service-accounts create kuka-trainer --project={PROJECT}",
+    rf"^gcloud storage buckets add-iam-policy-binding gs://{BUCKET} --member=serviceAccount:{GSA} "
+    r"--role=roles/storage.objectAdmin$",
+    rf"^gcloud iam service-accounts add-iam-policy-binding {GSA} .*--role=roles/iam.workloadIdentityUser "
+    rf"--member=serviceAccount:{PROJECT}.svc.id.goog\[{NAMESPACE}/kuka-trainer\]$",
+    r"^gcloud artifacts repositories describe kuka --location=us-central1 ",
+    r"^gcloud artifacts repositories create kuka --location=us-central1 .*--repository-format=docker",
+    r"^gcloud artifacts repositories add-iam-policy-binding kuka --location=us-central1 .*"
+    r"--member=serviceAccount:123456789012-compute@developer.gserviceaccount.com "
+    r"--role=roles/artifactregistry.reader$",
+    rf"^docker build -f docker/trainer.Dockerfile -t {IMAGE}:",
+    r"^gcloud auth configure-docker us-central1-docker.pkg.dev --quiet$",
+    rf"^docker push {IMAGE}:",
+    r"^kubectl apply -k k8s/overlays/local/ppo-run-1$",
+    rf"^kubectl -n {NAMESPACE} get jobs.batch -l app.kubernetes.io/part-of=kuka-grasp$",
+    rf"^kubectl -n {NAMESPACE} get pods .*custom-columns=.*reason",
+    rf"^kubectl -n {NAMESPACE} logs -f --tail=100 -l batch.kubernetes.io/job-name=kuka-train-ppo-run-1$",
+    rf"^kubectl -n {NAMESPACE} port-forward service/tensorboard 6006:6006$",
+    rf"^docker push {IMAGE}:",
+    rf"^kubectl -n {NAMESPACE} delete job kuka-render-ppo-run-1 --ignore-not-found$",
+    r"^kubectl apply -k k8s/overlays/local/render-ppo-run-1$",
+    rf"^kubectl -n {NAMESPACE} delete jobs.batch kuka-train-ppo-run-1 --ignore-not-found$",
+    rf"^docker push {IMAGE}:",
+    r"^kubectl apply -k k8s/overlays/local/distributed-ppo-dist-1$",
+    rf"^kubectl -n {NAMESPACE} get deployments,jobs,pods ",
+    rf"^kubectl -n {NAMESPACE} delete .* -l app.kubernetes.io/component=distributed ",
+]
+
+
+def test_readme_walkthrough_runs_every_command_in_order(walkthrough):
+    records, bucket_made = walkthrough
+    assert bucket_made, "make bucket did not create the bucket"
+    lines = [_line(r) for r in records]
+    assert all(r["exit"] == 0 for r in records if "describe" not in r["argv"]), lines
+    at = 0
+    for pattern in EXPECTED_ORDER:
+        at = _index(lines, at, pattern) + 1
+
+
+def _applied(records: list[dict]) -> list[list[dict]]:
+    out = []
+    for r in records:
+        text = r.get("rendered") or r.get("stdin")
+        if text is not None:
+            out.append([doc for doc in yaml.safe_load_all(text) if doc])
+    return out
+
+
+def test_every_applied_manifest_is_valid_and_runs_the_pushed_image(walkthrough):
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    jsonschema = pytest.importorskip("jsonschema")
+    records, _ = walkthrough
+    pushed = {r["argv"][1] for r in records if r["tool"] == "docker" and r["argv"][0] == "push"}
+    assert len(pushed) == 1
+    applies = _applied(records)
+    assert len(applies) == 4  # the namespace, the run, the render, the distributed run
+    for objects in applies:
+        for obj in objects:
+            if obj["kind"] in CRD_SCHEMAS:
+                with open(
+                    os.path.join(ROOT, "tests", "data", "schemas", CRD_SCHEMAS[obj["kind"]])
+                ) as f:
+                    jsonschema.validate(obj, json.load(f))
+            else:
+                kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+            for image in re.findall(r"'image': '([^']+)'", str(obj)):
+                assert image in pushed, (obj["kind"], image)
+            if obj["kind"] == "ServiceAccount":
+                assert obj["metadata"]["namespace"] == NAMESPACE
+                assert obj["metadata"]["annotations"]["iam.gke.io/gcp-service-account"] == GSA
+            for logdir in re.findall(r"--logdir=([^'\"\\\\]+)", str(obj)):
+                assert logdir in (f"gs://{BUCKET}/runs", "$(LOGDIR)"), (obj["kind"], logdir)
+            if obj["metadata"]["name"].startswith("kuka-run-"):
+                assert obj["data"]["logdir"] == f"gs://{BUCKET}/runs"  # TensorBoard's $(LOGDIR)
