@@ -108,6 +108,19 @@ def _pod_specs(obj: dict) -> list[dict]:
 def test_every_kustomization_renders(all_objects):
     kinds = {obj["kind"] for obj in all_objects}
     assert {"Job", "TFJob", "TrainJob", "TrainingRuntime", "Deployment", "Service"} <= kinds
+    for obj in all_objects:  # `make status` and the NetworkPolicy select on it
+        assert obj["metadata"]["labels"]["app.kubernetes.io/part-of"] == "kuka-grasp", obj["kind"]
+
+
+def test_containers_run_under_dumb_init():
+    """PID 1 must forward SIGTERM: TensorBoard has no handler of its own."""
+    dockerfile = open(os.path.join(ROOT, "docker", "trainer.Dockerfile")).read()
+    assert 'ENTRYPOINT ["dumb-init", "--"' in dockerfile and "dumb-init==" in dockerfile
+    tensorboard = yaml.safe_load(open(os.path.join(ROOT, "k8s/base/tensorboard-deployment.yaml")))
+    assert tensorboard["spec"]["template"]["spec"]["containers"][0]["command"][:2] == [
+        "dumb-init",
+        "--",
+    ]
 
 
 def test_core_objects_validate(all_objects):

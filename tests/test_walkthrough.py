@@ -43,6 +43,32 @@ def readme_blocks() -> list[str]:
     return blocks
 
 
+def fake_env(
+    tmp, kubectl: str = "kubectl", tools=("gcloud", "kubectl", "docker", "gke-gcloud-auth-plugin")
+) -> dict:
+    """The environment with the fakes first on PATH, recording into tmp/calls.jsonl."""
+    bin_dir = tmp / "bin"
+    bin_dir.mkdir()
+    fake = os.path.join(ROOT, "tests", "fakes", "fake_cli.py")
+    for tool in tools:
+        (bin_dir / tool).write_text(f'#!/bin/sh\nexec "{sys.executable}" "{fake}" {tool} "$@"\n')
+        (bin_dir / tool).chmod(0o755)
+    (tmp / "home").mkdir()
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "HOME": str(tmp / "home"),
+        "FAKE_LOG": str(tmp / "calls.jsonl"),
+        "FAKE_STATE": str(tmp / "state.json"),
+        "REAL_KUBECTL": kubectl,
+        "VENV": os.path.join(ROOT, ".venv"),
+        "MAKEFLAGS": "",
+    }
+    for name in ("PROJECT", "LOCATION", "ZONE", "CLUSTER", "BUCKET", "IMAGE", "TAG", "DRY_RUN"):
+        env.pop(name, None)
+    return env
+
+
 @pytest.fixture(scope="module")
 def walkthrough(tmp_path_factory):
     """Runs the README's blocks in a copy of the repository; returns (records, stdout)."""
@@ -62,28 +88,9 @@ def walkthrough(tmp_path_factory):
         if os.path.isfile(os.path.join(ROOT, name)):
             os.makedirs(os.path.dirname(repo / name), exist_ok=True)
             shutil.copy2(os.path.join(ROOT, name), repo / name)
-    bin_dir = tmp / "bin"
-    bin_dir.mkdir()
-    fake = os.path.join(ROOT, "tests", "fakes", "fake_cli.py")
-    for tool in ("gcloud", "kubectl", "docker", "gke-gcloud-auth-plugin"):
-        (bin_dir / tool).write_text(f'#!/bin/sh\nexec "{sys.executable}" "{fake}" {tool} "$@"\n')
-        (bin_dir / tool).chmod(0o755)
-    (tmp / "home").mkdir()
     server = Emulator(tmp / "gcs")
     server.start()
-    env = {
-        **os.environ,
-        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-        "HOME": str(tmp / "home"),
-        "FAKE_LOG": str(tmp / "calls.jsonl"),
-        "FAKE_STATE": str(tmp / "state.json"),
-        "REAL_KUBECTL": kubectl,
-        "STORAGE_EMULATOR_HOST": server.url,
-        "VENV": os.path.join(ROOT, ".venv"),
-        "MAKEFLAGS": "",
-    }
-    for name in ("PROJECT", "LOCATION", "ZONE", "CLUSTER", "BUCKET", "IMAGE", "TAG", "DRY_RUN"):
-        env.pop(name, None)
+    env = {**fake_env(tmp, kubectl), "STORAGE_EMULATOR_HOST": server.url}
     script = "set -euo pipefail\n" + "\n".join(readme_blocks())
     try:
         result = subprocess.run(
@@ -207,3 +214,49 @@ def test_every_applied_manifest_is_valid_and_runs_the_pushed_image(walkthrough):
                 assert logdir in (f"gs://{BUCKET}/runs", "$(LOGDIR)"), (obj["kind"], logdir)
             if obj["metadata"]["name"].startswith("kuka-run-"):
                 assert obj["data"]["logdir"] == f"gs://{BUCKET}/runs"  # TensorBoard's $(LOGDIR)
+
+
+SETUP = ["--project=p", "--location=europe-west4", "--cluster=c", "--bucket=b"]
+
+
+def test_setup_stops_when_workload_identity_is_off(tmp_path):
+    env = {**fake_env(tmp_path), "FAKE_NO_WORKLOAD_IDENTITY": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "deploy.gke_setup", *SETUP],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert "Workload Identity is off" in line
+    assert "gcloud container clusters update c --location=europe-west4 --project=p " in line
+    assert "--workload-pool=p.svc.id.goog" in line
+    made = [json.loads(x)["argv"][:3] for x in open(tmp_path / "calls.jsonl")]
+    assert ["iam", "service-accounts", "create"] not in made  # it stopped before changing IAM
+
+
+def test_setup_names_a_missing_auth_plugin(tmp_path):
+    env = fake_env(tmp_path, tools=("gcloud", "kubectl", "docker"))
+    env["PATH"] = os.pathsep.join(
+        p
+        for p in env["PATH"].split(os.pathsep)
+        if not os.path.exists(os.path.join(p, "gke-gcloud-auth-plugin"))
+        or p == str(tmp_path / "bin")
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "deploy.gke_setup", *SETUP],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "setup: error: gke-gcloud-auth-plugin is not installed "
+        "(install it with: gcloud components install gke-gcloud-auth-plugin)"
+    )
+    assert not os.path.exists(tmp_path / "calls.jsonl")  # nothing ran

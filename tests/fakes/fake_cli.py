@@ -49,7 +49,9 @@ def gcloud(argv: list[str]) -> int:
     words = [a for a in argv if not a.startswith("-")]
     command = " ".join(words[:3])
     if command == "container clusters describe":
-        print(f"{_flag(argv, 'project')}.svc.id.goog")  # Workload Identity is on
+        # Workload Identity on, unless FAKE_NO_WORKLOAD_IDENTITY asks for a cluster without it.
+        if not os.environ.get("FAKE_NO_WORKLOAD_IDENTITY"):
+            print(f"{_flag(argv, 'project')}.svc.id.goog")
     elif command == "container node-pools list":
         print("default-pool\tGKE_METADATA\tdefault")
     elif command.startswith("projects describe"):
