@@ -96,7 +96,7 @@ def check_bucket(client, bucket: str, create: bool = False, location: str = "US"
     except api_exceptions.Forbidden:
         raise StorageError(
             f"bucket gs://{bucket} exists but these credentials may not list its objects; "
-            "grant them roles/storage.objectAdmin on the bucket (setup.sh does so for the "
+            "grant them roles/storage.objectAdmin on the bucket (`make setup` does so for the "
             "pods' service account), or choose another bucket"
         ) from None
     except auth_exceptions.RefreshError as e:
