@@ -15,8 +15,18 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DRIVE_DOWN_LENGTH = 160
 
 
-def trainer_command(logdir: str, run: str, flags) -> list[str]:
-    return [sys.executable, "-m", "trainer.task", f"--logdir={logdir}", f"--run={run}", *flags]
+def trainer_command(logdir: str, run: str, flags, command: str = "") -> list[str]:
+    """`python -m trainer.task [COMMAND] --logdir --run FLAGS` (no COMMAND: train)."""
+    words = [command] if command else []
+    return [
+        sys.executable,
+        "-m",
+        "trainer.task",
+        *words,
+        f"--logdir={logdir}",
+        f"--run={run}",
+        *flags,
+    ]
 
 
 def shown(command: list[str]) -> str:

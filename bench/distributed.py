@@ -1,13 +1,15 @@
-"""Distributed throughput: env steps/s collected and trained with 1 and 2 collectors.
+"""Distributed throughput as ratios measured in one run, interleaved (A, B, A, B ...).
 
-For each collector count, one short `task.py distributed` run on 127.0.0.1 (a
-Reverb server, the collectors, one learner; default agent settings): the sum of
-the collectors' Metrics/EnvStepsPerSecond, and the learner's env steps trained
-per second, first iteration left out. Then the learner's own capacity: PPO
-updates on a ready batch, with no collection beside it. docs/distributed.md turns
-these into a scaling model. Usage:
+- Collectors against the raw bound: C collector processes (one env process each,
+  segments of 2,048 steps, as `make train`'s) writing into a real Reverb server
+  whose queue this script drains, against C bare env processes stepping with random
+  actions; each pair measured back to back, the median ratio reported.
+- The learner's capacity: PPO updates (learner.Learner, default settings) on a ready
+  batch, with nothing collecting beside it.
 
-    python bench/distributed.py --collectors 1 2 --steps 20480
+docs/distributed.md turns these into a scaling model. Usage:
+
+    python bench/distributed.py --pairs 3 --collectors 1 2 4
 """
 
 from __future__ import annotations
@@ -15,45 +17,36 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
 import sys
-import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from bench import common, throughput  # noqa: E402
+
+FLAGS = ["--num_envs=1", "--collect_steps=2048"]
+WARMUP_SECONDS = 25.0  # the collectors' start-up: TensorFlow import, env processes
 
 
-def _mean_after_first(points) -> float:
-    values = [value for _, value in points[1:]] or [value for _, value in points]
-    return statistics.fmean(values)
+def _agent():
+    """(the config the collectors run with, a fresh PPO agent for it)."""
+    import tensorflow as tf
+    from tf_agents.specs import tensor_spec
 
+    from trainer import agents, config, distributed
 
-def distributed_speeds(collectors: int, steps: int) -> tuple[float, float]:
-    """(env steps/s collected by all collectors, env steps/s trained by the learner)."""
-    from trainer import evaluate, launch
-
-    with tempfile.TemporaryDirectory() as logdir:
-        flags = [
-            f"--logdir={logdir}",
-            "--run=bench",
-            f"--total_steps={steps}",
-            "--eval_interval=0",
-            "--eval_episodes=2",
-            f"--checkpoint_interval={10 * steps}",
-        ]
-        code = launch.Supervisor(flags, collectors, log=lambda _: None).run()
-        if code != 0:
-            raise SystemExit(f"distributed run with {collectors} collectors failed ({code})")
-        train_dir = os.path.join(logdir, "bench", "train")
-        learned = _mean_after_first(evaluate.read_scalars(train_dir)["Metrics/EnvStepsPerSecond"])
-        collected = sum(
-            _mean_after_first(
-                evaluate.read_scalars(os.path.join(train_dir, f"collector-{task}"))[
-                    "Metrics/EnvStepsPerSecond"
-                ]
-            )
-            for task in range(collectors)
-        )
-    return collected, learned
+    cfg = config.Config(num_envs=1, collect_steps=2048)
+    time_step_spec, action_spec = distributed.specs(cfg.env_id)
+    agent = agents.create(
+        cfg,
+        tensor_spec.from_spec(time_step_spec),
+        tensor_spec.from_spec(action_spec),
+        tf.Variable(0, dtype=tf.int64),
+    )
+    return cfg, agent
 
 
 def learner_capacity(iterations: int = 5) -> float:
@@ -62,13 +55,11 @@ def learner_capacity(iterations: int = 5) -> float:
     import tensorflow as tf
     from tf_agents.specs import tensor_spec
 
-    from trainer import agents, config, distributed, train
+    from trainer import learner as learner_lib
 
-    cfg = config.Config()
-    time_step_spec, action_spec = distributed._specs(cfg.env_id)  # noqa: SLF001
-    agent = agents.create(cfg, time_step_spec, action_spec, tf.Variable(0, dtype=tf.int64))
-    learner = train._Learner(cfg, agent)  # noqa: SLF001
-    batch = [cfg.num_envs, cfg.collect_steps // cfg.num_envs]
+    cfg, agent = _agent()
+    learner = learner_lib.Learner(cfg, agent)
+    batch = [2, cfg.collect_steps]
     spec = agent.collect_data_spec
     spec = spec.replace(
         policy_info={k: v for k, v in spec.policy_info.items() if k != "value_prediction"}
@@ -82,30 +73,102 @@ def learner_capacity(iterations: int = 5) -> float:
         return tf.constant(rng.standard_normal(shape), s.dtype)
 
     experience = tf.nest.map_structure(sample, tensor_spec.from_spec(spec))
-    learner.learn(experience, cfg.collect_steps)  # traces
+    steps = 2 * cfg.collect_steps
+    learner.learn(experience, steps)  # traces
     start = time.time()
     for _ in range(iterations):
-        learner.learn(experience, cfg.collect_steps)
-    return iterations * cfg.collect_steps / (time.time() - start)
+        learner.learn(experience, steps)
+    return iterations * steps / (time.time() - start)
+
+
+class _Drain(threading.Thread):
+    """Takes every segment off the server's queue, noting when each arrived."""
+
+    def __init__(self, address: str):
+        super().__init__(daemon=True)
+        import reverb
+
+        self._client, self.arrivals, self.stop = reverb.Client(address), [], threading.Event()
+
+    def run(self):
+        from trainer import distributed
+
+        while not self.stop.is_set():
+            available = self._client.server_info()[distributed.SEGMENTS].current_size
+            if not available:
+                time.sleep(0.01)
+                continue
+            for _ in self._client.sample(distributed.SEGMENTS, available, emit_timesteps=False):
+                self.arrivals.append(time.time())
+
+
+def collector_speed(collectors: int, seconds: float) -> float:
+    """Env steps/s that `collectors` collector processes deliver into Reverb."""
+    import reverb
+
+    from trainer import distributed, launch
+
+    cfg, agent = _agent()
+    port = launch.free_port()
+    server = distributed.make_server(cfg, port)
+    address = f"127.0.0.1:{port}"
+    client = reverb.Client(address)
+    distributed.publish(client, 0, agent)
+    drain = _Drain(address)
+    drain.start()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "trainer.task", "collect", "--run=bench"]
+            + [f"--reverb_address={address}", f"--task={task_}", *FLAGS],
+            cwd=common.ROOT,
+            stderr=subprocess.DEVNULL,
+        )
+        for task_ in range(collectors)
+    ]
+    try:
+        time.sleep(WARMUP_SECONDS)
+        start = time.time()
+        time.sleep(seconds)
+        end = time.time()
+        distributed.publish(client, 1, agent, done=True)
+        for proc in procs:
+            proc.wait(timeout=120)
+    finally:
+        drain.stop.set()
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+        server.stop()
+    arrived = [t for t in drain.arrivals if start <= t <= end]
+    return len(arrived) * distributed.segment_length(cfg) / (end - start)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--collectors", type=int, nargs="+", default=[1, 2], help="counts to run")
-    parser.add_argument("--steps", type=int, default=20_480, help="env steps per run")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--collectors", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--pairs", type=int, default=3, help="A, B pairs per collector count")
+    parser.add_argument("--seconds", type=float, default=30.0, help="length of one measurement")
+    parser.add_argument("--env_id", default="KukaGrasp-v0")
     args = parser.parse_args()
     rows = []
     for count in args.collectors:
-        print(f"Distributed run: {count} collector(s), {args.steps:,} env steps ...", flush=True)
-        rows.append((count, *distributed_speeds(count, args.steps)))
-    print("Learner capacity: PPO updates on ready batches ...", flush=True)
+        ratios = throughput.pairs(
+            lambda count=count: throughput.raw_bound(args.env_id, count, args.seconds),
+            lambda count=count: collector_speed(count, args.seconds),
+            args.pairs,
+            (f"raw bound ({count} processes)", f"{count} collector(s)"),
+        )
+        rows.append((count, statistics.median(ratios), min(ratios), max(ratios)))
+    print("Learner capacity: PPO updates on a ready batch ...", flush=True)
     capacity = learner_capacity()
-    print(f"{os.cpu_count()} cores; default PPO settings; collectors use the TF collect policy")
-    print("collectors  collected env steps/s  trained env steps/s  per collector")
-    for count, collected, learned in rows:
-        print(f"{count:10d}  {collected:21,.0f}  {learned:19,.0f}  {collected / count:13,.0f}")
-    print(f"learner capacity (batch always ready): {capacity:,.0f} env steps/s")
-    print(f"collectors one learner can keep up with: {capacity / (rows[0][1] / rows[0][0]):.0f}")
+    print(f"\n{os.cpu_count()} cores; one env process per collector; segments of 2,048 steps")
+    print("| collectors | collected / raw bound (median of pairs, range) |")
+    print("|---|---|")
+    for count, median, low, high in rows:
+        print(f"| {count} | {median:.2f} ({low:.2f}-{high:.2f}) |")
+    print(f"\nlearner capacity (batch always ready): {capacity:,.0f} env steps/s")
 
 
 if __name__ == "__main__":

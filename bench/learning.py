@@ -60,15 +60,16 @@ def _plot(curves: dict[int, list], path: str) -> None:
 def _report(args, curves, commands, finals) -> str:
     import numpy as np
 
+    title = f" (distributed: {args.collectors} collectors)" if args.distributed else ""
     lines = [
-        "# Learning results",
+        f"# Learning results{title}",
         "",
         f"Written by `python bench/learning.py {shlex.join(sys.argv[1:])}` on "
         f"{os.cpu_count()} cores (no GPU). Default agent and settings (trainer/config.py), "
         f"{args.steps:,} env steps per seed, greedy evaluation of {args.eval_episodes} "
         f"episodes every {args.eval_interval:,} steps.",
         "",
-        "![learning curves](learning_curves.png)",
+        f"![learning curves](learning_curves{'-distributed' if args.distributed else ''}.png)",
         "",
         "| seed | final success (95% interval) | final return | return 5,000 reached | "
         "50% reached | 80% reached | largest drop after 80% | wall time |",
@@ -126,11 +127,19 @@ def main() -> None:
         "--logdir", default=os.path.join(common.ROOT, "runs", "bench"), help="runs root"
     )
     parser.add_argument("--out", default=os.path.join(common.ROOT, "docs"), help="report directory")
+    parser.add_argument(
+        "--distributed",
+        action="store_true",
+        help="train with `task.py distributed` (Reverb, collectors, a learner) and write "
+        "results-distributed.md",
+    )
+    parser.add_argument("--collectors", type=int, default=2, help="with --distributed")
     parser.add_argument("extra", nargs="*", help="further trainer flags, after --")
     args = parser.parse_args()
     curves, commands, finals = {}, [], {}
+    kind = "distributed" if args.distributed else "learning"
     for seed in range(args.seeds):
-        run = f"learning-seed-{seed}"
+        run = f"{kind}-seed-{seed}"
         flags = [
             f"--seed={seed}",
             f"--total_steps={args.steps}",
@@ -138,14 +147,19 @@ def main() -> None:
             f"--eval_episodes={args.eval_episodes}",
             *args.extra,
         ]
-        command = common.trainer_command(args.logdir, run, flags)
+        if args.distributed:
+            flags.append(f"--collectors={args.collectors}")
+        command = common.trainer_command(
+            args.logdir, run, flags, "distributed" if args.distributed else ""
+        )
         commands.append(common.shown(command))
         finals[seed] = common.run_unless_done(command, os.path.join(args.logdir, run))
         curves[seed] = common.evals(os.path.join(args.logdir, run))
     os.makedirs(args.out, exist_ok=True)
-    _plot(curves, os.path.join(args.out, "learning_curves.png"))
+    suffix = "-distributed" if args.distributed else ""
+    _plot(curves, os.path.join(args.out, f"learning_curves{suffix}.png"))
     report = _report(args, curves, commands, finals)
-    with open(os.path.join(args.out, "results.md"), "w") as f:
+    with open(os.path.join(args.out, f"results{suffix}.md"), "w") as f:
         f.write(report)
     print(report)
 

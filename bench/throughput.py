@@ -90,14 +90,14 @@ def training_speed(
     return (last_step - first_step) / (last_wall - first_wall)
 
 
-def _pairs(measure_a, measure_b, pairs: int, names: tuple[str, str]):
+def pairs(measure_a, measure_b, count: int, names: tuple[str, str]):
     """Runs A, B, A, B ... and prints each pair; returns the ratios B/A."""
     ratios = []
-    for index in range(pairs):
+    for index in range(count):
         a, b = measure_a(), measure_b()
         ratios.append(b / a)
         print(
-            f"pair {index + 1}/{pairs}: {names[0]} {a:,.0f}, {names[1]} {b:,.0f} env steps/s, "
+            f"pair {index + 1}/{count}: {names[0]} {a:,.0f}, {names[1]} {b:,.0f} env steps/s, "
             f"ratio {b / a:.2f}",
             flush=True,
         )
@@ -125,12 +125,12 @@ def main() -> None:
     )
     if args.deterministic_cost:
         names = ("nondeterministic", "deterministic")
-        ratios = _pairs(train(False), train(True), args.pairs, names)
+        ratios = pairs(train(False), train(True), args.pairs, names)
         goal = "deterministic ops are the default when this is >= 0.90"
     else:
         names = ("raw bound", f"training ({args.agent})")
         raw = lambda: raw_bound(args.env_id, args.num_envs, args.seconds)  # noqa: E731
-        ratios = _pairs(raw, train(True), args.pairs, names)
+        ratios = pairs(raw, train(True), args.pairs, names)
         goal = "goal >= 0.80"
     ratios.sort()
     print(

@@ -15,9 +15,10 @@ import pytest
 from tests.conftest import ROOT, run_task
 from trainer import evaluate, launch
 
-# Items are 512 steps (distributed.SEQUENCE_LENGTH): two per learner iteration.
+# One env per collector and segments of 1,024 steps: one segment per learner iteration.
 FLAGS = [
     "--collect_steps=1024",
+    "--num_envs=1",
     "--checkpoint_interval=1024",
     "--eval_interval=0",
     "--eval_episodes=2",
@@ -47,10 +48,9 @@ def test_two_collectors_survive_a_killed_collector(tmp_path):
     thread = threading.Thread(target=lambda: outcome.update(code=supervisor.run()))
     thread.start()
     try:
-        # Kill a collector once it has collected (its summaries exist) and the learner trains.
+        # Kill a collector once the learner has trained on collected data.
         _wait_for(
-            lambda: (run_dir / "train" / "collector-0").is_dir()
-            and list((run_dir / "checkpoints").glob("ckpt-*.index")),
+            lambda: list((run_dir / "checkpoints").glob("ckpt-*.index")),
             timeout=400,
             what="the first learner checkpoint",
         )
@@ -68,51 +68,90 @@ def test_two_collectors_survive_a_killed_collector(tmp_path):
 
     assert json.loads((run_dir / "eval.json").read_text())["env_steps"] == 4096
     assert (run_dir / "policy" / "saved_model.pb").exists()
-    speeds = evaluate.read_scalars(str(run_dir / "train"))["Metrics/EnvStepsPerSecond"]
-    assert [step for step, _ in speeds] == [1024, 2048, 3072, 4096]
-    # The restarted collector rejoined: its summaries come from two processes.
-    assert len(list((run_dir / "train" / "collector-0").glob("events.*"))) == 2
-    for task in (0, 1):
-        collector = evaluate.read_scalars(str(run_dir / "train" / f"collector-{task}"))
-        assert {"Metrics/AverageReturn", "Metrics/SuccessRate"} <= set(collector)
+    scalars = evaluate.read_scalars(str(run_dir / "train"))
+    assert [step for step, _ in scalars["Metrics/EnvStepsPerSecond"]] == [1024, 2048, 3072, 4096]
+    # The collectors' episodes reach the learner's summaries inside their segments.
+    assert {"Metrics/AverageReturn", "Metrics/PolicyLag", "Metrics/DroppedEnvSteps"} <= set(scalars)
+    assert all(0 <= lag <= 2 for _, lag in scalars["Metrics/PolicyLag"])
+    assert sorted(os.listdir(run_dir / "train")) == sorted(
+        f for f in os.listdir(run_dir / "train") if f.startswith("events.")
+    )  # no collector writes into the run
 
 
-def _server_info(address: str) -> dict:
-    import reverb
-
-    return reverb.Client(address).server_info(timeout=30)
-
-
-@pytest.mark.slow
-def test_learner_resumes_and_reverb_restores_its_checkpoint(tmp_path):
-    common = [f"--logdir={tmp_path}", "--run=resume", *FLAGS, "--collectors=1"]
-    first = run_task("distributed", "--total_steps=2048", *common, timeout=600)
-    assert first.returncode == 0, first.stderr[-3000:]
-
-    # A Reverb server restarted on the run reloads its checkpoint: the learner's
-    # last variables are there for collectors before any learner pushes again.
-    port = launch.free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "trainer.task", "reverb", f"--port={port}", *common[:2], *FLAGS],
+def _start(role: str, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "trainer.task", role, *args],
         cwd=ROOT,
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+@pytest.mark.slow
+def test_reverb_restarted_mid_run_loses_nothing_but_segments_in_flight(tmp_path):
+    port = launch.free_port()
+    common = [f"--logdir={tmp_path}", "--run=restart", "--total_steps=4096", *FLAGS]
+    address = f"--reverb_address=127.0.0.1:{port}"
+    server = _start("reverb", f"--port={port}", *common)
+    learner = _start("learn", address, *common)
+    collector = _start("collect", address, "--task=0", *common)
     try:
-        from trainer import distributed
-
-        distributed.wait_for_server(f"127.0.0.1:{port}", timeout=120)
-        assert _server_info(f"127.0.0.1:{port}")["variables"].current_size == 1
+        run_dir = tmp_path / "restart"
+        _wait_for(
+            lambda: list((run_dir / "checkpoints").glob("ckpt-*.index")),
+            timeout=400,
+            what="the first learner checkpoint",
+        )
+        server.kill()
+        server.wait()
+        server = _start("reverb", f"--port={port}", *common)  # the same address
+        _, learner_err = learner.communicate(timeout=600)
+        _, collector_err = collector.communicate(timeout=120)
     finally:
-        server.send_signal(signal.SIGTERM)
-        _, stderr = server.communicate(timeout=60)
-    assert server.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+        for proc in (learner, collector, server):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        server.communicate(timeout=60)
+    assert learner.returncode == 0, learner_err[-3000:]
+    assert collector.returncode == 0, collector_err[-3000:]
+    assert "lost the Reverb server" in learner_err + collector_err
+    assert json.loads((run_dir / "eval.json").read_text())["env_steps"] == 4096
 
+
+@pytest.mark.slow
+def test_learner_resumes_from_its_checkpoint(tmp_path):
+    common = [f"--logdir={tmp_path}", "--run=resume", *FLAGS, "--collectors=1"]
+    first = run_task("distributed", "--total_steps=2048", *common, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
     second = run_task("distributed", "--total_steps=3072", *common, timeout=600)
     assert second.returncode == 0, second.stderr[-3000:]
     assert "Resuming" in second.stderr and "from env step 2,048" in second.stderr
     result = json.loads((tmp_path / "resume" / "eval.json").read_text())
     assert result["env_steps"] == 3072
+
+
+@pytest.mark.slow
+def test_a_learner_without_collectors_fails_in_one_line_and_stops_on_sigterm(tmp_path):
+    port = launch.free_port()
+    common = [f"--logdir={tmp_path}", *FLAGS, f"--reverb_address=127.0.0.1:{port}"]
+    server = _start("reverb", f"--port={port}", "--run=lonely", f"--logdir={tmp_path}", *FLAGS)
+    try:
+        alone = _start("learn", "--run=lonely", "--data_timeout=5", *common)
+        _, err = alone.communicate(timeout=300)
+        assert alone.returncode == 1, err[-3000:]
+        assert err.splitlines()[-1] == "error: no experience from any collector for 5 s"
+        # Blocked waiting for data, a learner still stops at once on SIGTERM.
+        waiting = _start("learn", "--run=waiting", *common)
+        _wait_for(lambda: (tmp_path / "waiting" / "config.json").exists(), 300, "the learner")
+        time.sleep(15)  # past start-up, into the wait for segments
+        started = time.time()
+        waiting.send_signal(signal.SIGTERM)
+        _, err = waiting.communicate(timeout=60)
+        assert waiting.returncode == 143, err[-3000:]
+        assert time.time() - started < 30
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.communicate(timeout=60)
 
 
 @pytest.mark.parametrize(

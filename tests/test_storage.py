@@ -197,6 +197,25 @@ def test_upload_order_marker_and_download(gcs, tmp_path):
     assert storage.latest_run(client, "gs://runs/exp") == "r1"
 
 
+def test_a_mirror_deletes_only_what_it_uploaded(gcs, tmp_path):
+    _, client = gcs
+    client.create_bucket("runs")
+    local = tmp_path / "run"
+    _write(local / "checkpoints" / "ckpt-1.index", "old")
+    mirror = storage.RunMirror(client, str(local), "gs://runs/r")
+    mirror.upload()
+    # Another writer's file under the run (once: a collector's TensorBoard events).
+    client.bucket("runs").blob("r/train/collector-0/events").upload_from_string("theirs")
+    os.remove(local / "checkpoints" / "ckpt-1.index")  # the run drops an old checkpoint
+    _write(local / "checkpoints" / "ckpt-2.index", "new")
+    mirror.upload()
+    assert set(_objects(client, "runs", "r/")) == {
+        "r/checkpoints/ckpt-2.index",
+        "r/train/collector-0/events",
+        "r/SYNCED.json",
+    }
+
+
 def test_outage_retries_then_catches_up(tmp_path, monkeypatch):
     server = Emulator(tmp_path / "gcs-data")
     server.start()

@@ -184,23 +184,23 @@ def _single_threaded_blas():
 class ActorPool:
     """`num_envs` env processes, driven together one command at a time."""
 
-    def __init__(self, env_id: str, num_envs: int, seed: int):
+    def __init__(self, env_id: str, num_envs: int, seed: int, first_index: int = 0):
+        """Env processes `first_index` .. of the run seeded `seed` (envs.process_seed)."""
         ctx = multiprocessing.get_context("spawn")
         self._conns, self._procs = [], []
         with _single_threaded_blas():
-            self._start(ctx, env_id, num_envs, seed)
+            self._start(ctx, env_id, num_envs, seed, first_index)
         try:
             self.time_step_spec, self.action_spec = self._gather()[0]
         except ActorError:
             self.close()
             raise
 
-    def _start(self, ctx, env_id: str, num_envs: int, seed: int) -> None:
-        for index in range(num_envs):
+    def _start(self, ctx, env_id: str, num_envs: int, seed: int, first_index: int) -> None:
+        for index in range(first_index, first_index + num_envs):
             parent, child = ctx.Pipe()
-            # Seeds far apart so env processes never share block placements.
             proc = ctx.Process(
-                target=_worker, args=(child, env_id, seed * 10_007 + index), daemon=True
+                target=_worker, args=(child, env_id, envs.process_seed(seed, index)), daemon=True
             )
             proc.start()
             child.close()

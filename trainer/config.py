@@ -120,6 +120,10 @@ class Config:
     """ppo: clip normalized rewards to +-this (0: no clipping); only with
     --normalize_rewards. Clipping at 10 made a lift worth too little (docs/agent.md)."""
 
+    max_policy_lag: int = 2
+    """distributed: the learner drops segments collected with a policy more than this
+    many learner iterations old (logged as Metrics/DroppedEnvSteps)."""
+
     replay_capacity: int = 200_000
     """sac: transitions kept in the replay buffer."""
 
@@ -206,13 +210,12 @@ class RoleConfig:
     port: int = 8000
     """reverb: port the Reverb server listens on."""
 
-    reverb_checkpoint_dir: str = ""
-    """reverb: local directory for the server's table checkpoints (a restarted server
-    reloads the latest); empty: reverb/ in the run's local directory."""
-
     task: int = 0
-    """collect: this collector's number, unique in the run; its summaries go to
-    train/collector-TASK."""
+    """collect: this collector's number, unique in the run (it picks the seeds of the
+    collector's env processes)."""
+
+    data_timeout: float = 600.0
+    """learn: seconds without a segment from any collector before the learner fails."""
 
     collectors: int = 2
     """distributed: collector processes started beside the Reverb server and the learner."""
@@ -224,6 +227,8 @@ def validate_roles(roles: RoleConfig) -> None:
         raise ValueError(f"--collectors must be at least 1, got {roles.collectors}")
     if not 0 < roles.port < 65536:
         raise ValueError(f"--port must be a TCP port (1-65535), got {roles.port}")
+    if roles.data_timeout <= 0:
+        raise ValueError(f"--data_timeout must be positive, got {roles.data_timeout}")
     if roles.task < 0:
         raise ValueError(f"--task must be 0 or more, got {roles.task}")
     host, _, port = roles.reverb_address.rpartition(":")

@@ -1,48 +1,50 @@
-"""Distributed PPO on tf-agents' engine: a Reverb server, collect actors and one learner.
+"""Distributed training: the local loop with Reverb in place of the pipe.
 
-As tf_agents/experimental/distributed/examples: collectors run `actor.Actor` with
-the agent's collect policy and write fixed-length sequences into Reverb; the
-learner (`PPOLearner`) trains on them in FIFO order, each sequence once, and
-pushes its variables back through a `ReverbVariableContainer` that collectors pull
-after every sequence. Collectors therefore act with a policy at most a learner
-iteration or two old; PPO's importance ratio is taken against the policy that
-acted (its distribution is stored with each step).
+Collectors run the env processes and numpy actor of `make train` (actors.ActorPool)
+and write each env's whole segment, with the behaviour policy's distribution and
+the policy version it was collected with, as one Reverb item. The learner takes
+`collect_steps` worth of segments per iteration, drops those more than
+`--max_policy_lag` versions old, and runs the same update as local training
+(learner.Learner); it then publishes the actor's parameters as a new version, which
+collectors fetch at most once per segment. The learner alone writes the run
+directory: the collectors' episodes travel inside their segments.
 
-The learner keeps the run directory of local training (config.json, checkpoints/,
-policy/, train/ and eval/ events, eval.json); each collector adds its episode
-metrics under train/collector-TASK.
+Every wait here polls in Python, so SIGTERM and Ctrl-C are handled at once, and
+every wait has an end: a learner that gets no data for `--data_timeout` seconds
+fails in one line. A restarted Reverb server loses only the segments it held:
+collectors and the learner reconnect, and the learner publishes its parameters
+again.
 """
 
 from __future__ import annotations
 
+import io
 import math
-import os
 import sys
 import time
 
 import numpy as np
 import reverb
 import tensorflow as tf
-from tf_agents.experimental.distributed import reverb_variable_container as rvc
-from tf_agents.metrics import py_metrics
-from tf_agents.policies import py_tf_eager_policy
-from tf_agents.replay_buffers import reverb_replay_buffer, reverb_utils
 from tf_agents.specs import tensor_spec
-from tf_agents.train import actor, ppo_learner
 
-from trainer import actors, agents, envs, record
+from trainer import actors, agents, record
+from trainer import learner as learner_lib
 from trainer.config import Config
 
-TRAINING_TABLE = "training"
-NORMALIZATION_TABLE = "normalization"
-# Steps per Reverb item. Advantages are computed within an item, so it should
-# span a few episodes (about 200 steps each on KukaGrasp-v0).
-SEQUENCE_LENGTH = 512
-# Items kept per table, in learner batches: older ones are dropped when collectors
-# outpace the learner, which bounds how stale the data can get.
-QUEUE_BATCHES = 2
-# How long collectors and the learner wait for the Reverb server to come up.
+SEGMENTS = "segments"
+PARAMS = "params"
+# Env process indices (envs.process_seed): the learner's evaluation env, then
+# collector TASK's env processes from COLLECTOR_INDEX + TASK * num_envs on.
+EVAL_INDEX = 999
+COLLECTOR_INDEX = 1_000
+# Learner iterations of segments the queue holds before collectors wait for room.
+QUEUE_ITERATIONS = 1
+POLL_SECONDS = 0.05
+# How long a role waits for the Reverb server to come up (or back).
 SERVER_WAIT_SECONDS = 300
+# Episodes per segment item: return, length, success (1, 0, or -1 for unknown).
+EPISODE_FIELDS = 3
 
 
 def _log(msg: str) -> None:
@@ -54,259 +56,296 @@ def _check_agent(cfg: Config) -> None:
         raise ValueError(f"distributed training runs the ppo agent, not {cfg.agent!r}")
 
 
-def _specs(env_id: str):
-    """(time step spec, action spec) of `env_id`, as tensor specs."""
-    env = envs.load(env_id)
+def segment_length(cfg: Config) -> int:
+    """Steps per segment: the local loop's per-env share of one iteration."""
+    return math.ceil(cfg.collect_steps / cfg.num_envs)
+
+
+def segments_per_iteration(cfg: Config) -> int:
+    return max(1, cfg.collect_steps // segment_length(cfg))
+
+
+def _signature(cfg: Config, time_step_spec, action_spec) -> dict:
+    """The segment item: the local loop's segment fields, the version, the episodes."""
+    length = segment_length(cfg)
+    obs, act = time_step_spec.observation, action_spec
+    step = lambda shape, dtype: tf.TensorSpec([length, *shape], dtype)  # noqa: E731
+    return {
+        "step_type": step([], tf.int32),
+        "observation": step(obs.shape, obs.dtype),
+        "action": step(act.shape, act.dtype),
+        "policy_info": {
+            "dist_params": {"loc": step(act.shape, act.dtype), "scale": step(act.shape, act.dtype)}
+        },
+        "next_step_type": step([], tf.int32),
+        "reward": step([], tf.float32),
+        "discount": step([], tf.float32),
+        "version": tf.TensorSpec([], tf.int64),
+        "episodes": tf.TensorSpec([None, EPISODE_FIELDS], tf.float32),
+    }
+
+
+def specs(env_id: str):
+    """(time step spec, action spec) of `env_id`, as array specs."""
+    env = actors.ActorPool(env_id, 1, seed=0, first_index=EVAL_INDEX)
     try:
-        return (
-            tensor_spec.from_spec(env.time_step_spec()),
-            tensor_spec.from_spec(env.action_spec()),
-        )
+        return env.time_step_spec, env.action_spec
     finally:
         env.close()
 
 
-def _model(cfg: Config, time_step_spec, action_spec):
-    """(agent, variables that collectors pull) built identically in every role."""
-    train_step = tf.Variable(0, dtype=tf.int64, name="train_step")
-    env_steps = tf.Variable(0, dtype=tf.int64, name="env_steps")
-    agent = agents.create(cfg, time_step_spec, action_spec, train_step)
-    variables = {
-        rvc.POLICY_KEY: agent.collect_policy.variables(),
-        rvc.TRAIN_STEP_KEY: train_step,
-        "env_steps": env_steps,
-    }
-    return agent, variables
-
-
-def _batch_items(cfg: Config) -> int:
-    """Reverb items per learner iteration: at least `collect_steps` env steps."""
-    return max(1, math.ceil(cfg.collect_steps / SEQUENCE_LENGTH))
-
-
-def wait_for_server(address: str, timeout: float = SERVER_WAIT_SECONDS) -> None:
-    """Returns once the Reverb server at `address` answers; raises TimeoutError after `timeout`."""
+def wait_for_server(address: str, timeout: float = SERVER_WAIT_SECONDS) -> reverb.Client:
+    """A client of the Reverb server at `address` once it answers; TimeoutError after `timeout`."""
     deadline = time.time() + timeout
     client = reverb.Client(address)
     while True:
         try:
-            client.server_info(timeout=5)
-            return
+            client.server_info(timeout=2)
+            return client
         except (RuntimeError, reverb.errors.ReverbError, tf.errors.DeadlineExceededError) as e:
             if time.time() > deadline:
                 raise TimeoutError(f"no Reverb server at {address} after {timeout:.0f} s") from e
-            time.sleep(1)
+            time.sleep(0.5)
 
 
-def serve(cfg: Config, port: int, checkpoint_dir: str, log=_log) -> None:
-    """Runs the Reverb server on `port` until SIGTERM or Ctrl-C.
+def _size(client: reverb.Client, table: str) -> int:
+    return client.server_info(timeout=5)[table].current_size
 
-    Tables: two synchronized FIFO queues of experience (training and the
-    normalizers' copy, each item sampled once) and the variable container. With
-    a checkpoint in `checkpoint_dir` (written when the learner checkpoints), a
-    restarted server comes back with its queued items and the latest variables.
-    """
-    _check_agent(cfg)
-    time_step_spec, action_spec = _specs(cfg.env_id)
-    agent, variables = _model(cfg, time_step_spec, action_spec)
-    item_signature = tensor_spec.add_outer_dim(agent.collect_data_spec, SEQUENCE_LENGTH)
-    queue_size = QUEUE_BATCHES * _batch_items(cfg)
-    queues = [
+
+def make_server(cfg: Config, port: int) -> reverb.Server:
+    """A Reverb server on `port` with the run's two tables."""
+    time_step_spec, action_spec = specs(cfg.env_id)
+    room = 4 * QUEUE_ITERATIONS * segments_per_iteration(cfg)  # collectors may overshoot
+    tables = [
         reverb.Table(
-            name=name,
+            name=SEGMENTS,
             sampler=reverb.selectors.Fifo(),
             remover=reverb.selectors.Fifo(),
-            max_size=queue_size,
+            max_size=room,
             max_times_sampled=1,
             rate_limiter=reverb.rate_limiters.MinSize(1),
-            signature=item_signature,
-        )
-        for name in (TRAINING_TABLE, NORMALIZATION_TABLE)
+            signature=_signature(cfg, time_step_spec, action_spec),
+        ),
+        reverb.Table(
+            name=PARAMS,
+            sampler=reverb.selectors.Fifo(),
+            remover=reverb.selectors.Fifo(),
+            max_size=1,
+            max_times_sampled=0,
+            rate_limiter=reverb.rate_limiters.MinSize(1),
+        ),
     ]
-    variable_table = reverb.Table(
-        name=rvc.DEFAULT_TABLE,
-        sampler=reverb.selectors.Uniform(),
-        remover=reverb.selectors.Fifo(),
-        max_size=1,
-        max_times_sampled=0,
-        rate_limiter=reverb.rate_limiters.MinSize(1),
-        signature=tf.nest.map_structure(lambda v: tf.TensorSpec(v.shape, v.dtype), variables),
-    )
-    os.makedirs(checkpoint_dir, exist_ok=True)
-    server = reverb.Server(
-        tables=[*queues, variable_table],
-        port=port,
-        checkpointer=reverb.checkpointers.DefaultCheckpointer(path=checkpoint_dir),
-    )
-    log(f"Reverb server on port {port}, checkpoints in {checkpoint_dir}")
+    return reverb.Server(tables=tables, port=port)
+
+
+def serve(cfg: Config, port: int, log=_log) -> None:
+    """Runs the Reverb server on `port` until SIGTERM or Ctrl-C."""
+    _check_agent(cfg)
+    server = make_server(cfg, port)
+    log(f"Reverb server on port {port}")
     try:
-        # Sleeping in Python (not server.wait()) lets SIGTERM's handler run.
-        while True:
+        while True:  # sleeping in Python lets SIGTERM's handler run
             time.sleep(1)
     finally:
         server.stop()
 
 
-class SuccessRate(py_metrics.StreamingMetric):
-    """Share of recent episodes that lifted the block (their last reward holds the bonus)."""
+def pack_params(params: dict) -> np.ndarray:
+    """The numpy actor's parameters as bytes (np.savez: arrays and strings, no pickle)."""
+    arrays = {"activation": np.array(params["activation"]), "kind": np.array(params["kind"])}
+    for i, (kernel, bias) in enumerate(params["hidden"]):
+        arrays[f"hidden{i}_kernel"], arrays[f"hidden{i}_bias"] = kernel, bias
+    for i, weight in enumerate(params["head"]):
+        arrays[f"head{i}"] = weight
+    for key in ("obs_mean", "obs_std"):
+        if params[key] is not None:
+            arrays[key] = params[key]
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return np.frombuffer(buffer.getvalue(), np.uint8)
 
-    def __init__(self, env_id: str, buffer_size: int = record.METRIC_WINDOW):
-        self._env_id = env_id
-        super().__init__("SuccessRate", buffer_size=buffer_size)
 
-    def _reset(self, batch_size):
-        pass
+def unpack_params(blob: np.ndarray) -> dict:
+    data = np.load(io.BytesIO(blob.tobytes()), allow_pickle=False)
+    hidden = sum(1 for k in data.files if k.endswith("_kernel"))
+    return {
+        "activation": str(data["activation"]),
+        "kind": str(data["kind"]),
+        "hidden": [[data[f"hidden{i}_kernel"], data[f"hidden{i}_bias"]] for i in range(hidden)],
+        "head": [data[f"head{i}"] for i in range(sum(k.startswith("head") for k in data.files))],
+        "obs_mean": data["obs_mean"] if "obs_mean" in data.files else None,
+        "obs_std": data["obs_std"] if "obs_std" in data.files else None,
+    }
 
-    def _batched_call(self, trajectory):
-        last = np.where(trajectory.is_last())
-        rewards = np.asarray(trajectory.reward)[last]
-        self.add_to_buffer([float(envs.is_success(self._env_id, r)) for r in rewards])
+
+def _episodes(finished: list[actors.Episode]) -> np.ndarray:
+    rows = [[e.ret, e.length, -1.0 if e.success is None else float(e.success)] for e in finished]
+    return np.asarray(rows, np.float32).reshape(-1, EPISODE_FIELDS)
 
 
-def collect(cfg: Config, address: str, task: int, summary_dir: str, log=_log) -> int:
+def _to_episodes(rows: np.ndarray) -> list[actors.Episode]:
+    return [actors.Episode(float(r), int(n), None if s < 0 else bool(s)) for r, n, s in rows]
+
+
+def _reverb_errors():
+    return (RuntimeError, reverb.errors.ReverbError, tf.errors.OpError)
+
+
+def _latest_params(client: reverb.Client):
+    """(version, done, params blob) last published, or None while there is none."""
+    if _size(client, PARAMS) == 0:
+        return None
+    sample = next(client.sample(PARAMS, 1, emit_timesteps=False))
+    version, done, blob = sample.data
+    return int(version), bool(done), blob
+
+
+def publish(client: reverb.Client, version: int, agent, done: bool = False) -> None:
+    blob = pack_params(agents.actor_params(agent))
+    client.insert([np.int64(version), np.int64(done), blob], priorities={PARAMS: 1.0})
+
+
+def collect(cfg: Config, address: str, task: int, log=_log) -> int:
     """Collects into the Reverb server at `address` until the learner finishes.
 
-    Returns the env steps collected. Waits for the server and then for the
-    learner's first variables, so collectors may start before either.
+    Returns the env steps collected. Waits for the server and for the learner's
+    first parameters, so collectors may start before either; reconnects when the
+    server restarts.
     """
     _check_agent(cfg)
-    # One core's worth of work: TensorFlow's thread pools would only contend.
-    tf.config.threading.set_intra_op_parallelism_threads(1)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
-    envs.silence_env_prints()  # the Kuka env prints every grasp; logs go to stderr
-    seed = cfg.seed * 10_007 + 1_000 + task
-    env = envs.load(cfg.env_id, seed=seed)
-    tf.random.set_seed(seed)
-    agent, variables = _model(
-        cfg, tensor_spec.from_spec(env.time_step_spec()), tensor_spec.from_spec(env.action_spec())
-    )
-    env_steps = variables["env_steps"]
-    policy = py_tf_eager_policy.PyTFEagerPolicy(agent.collect_policy, use_tf_function=True)
-    log(f"Collector {task}: waiting for the Reverb server at {address} ...")
-    wait_for_server(address)
-    container = rvc.ReverbVariableContainer(address, table_names=[rvc.DEFAULT_TABLE])
-    log(f"Collector {task}: waiting for the learner's first policy ...")
-    container.update(variables)
-    observer = reverb_utils.ReverbTrajectorySequenceObserver(
-        reverb.Client(address),
-        [TRAINING_TABLE, NORMALIZATION_TABLE],
-        sequence_length=SEQUENCE_LENGTH,
-        stride_length=SEQUENCE_LENGTH,
-    )
-    metrics = [
-        py_metrics.AverageReturnMetric(buffer_size=record.METRIC_WINDOW),
-        py_metrics.AverageEpisodeLengthMetric(buffer_size=record.METRIC_WINDOW),
-        py_metrics.NumberOfEpisodes(),
-        py_metrics.EnvironmentSteps(),
-    ]
-    if envs.is_grasp_env(cfg.env_id):
-        metrics.append(SuccessRate(cfg.env_id))
-    collect_actor = actor.Actor(
-        env,
-        policy,
-        env_steps,  # summaries share the learner's x axis: env steps trained on
-        steps_per_run=SEQUENCE_LENGTH,
-        observers=[observer],
-        metrics=metrics,
-        summary_dir=summary_dir,
-        summary_interval=cfg.collect_steps,
-    )
-    collected, started = 0, time.time()
-    log(f"Collector {task}: collecting from learner env step {int(env_steps.numpy()):,}")
-    try:
-        while int(env_steps.numpy()) < cfg.total_steps:
-            t0 = time.time()
-            collect_actor.run()
-            collected += SEQUENCE_LENGTH
-            with collect_actor.summary_writer.as_default(step=env_steps):
-                tf.summary.scalar("Metrics/EnvStepsPerSecond", SEQUENCE_LENGTH / (time.time() - t0))
-            container.update(variables)
-    finally:
-        observer.close()
-        collect_actor.summary_writer.flush()
-        env.close()
+    length, room = segment_length(cfg), QUEUE_ITERATIONS * segments_per_iteration(cfg)
+    first = COLLECTOR_INDEX + task * cfg.num_envs
+    collected, started, version, params = 0, time.time(), -1, None
+    with actors.ActorPool(cfg.env_id, cfg.num_envs, cfg.seed, first_index=first) as pool:
+        log(f"Collector {task}: {pool.size} env processes; waiting for Reverb at {address} ...")
+        client = wait_for_server(address)
+        while True:
+            try:
+                latest = _latest_params(client)
+                if latest is not None and latest[1]:
+                    break  # the learner is done
+                if latest is None or _size(client, SEGMENTS) >= room:
+                    time.sleep(POLL_SECONDS)  # no policy yet, or the learner is behind
+                    continue
+                if latest[0] != version:
+                    version, params = latest[0], unpack_params(latest[2])
+                for segment, finished in pool.collect(params, length):
+                    item = {
+                        **segment,
+                        "version": np.int64(version),
+                        "episodes": _episodes(finished),
+                    }
+                    client.insert(item, priorities={SEGMENTS: 1.0})
+                    collected += length
+            except _reverb_errors() as e:
+                log(f"Collector {task}: lost the Reverb server ({type(e).__name__}); reconnecting")
+                client = wait_for_server(address)
     rate = collected / max(time.time() - started, 1e-9)
     log(f"Collector {task}: learner finished; collected {collected:,} env steps ({rate:,.0f}/s)")
     return collected
 
 
-def learn(cfg: Config, run_dir: str, address: str, log=_log, syncer=None) -> dict:
-    """Trains from the Reverb server at `address` to `cfg.total_steps`; returns the final eval.
+class _Queue:
+    """The learner's side of Reverb: takes fresh segments, publishes parameters."""
 
-    Env steps count the steps trained on. The learner evaluates in its own env
-    process, checkpoints (asking Reverb to checkpoint too), exports the greedy
-    policy and, at the end, publishes variables that tell collectors to stop.
-    """
+    def __init__(self, cfg: Config, address: str, agent, data_timeout: float, log):
+        self._cfg, self._address, self._agent, self._log = cfg, address, agent, log
+        self._timeout = data_timeout
+        self.client = wait_for_server(address)
+        self.dropped_steps = 0
+
+    def publish(self, version: int, done: bool = False) -> None:
+        publish(self.client, version, self._agent, done)
+
+    def take(self, count: int, version: int) -> tuple[list[dict], list[int]]:
+        """`count` segments at most `max_policy_lag` versions old, and each one's lag."""
+        got, lags, since = [], [], time.time()
+        while len(got) < count:
+            try:
+                available = _size(self.client, SEGMENTS)
+                if not available:
+                    if time.time() - since > self._timeout:
+                        raise TimeoutError(
+                            f"no experience from any collector for {self._timeout:.0f} s"
+                        )
+                    time.sleep(POLL_SECONDS)
+                    continue
+                samples = self.client.sample(
+                    SEGMENTS, min(available, count - len(got)), emit_timesteps=False,
+                    unpack_as_table_signature=True,
+                )  # fmt: skip
+                for sample in samples:
+                    # An item inserted whole comes back as a trajectory of one step.
+                    data = tf.nest.map_structure(lambda x: x[0], sample.data)
+                    lag = version - int(data["version"])
+                    if lag > self._cfg.max_policy_lag:
+                        self.dropped_steps += segment_length(self._cfg)
+                        continue
+                    got.append(data)
+                    lags.append(lag)
+                since = time.time()
+            except _reverb_errors() as e:
+                self._log(f"Learner: lost the Reverb server ({type(e).__name__}); reconnecting")
+                self.client = wait_for_server(self._address)
+                self.publish(version)  # a restarted server has no parameters
+        return got, lags
+
+
+def learn(
+    cfg: Config, run_dir: str, address: str, data_timeout: float, log=_log, syncer=None
+) -> dict:
+    """Trains from the segments in Reverb to `cfg.total_steps`; returns the final eval."""
     _check_agent(cfg)
-    tf.random.set_seed(cfg.seed)
-    eval_env = actors._EnvRunner(cfg.env_id, cfg.seed * 10_007 + 999)  # noqa: SLF001
-    agent, variables = _model(
-        cfg,
-        tensor_spec.from_spec(eval_env.time_step_spec),
-        tensor_spec.from_spec(eval_env.action_spec),
-    )
-    train_step, env_steps = variables[rvc.TRAIN_STEP_KEY], variables["env_steps"]
-    log(f"Learner: waiting for the Reverb server at {address} ...")
-    wait_for_server(address)
-    client = reverb.Client(address)
-
-    def dataset_fn(table):
-        replay = reverb_replay_buffer.ReverbReplayBuffer(
-            agent.collect_data_spec,
-            sequence_length=SEQUENCE_LENGTH,
-            table_name=table,
-            server_address=address,
+    tf.keras.utils.set_random_seed(cfg.seed)
+    if cfg.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    with actors.ActorPool(cfg.env_id, 1, cfg.seed, first_index=EVAL_INDEX) as pool:
+        train_step = tf.Variable(0, dtype=tf.int64, name="train_step")
+        env_steps = tf.Variable(0, dtype=tf.int64, name="env_steps")
+        version = tf.Variable(0, dtype=tf.int64, name="policy_version")
+        agent = agents.create(
+            cfg,
+            tensor_spec.from_spec(pool.time_step_spec),
+            tensor_spec.from_spec(pool.action_spec),
+            train_step,
+            env_steps=env_steps,
         )
-        preprocess = agent.preprocess_sequence if table == TRAINING_TABLE else None
-        return lambda: replay.as_dataset(sample_batch_size=1, sequence_preprocess_fn=preprocess)
-
-    learner = ppo_learner.PPOLearner(
-        run_dir,
-        train_step,
-        agent,
-        experience_dataset_fn=dataset_fn(TRAINING_TABLE),
-        normalization_dataset_fn=dataset_fn(NORMALIZATION_TABLE),
-        num_samples=_batch_items(cfg),
-        num_epochs=cfg.num_epochs,
-        minibatch_size=cfg.minibatch_size,
-        shuffle_buffer_size=_batch_items(cfg) * SEQUENCE_LENGTH,
-        # Checkpoints and summaries are ours, on the env-step axis of local training.
-        checkpoint_interval=-1,
-        summary_interval=2**62,
-    )
-
-    def episodes(n: int):
-        actor_ = agents.NumpyActor(
-            agents.actor_params(agent),
-            eval_env.action_spec.minimum,
-            eval_env.action_spec.maximum,
-            seed=int(env_steps.numpy()),
+        learner = learner_lib.Learner(cfg, agent)
+        tracked = {"agent": agent, "env_steps": env_steps, "train_step": train_step}
+        recorder = record.RunRecorder(
+            cfg,
+            run_dir,
+            agent,
+            {**tracked, "policy_version": version},
+            episodes=lambda n: pool.evaluate(agents.actor_params(agent), n),
+            log=log,
+            syncer=syncer,
         )
-        return [eval_env.episode(actor_) for _ in range(n)]
-
-    recorder = record.RunRecorder(
-        cfg,
-        run_dir,
-        agent,
-        {"agent": agent, "env_steps": env_steps, "train_step": train_step},
-        episodes=episodes,
-        log=log,
-        syncer=syncer,
-        on_save=client.checkpoint,  # Reverb's tables are saved with the learner
-    )
-    container = rvc.ReverbVariableContainer(address, table_names=[rvc.DEFAULT_TABLE])
-    container.push(variables)
-    log(f"Learner: training on batches of {_batch_items(cfg)} x {SEQUENCE_LENGTH} steps")
-    try:
-        while recorder.steps < cfg.total_steps:
-            t0 = time.time()
-            loss_info = learner.run()
-            new_steps = int(learner.num_frames_for_training.numpy())
-            recorder.record(new_steps, time.time() - t0, loss_info)
-            container.push(variables)
-    finally:
-        recorder.close()
-    result = recorder.final_eval()
-    # Collectors stop once they see the final step count.
-    container.push(variables)
-    return result
+        queue = _Queue(cfg, address, agent, data_timeout, log)
+        queue.publish(int(version.numpy()))
+        count = segments_per_iteration(cfg)
+        log(f"Learner: {count} segments of {segment_length(cfg):,} steps per iteration")
+        recent: list[actors.Episode] = []
+        try:
+            while recorder.steps < cfg.total_steps:
+                t0 = time.time()
+                items, lags = queue.take(count, int(version.numpy()))
+                for item in items:
+                    recent = (recent + _to_episodes(item.pop("episodes")))[-record.METRIC_WINDOW :]
+                    item.pop("version")
+                experience = learner_lib.to_trajectory(items, agent.collect_data_spec)
+                loss_info = learner.learn(experience, len(items) * segment_length(cfg))
+                version.assign_add(1)
+                queue.publish(int(version.numpy()))
+                extra = {
+                    "Metrics/PolicyLag": float(np.mean(lags)),
+                    "Metrics/DroppedEnvSteps": float(queue.dropped_steps),
+                }
+                recorder.record(
+                    len(items) * segment_length(cfg), time.time() - t0, loss_info, recent, extra
+                )
+        finally:
+            recorder.close()
+        with_done = recorder.final_eval()
+        queue.publish(int(version.numpy()), done=True)  # collectors stop when they see it
+        return with_done

@@ -149,6 +149,15 @@ def check_spaces(env_id: str) -> None:
         raise ValueError(f"{env_id} is not supported ({problem}){spaces}")
 
 
+def process_seed(run_seed: int, index: int) -> int:
+    """The seed of env process `index` of a run: far apart, so no two share block placements.
+
+    Local training uses indices 0 .. num_envs-1; distributed collectors and the
+    learner's evaluation env take theirs from `distributed.py`, above those.
+    """
+    return run_seed * 10_007 + index
+
+
 def seed_process(seed: int) -> None:
     """Seeds Python's and numpy's global generators.
 

@@ -211,8 +211,9 @@ class RunRecorder:
         self._log(evaluate.describe(result))
         return result
 
-    def record(self, new_steps: int, seconds: float, loss_info, recent=()) -> None:
-        """Counts an iteration of `new_steps` env steps; `recent` finished Episodes."""
+    def record(self, new_steps: int, seconds: float, loss_info, recent=(), extra=None) -> None:
+        """Counts an iteration of `new_steps` env steps; `recent` finished Episodes;
+        `extra` more scalars by tag."""
         self.env_steps.assign_add(new_steps)
         previous, self.steps = self.steps, int(self.env_steps.numpy())
         avg_return = float(np.mean([e.ret for e in recent])) if recent else None
@@ -229,6 +230,8 @@ class RunRecorder:
                 tf.summary.scalar("Metrics/SuccessRate", success)
             for name, value in _loss_scalars(loss_info).items():
                 tf.summary.scalar(f"Losses/{name}", value)
+            for tag, value in (extra or {}).items():
+                tf.summary.scalar(tag, value)
         self._progress.update(self.steps, avg_return, success)
         self._sync()
         if self.steps // self._cfg.checkpoint_interval > previous // self._cfg.checkpoint_interval:

@@ -195,9 +195,13 @@ class RunMirror:
         return len(changed)
 
     def _delete_stale(self, local: set[str]) -> None:
-        """Removes what the run deleted locally (old checkpoints), after the marker."""
+        """Removes what the run deleted locally (old checkpoints), after the marker.
+
+        Only files this mirror uploaded or downloaded: anything else under the run's
+        prefix was written by someone else and is left alone.
+        """
         for name in self.remote_files():
-            if name != MARKER and name not in local:
+            if name != MARKER and name not in local and name in self._sent:
                 self._bucket.blob(self._name(name)).delete(retry=self._retry)
                 self._sent.pop(name, None)
 

@@ -351,8 +351,10 @@ def train_main(role: str = "train") -> int:
             if role == "learn":
                 from trainer import distributed
 
-                address = config_from_flags(RoleConfig).reverb_address
-                distributed.learn(cfg, run_dir, address, syncer=syncer)
+                roles = config_from_flags(RoleConfig)
+                distributed.learn(
+                    cfg, run_dir, roles.reverb_address, roles.data_timeout, syncer=syncer
+                )
             else:
                 train.train(cfg, run_dir, syncer=syncer)
         finally:
@@ -430,20 +432,14 @@ def role_main(command: str) -> int:
         return train_main(role="learn")
     _stop_on_sigterm()
     _quiet_tensorflow()
-    from trainer import distributed
+    from trainer import actors, distributed
 
     try:
         if command == "reverb":
-            checkpoint_dir = roles.reverb_checkpoint_dir or os.path.join(
-                _staging_root(cfg.logdir, cfg.staging_dir), cfg.run, "reverb"
-            )
-            distributed.serve(cfg, roles.port, checkpoint_dir)
+            distributed.serve(cfg, roles.port)
         else:
-            summary_dir = "/".join(
-                [cfg.logdir.rstrip("/"), cfg.run, "train", f"collector-{roles.task}"]
-            )
-            distributed.collect(cfg, roles.reverb_address, roles.task, summary_dir)
-    except TimeoutError as e:
+            distributed.collect(cfg, roles.reverb_address, roles.task)
+    except (TimeoutError, actors.ActorError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
