@@ -4,7 +4,9 @@ Each variant names every flag of the setting it studies, so a row keeps its mean
 when trainer/config.py's defaults change.
 """
 
-OLD_REWARD = ["--reward_scale=1", "--normalize_rewards", "--reward_clip=10"]
+# The drive-down study's reward variants ran with the old initial action mean (0.1).
+WIDE_INIT = ["--action_mean_init=0.1"]
+OLD_REWARD = ["--reward_scale=1", "--normalize_rewards", "--reward_clip=10", *WIDE_INIT]
 
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "default": ("the defaults of trainer/config.py", []),
@@ -14,15 +16,20 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     ),
     "reward-noclip": (
         "rewards divided by their running std, not clipped",
-        ["--reward_scale=1", "--normalize_rewards", "--reward_clip=0"],
+        ["--reward_scale=1", "--normalize_rewards", "--reward_clip=0", *WIDE_INIT],
     ),
     "reward-scale": (
         "rewards times 0.001, no running normalization",
-        ["--reward_scale=0.001", "--nonormalize_rewards"],
+        ["--reward_scale=0.001", "--nonormalize_rewards", *WIDE_INIT],
     ),
     "mean-init": (
         "initial action mean's output layer scaled by 0.01 instead of 0.1",
         ["--action_mean_init=0.01"],
+    ),
+    "wide-init": (
+        "initial action mean's output layer scaled by 0.1 (tf-agents' default; ours until "
+        "2026-11-24)",
+        WIDE_INIT,
     ),
     "entropy": ("old reward, entropy bonus 0.01", [*OLD_REWARD, "--entropy_coef=0.01"]),
     "small-nets": ("networks of 64, 64", ["--actor_layers=64,64", "--value_layers=64,64"]),
