@@ -235,3 +235,22 @@ def test_a_killed_supervisor_leaves_no_orphans(tmp_path):
     supervisor.kill()
     supervisor.wait()
     _wait_for(lambda: _processes_of("orphans") == [], timeout=120, what="the roles to exit")
+
+
+class _ScriptedSupervisor(launch.Supervisor):
+    """The supervisor's own logic, with stand-in roles: collectors that always fail."""
+
+    def _start(self, name: str, role: str, *extra: str) -> None:
+        code = "import sys; sys.exit(1)" if role == "collect" else "import time; time.sleep(60)"
+        self.procs[name] = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+
+
+def test_supervisor_fails_in_one_line_when_no_collector_is_left():
+    logs: list[str] = []
+    supervisor = _ScriptedSupervisor([], collectors=2, log=logs.append)
+    started = time.time()
+    assert supervisor.run() == 1
+    assert time.time() - started < 30
+    assert logs[-1] == f"no collector left: each failed {launch.MAX_RESTARTS + 1} times"
+    assert supervisor.restarts == {"collector-0": 3, "collector-1": 3}
+    assert all(proc.poll() is not None for proc in supervisor.procs.values())

@@ -15,8 +15,8 @@ import time
 import pytest
 
 from tests.conftest import ROOT, TINY_FLAGS, run_task
+from trainer import evaluate, storage
 
-storage = pytest.importorskip("trainer.storage")
 emulator = pytest.importorskip("gcp_storage_emulator.server")
 
 
@@ -301,3 +301,47 @@ def test_train_resume_and_render_through_gcs(gcs, tmp_path):
         b for n, b in _objects(client, "kuka", "runs/cloud/render/").items() if n.endswith(".mp4")
     ]
     assert len(videos) == 1 and videos[0].content_type == "video/mp4"
+
+
+@pytest.mark.slow
+def test_distributed_run_keeps_every_events_file_in_the_bucket(gcs, tmp_path):
+    """Two collectors and a learner on gs://, resumed: nothing collected is lost.
+
+    Collectors write only to Reverb; their episodes reach the learner's summaries, so
+    the learner's mirror is the one writer of the run (it once deleted the
+    collectors' own event files, and their gs:// writers hung against the emulator).
+    """
+    server, client = gcs
+    client.create_bucket("kuka")
+    env = {"STORAGE_EMULATOR_HOST": server.url}
+    staging = tmp_path / "staging"
+    flags = [
+        "distributed",
+        "--collectors=2",
+        "--logdir=gs://kuka/runs",
+        f"--staging_dir={staging}",
+        "--run=dist",
+        "--num_envs=1",
+        "--collect_steps=1024",
+        "--checkpoint_interval=1024",
+        "--eval_interval=0",
+        "--eval_episodes=2",
+        "--actor_layers=16",
+        "--value_layers=16",
+    ]
+    first = run_task(*flags, "--total_steps=3072", env=env, timeout=900)
+    assert first.returncode == 0, first.stderr[-3000:]
+    shutil.rmtree(staging)  # a new machine: the second part starts from the bucket
+    second = run_task(*flags, "--total_steps=5120", env=env, timeout=900)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "from env step 3,072" in second.stderr
+
+    local = tmp_path / "copy"
+    assert storage.RunMirror(client, str(local), "gs://kuka/runs/dist").download()
+    events = sorted(p.name for p in (local / "train").glob("events.out.tfevents.*"))
+    assert len(events) == 2  # the learner's, from each part
+    scalars = evaluate.read_scalars(str(local / "train"))
+    returns = [step for step, _ in scalars["Metrics/AverageReturn"]]
+    assert returns[0] <= 3072 < returns[-1] == 5120  # the collectors' episodes, both parts
+    assert [s for s, _ in scalars["Metrics/EnvStepsPerSecond"]] == list(range(1024, 5121, 1024))
+    assert json.loads((local / "eval.json").read_text())["env_steps"] == 5120

@@ -18,7 +18,6 @@ again.
 
 from __future__ import annotations
 
-import io
 import math
 import sys
 import time
@@ -28,7 +27,7 @@ import reverb
 import tensorflow as tf
 from tf_agents.specs import tensor_spec
 
-from trainer import actors, agents, record
+from trainer import actors, agents, record, wire
 from trainer import learner as learner_lib
 from trainer.config import Config
 
@@ -43,8 +42,6 @@ QUEUE_ITERATIONS = 1
 POLL_SECONDS = 0.05
 # How long a role waits for the Reverb server to come up (or back).
 SERVER_WAIT_SECONDS = 300
-# Episodes per segment item: return, length, success (1, 0, or -1 for unknown).
-EPISODE_FIELDS = 3
 
 
 def _log(msg: str) -> None:
@@ -63,26 +60,6 @@ def segment_length(cfg: Config) -> int:
 
 def segments_per_iteration(cfg: Config) -> int:
     return max(1, cfg.collect_steps // segment_length(cfg))
-
-
-def _signature(cfg: Config, time_step_spec, action_spec) -> dict:
-    """The segment item: the local loop's segment fields, the version, the episodes."""
-    length = segment_length(cfg)
-    obs, act = time_step_spec.observation, action_spec
-    step = lambda shape, dtype: tf.TensorSpec([length, *shape], dtype)  # noqa: E731
-    return {
-        "step_type": step([], tf.int32),
-        "observation": step(obs.shape, obs.dtype),
-        "action": step(act.shape, act.dtype),
-        "policy_info": {
-            "dist_params": {"loc": step(act.shape, act.dtype), "scale": step(act.shape, act.dtype)}
-        },
-        "next_step_type": step([], tf.int32),
-        "reward": step([], tf.float32),
-        "discount": step([], tf.float32),
-        "version": tf.TensorSpec([], tf.int64),
-        "episodes": tf.TensorSpec([None, EPISODE_FIELDS], tf.float32),
-    }
 
 
 def specs(env_id: str):
@@ -124,7 +101,7 @@ def make_server(cfg: Config, port: int) -> reverb.Server:
             max_size=room,
             max_times_sampled=1,
             rate_limiter=reverb.rate_limiters.MinSize(1),
-            signature=_signature(cfg, time_step_spec, action_spec),
+            signature=wire.signature(segment_length(cfg), time_step_spec, action_spec),
         ),
         reverb.Table(
             name=PARAMS,
@@ -150,43 +127,6 @@ def serve(cfg: Config, port: int, log=_log) -> None:
         server.stop()
 
 
-def pack_params(params: dict) -> np.ndarray:
-    """The numpy actor's parameters as bytes (np.savez: arrays and strings, no pickle)."""
-    arrays = {"activation": np.array(params["activation"]), "kind": np.array(params["kind"])}
-    for i, (kernel, bias) in enumerate(params["hidden"]):
-        arrays[f"hidden{i}_kernel"], arrays[f"hidden{i}_bias"] = kernel, bias
-    for i, weight in enumerate(params["head"]):
-        arrays[f"head{i}"] = weight
-    for key in ("obs_mean", "obs_std"):
-        if params[key] is not None:
-            arrays[key] = params[key]
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    return np.frombuffer(buffer.getvalue(), np.uint8)
-
-
-def unpack_params(blob: np.ndarray) -> dict:
-    data = np.load(io.BytesIO(blob.tobytes()), allow_pickle=False)
-    hidden = sum(1 for k in data.files if k.endswith("_kernel"))
-    return {
-        "activation": str(data["activation"]),
-        "kind": str(data["kind"]),
-        "hidden": [[data[f"hidden{i}_kernel"], data[f"hidden{i}_bias"]] for i in range(hidden)],
-        "head": [data[f"head{i}"] for i in range(sum(k.startswith("head") for k in data.files))],
-        "obs_mean": data["obs_mean"] if "obs_mean" in data.files else None,
-        "obs_std": data["obs_std"] if "obs_std" in data.files else None,
-    }
-
-
-def _episodes(finished: list[actors.Episode]) -> np.ndarray:
-    rows = [[e.ret, e.length, -1.0 if e.success is None else float(e.success)] for e in finished]
-    return np.asarray(rows, np.float32).reshape(-1, EPISODE_FIELDS)
-
-
-def _to_episodes(rows: np.ndarray) -> list[actors.Episode]:
-    return [actors.Episode(float(r), int(n), None if s < 0 else bool(s)) for r, n, s in rows]
-
-
 def _reverb_errors():
     return (RuntimeError, reverb.errors.ReverbError, tf.errors.OpError)
 
@@ -201,7 +141,7 @@ def _latest_params(client: reverb.Client):
 
 
 def publish(client: reverb.Client, version: int, agent, done: bool = False) -> None:
-    blob = pack_params(agents.actor_params(agent))
+    blob = wire.pack_params(agents.actor_params(agent))
     client.insert([np.int64(version), np.int64(done), blob], priorities={PARAMS: 1.0})
 
 
@@ -228,12 +168,12 @@ def collect(cfg: Config, address: str, task: int, log=_log) -> int:
                     time.sleep(POLL_SECONDS)  # no policy yet, or the learner is behind
                     continue
                 if latest[0] != version:
-                    version, params = latest[0], unpack_params(latest[2])
+                    version, params = latest[0], wire.unpack_params(latest[2])
                 for segment, finished in pool.collect(params, length):
                     item = {
                         **segment,
                         "version": np.int64(version),
-                        "episodes": _episodes(finished),
+                        "episodes": wire.pack_episodes(finished),
                     }
                     client.insert(item, priorities={SEGMENTS: 1.0})
                     collected += length
@@ -331,8 +271,9 @@ def learn(
                 t0 = time.time()
                 items, lags = queue.take(count, int(version.numpy()))
                 for item in items:
-                    recent = (recent + _to_episodes(item.pop("episodes")))[-record.METRIC_WINDOW :]
+                    recent += wire.unpack_episodes(item.pop("episodes"))
                     item.pop("version")
+                recent = recent[-record.METRIC_WINDOW :]
                 experience = learner_lib.to_trajectory(items, agent.collect_data_spec)
                 loss_info = learner.learn(experience, len(items) * segment_length(cfg))
                 version.assign_add(1)

@@ -71,13 +71,21 @@ class Supervisor:
             if self.procs["reverb"].poll() is not None:
                 self._log(f"the Reverb server exited with code {self.procs['reverb'].returncode}")
                 return 1
+            given_up = 0
             for task in range(self._collectors):
                 name = f"collector-{task}"
                 code = self.procs[name].poll()
-                if code not in (None, 0) and self.restarts.get(name, 0) < MAX_RESTARTS:
+                if code in (None, 0):
+                    continue
+                if self.restarts.get(name, 0) < MAX_RESTARTS:
                     self.restarts[name] = self.restarts.get(name, 0) + 1
                     self._log(f"{name} exited with code {code}; restarting it")
                     self._start_collector(task)
+                else:
+                    given_up += 1
+            if given_up == self._collectors:
+                self._log(f"no collector left: each failed {MAX_RESTARTS + 1} times")
+                return 1
             time.sleep(0.5)
 
     def _wait(self, names, seconds: float) -> None:
