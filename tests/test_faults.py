@@ -302,3 +302,22 @@ def test_sigterm_uploads_a_gcs_run_before_exiting(tmp_path, bucket):
     names = {b.name for b in bucket.list_blobs("kuka", prefix="runs/evicted/")}
     assert f"runs/evicted/checkpoints/ckpt-{saved}.index" in names
     assert {"runs/evicted/SYNCED.json", "runs/evicted/policy/saved_model.pb"} <= names
+
+
+def test_a_second_trainer_on_a_run_is_refused_naming_the_first(tmp_path):
+    first = Trainer(f"--logdir={tmp_path}", "--run=busy", "--total_steps=1000000", *FLAGS)
+    try:
+        first.wait_for_step(INTERVAL)
+        second = run_task(f"--logdir={tmp_path}", "--run=busy", "--total_steps=1000000", *FLAGS)
+        assert second.returncode == 2
+        (line,) = [x for x in second.stderr.splitlines() if x.startswith("error:")]
+        assert f"run busy is being trained by pid {first.proc.pid} on " in line
+        assert "choose another --run" in line
+        before = open(tmp_path / "busy" / "command.txt").read()
+        assert before.count("--run=busy") == 1  # the refused trainer wrote nothing
+    finally:
+        first.proc.kill()  # kill -9: the kernel releases the lock with the process
+        first.wait()
+    from trainer import runs
+
+    runs.lock_run(str(tmp_path), "busy").close()  # free again

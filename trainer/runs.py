@@ -97,3 +97,45 @@ def missing_run(logdir: str, run: str, shown: int = 5) -> str:
     return (
         f"no run {run!r} under {logdir}; runs there, newest first: {', '.join(names[:shown])}{more}"
     )
+
+
+class RunBusy(RuntimeError):
+    """Another process trains the run; the message names it."""
+
+
+def lock_run(local_root: str, run_id: str):
+    """Holds `local_root/.RUN.lock` for this process's life, or raises RunBusy naming the holder.
+
+    flock(2): the kernel releases it when the holder exits however it exits, so a
+    crashed trainer never leaves a stale lock. The file sits beside the run, not in
+    it, so it is never uploaded. Returns the open file; keep it open.
+    """
+    import fcntl
+    import json
+    import socket
+    import time
+
+    path = os.path.join(local_root, f".{run_id}.lock")
+    handle = open(path, "a+")  # noqa: SIM115  (held until the process exits)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        try:
+            holder = json.loads(handle.read())
+        except ValueError:
+            holder = {}
+        handle.close()
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder.get("since", 0)))
+        raise RunBusy(
+            f"run {run_id} is being trained by pid {holder.get('pid', '?')} on "
+            f"{holder.get('host', '?')} since {since}; wait for it, stop it, or choose "
+            "another --run"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(
+        json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()})
+    )
+    handle.flush()
+    return handle

@@ -114,6 +114,10 @@ def _gcs_root(logdir: str, staging_dir: str):
     return client, _staging_root(logdir, staging_dir)
 
 
+# Run locks (runs.lock_run) this process holds until it exits.
+_HELD_LOCKS: list = []
+
+
 def prepare_run(cfg: Config, command: str):
     """Checks everything about the run before any heavy work.
 
@@ -154,6 +158,10 @@ def prepare_run(cfg: Config, command: str):
     except OSError as e:
         raise UsageError(f"cannot write to log directory {local_root}: {e.strerror}") from None
     run_dir = os.path.join(local_root, run_id)
+    try:  # one writer per run
+        _HELD_LOCKS.append(runs.lock_run(local_root, run_id))
+    except runs.RunBusy as e:
+        raise UsageError(str(e)) from None
     config_path = os.path.join(run_dir, "config.json")
     if mirror is not None and not os.path.exists(config_path) and mirror.download():
         print(f"Downloaded {mirror.url} to {run_dir}", file=sys.stderr, flush=True)
