@@ -216,6 +216,26 @@ def test_a_mirror_deletes_only_what_it_uploaded(gcs, tmp_path):
     }
 
 
+def test_marker_is_written_only_after_the_bucket_is_checked(gcs, tmp_path, capsys):
+    _, client = gcs
+    client.create_bucket("runs")
+    local = tmp_path / "run"
+    _write(local / "config.json", "{}")
+    _write(local / "checkpoints" / "ckpt-1.index", "index")
+    mirror = storage.RunMirror(client, str(local), "gs://runs/r")
+    mirror.upload()
+    # Objects vanish server-side (or are corrupted) while the uploader thinks them sent.
+    client.bucket("runs").blob("r/config.json").delete()
+    client.bucket("runs").blob("r/checkpoints/ckpt-1.index").upload_from_string("other")
+    mirror.upload()
+    assert "Re-uploading 2 file(s) missing or different" in capsys.readouterr().err
+    objects = _objects(client, "runs", "r/")
+    assert objects["r/config.json"].download_as_text() == "{}"
+    assert objects["r/checkpoints/ckpt-1.index"].download_as_text() == "index"
+    marker = json.loads(objects["r/SYNCED.json"].download_as_text())
+    assert marker["verified"] is True and marker["files"] == 2
+
+
 def test_outage_retries_then_catches_up(tmp_path, monkeypatch):
     server = Emulator(tmp_path / "gcs-data")
     server.start()

@@ -165,12 +165,10 @@ class RunMirror:
     def _remember(self, relative: str) -> None:
         self._sent[relative] = self._stat(relative)
 
-    def upload(self, only: str = "") -> int:
-        """Uploads new and changed files: data, then pointers, then the marker; returns a count."""
-        files = self._local_files(only)
-        changed = [f for f in files if self._sent.get(f) != self._stat(f)]
-        data = [f for f in changed if f not in POINTERS]
-        pointers = [f for f in changed if f in POINTERS]
+    def _send(self, names: list[str]) -> None:
+        """Uploads `names`: data first, then the pointers that name them."""
+        data = [f for f in names if f not in POINTERS]
+        pointers = [f for f in names if f in POINTERS]
         for group in (data, pointers):
             if not group:
                 continue
@@ -185,8 +183,56 @@ class RunMirror:
             )
             _raise_first(results, "upload", self.url)
             self._sent.update(stats)
+
+    def _unverified(self, files: list[str]) -> list[str]:
+        """Local files the bucket lacks, or holds with another size or CRC32C."""
+        start = len(self._prefix) + 1 if self._prefix else 0
+        remote = {
+            blob.name[start:]: blob
+            for blob in self._client.list_blobs(
+                self._bucket_name, prefix=self._name(""), retry=self._retry
+            )
+        }
+        wrong = []
+        for name in files:
+            blob = remote.get(name)
+            path = os.path.join(self.local_dir, name)
+            if blob is None or blob.size != os.path.getsize(path) or blob.crc32c != _crc32c(path):
+                wrong.append(name)
+        return wrong
+
+    def upload(self, only: str = "") -> int:
+        """Uploads new and changed files: data, then pointers, then the marker; returns a count.
+
+        A full upload (no `only`) checks the bucket against the local files (names,
+        sizes, CRC32C) before it writes the marker, and sends again whatever is
+        missing or different, so the marker never vouches for a file that is not there.
+        """
+        files = self._local_files(only)
+        changed = [f for f in files if self._sent.get(f) != self._stat(f)]
+        self._send(changed)
+        if not only:
+            resend = self._unverified(files)
+            if resend:
+                print(
+                    f"Re-uploading {len(resend)} file(s) missing or different in {self.url}: "
+                    + ", ".join(resend[:3]),
+                    file=sys.stderr,
+                    flush=True,
+                )
+                self._send(resend)
+                still = self._unverified(resend)
+                if still:
+                    raise StorageError(
+                        f"{self.url} still lacks {', '.join(still[:3])} after upload"
+                    )
+            changed += resend
         if changed or not only:
-            marker = {"time": time.time(), "files": len(self._local_files(""))}
+            marker = {
+                "time": time.time(),
+                "files": len(self._local_files("")),
+                "verified": not only,
+            }
             self._bucket.blob(self._name(MARKER)).upload_from_string(
                 json.dumps(marker), content_type="application/json", retry=self._retry
             )
@@ -204,6 +250,19 @@ class RunMirror:
             if name != MARKER and name not in local and name in self._sent:
                 self._bucket.blob(self._name(name)).delete(retry=self._retry)
                 self._sent.pop(name, None)
+
+
+def _crc32c(path: str) -> str:
+    """A file's CRC32C as Cloud Storage reports it (base64 of the big-endian digest)."""
+    import base64
+
+    import google_crc32c
+
+    checksum = google_crc32c.Checksum()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            checksum.update(chunk)
+    return base64.b64encode(checksum.digest()).decode()
 
 
 def latest_run(client, url: str) -> str | None:
