@@ -65,6 +65,7 @@ def _refused(tmp_path, *args: str) -> str:
             "need a flat float vector observation): observation Box",
         ),
         (["--env_id=CartPole-v1"], "need a continuous (Box) action): observation Box"),
+        (["--num_envs=500"], "--num_envs=500 is more than 4 env processes per core"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, words):

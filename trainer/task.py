@@ -23,7 +23,7 @@ import warnings
 
 from absl import app, flags, logging
 
-from trainer import cli_help, config, runs
+from trainer import cli_help, config, processes, runs
 from trainer.config import Config, RenderConfig, RoleConfig
 
 USAGE_ERROR = 2
@@ -140,6 +140,7 @@ def prepare_run(cfg: Config, command: str):
     run_id = cfg.run or runs.make_run_id(cfg.agent, cfg.env_id)
     try:
         runs.check_run_id(run_id)
+        processes.check_env_count(cfg.num_envs)
         envs.check_spaces(cfg.env_id)
     except ValueError as e:
         raise UsageError(str(e)) from None
@@ -417,6 +418,9 @@ def role_main(command: str) -> int:
     try:
         config.validate(cfg)
         config.validate_roles(roles)
+        # On this machine: each collector's env processes, and the learner's eval env.
+        here = {"distributed": roles.collectors * cfg.num_envs + 1, "collect": cfg.num_envs}
+        processes.check_env_count(here.get(command, 1))
     except ValueError as e:
         raise UsageError(str(e)) from None
     if cfg.agent != "ppo":
