@@ -321,3 +321,36 @@ def test_a_second_trainer_on_a_run_is_refused_naming_the_first(tmp_path):
     from trainer import runs
 
     runs.lock_run(str(tmp_path), "busy").close()  # free again
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 600 KB tmpfs: a tiny run fills it during its second checkpoint or export."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    made = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(mount)], capture_output=True
+    )
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {made.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_full_disk_is_one_line_and_the_run_resumes_once_there_is_room(small_disk):
+    flags = [f"--logdir={small_disk}", "--run=full", "--total_steps=1200", *FLAGS[1:]]
+    flags = [f for f in flags if not f.startswith("--num_envs")] + ["--num_envs=1"]
+    full = run_task(*flags, timeout=300)
+    assert full.returncode == 1, full.stderr[-3000:]
+    errors = [x for x in full.stderr.splitlines() if x.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in full.stderr, full.stderr[-3000:]
+    assert errors[0].startswith(f"error: no space left on the disk of {small_disk / 'full'} (")
+    last = re.search(r"the last intact checkpoint is (ckpt-\d+)", errors[0]).group(1)
+    # Room again: the same command resumes from that checkpoint and finishes.
+    subprocess.run(["mount", "-o", "remount,size=200m", str(small_disk)], check=True)
+    resumed = run_task(*flags, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"from env step {int(last[5:]):,}" in resumed.stderr
+    assert json.loads((small_disk / "full" / "eval.json").read_text())["env_steps"] == 1200

@@ -193,6 +193,8 @@ def render(cfg: RenderConfig, plan_: Plan, log=None) -> str:
         os.rename(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        with contextlib.suppress(OSError):  # no empty render/ left behind
+            os.rmdir(render_root)
         raise
     return out_dir
 

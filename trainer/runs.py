@@ -139,3 +139,27 @@ def lock_run(local_root: str, run_id: str):
     )
     handle.flush()
     return handle
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether `error` (OSError, TensorFlow's, ffmpeg's) comes from a full disk."""
+    import errno
+
+    return getattr(error, "errno", None) == errno.ENOSPC or "No space left on device" in str(error)
+
+
+def disk_full_message(run_dir: str) -> str:
+    """One line: where the disk is full, how much is free, the last intact checkpoint."""
+    import shutil
+
+    free = shutil.disk_usage(run_dir).free if os.path.exists(run_dir) else 0
+    pointer = os.path.join(run_dir, "checkpoints", "checkpoint")
+    last = "none yet"
+    if os.path.exists(pointer):  # TensorFlow's pointer names only complete checkpoints
+        with open(pointer) as f:
+            first = f.readline()
+        last = first.split('"')[1] if '"' in first else last
+    return (
+        f"no space left on the disk of {run_dir} ({free / 2**20:.1f} MB free); the last "
+        f"intact checkpoint is {last}; free some space and run the same command to resume"
+    )

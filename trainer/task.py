@@ -275,6 +275,14 @@ def render_main() -> int:
     _quiet_tensorflow()
     try:
         out_dir = render.render(cfg, plan)
+    except OSError as e:
+        if not runs.is_disk_full(e):
+            raise
+        print(
+            f"error: no space left on the disk of {plan.out_root}; nothing was written",
+            file=sys.stderr,
+        )
+        return 1
     except render.RenderError as e:
         raise UsageError(str(e)) from None
     print(f"Done: {out_dir}/video.mp4, video.gif, preview.png, render.json", file=sys.stderr)
@@ -375,6 +383,11 @@ def train_main(role: str = "train") -> int:
     except KeyboardInterrupt:
         print(f"Interrupted; the last checkpoint is in {run_dir}", file=sys.stderr)
         return 130
+    except Exception as e:
+        if not runs.is_disk_full(e):
+            raise
+        print(f"error: {runs.disk_full_message(run_dir)}", file=sys.stderr)
+        return 1
     print(
         f"Done: policy in {os.path.join(run_dir, 'policy')}, evaluation in "
         f"{os.path.join(run_dir, 'eval.json')}",
