@@ -22,8 +22,7 @@ def test_env_count_is_bounded_by_free_memory(monkeypatch):
     with pytest.raises(ValueError) as refused:
         processes.check_env_count(4)
     assert str(refused.value) == (
-        "--num_envs=4 needs about 1.2 GB (300 MB per env process) but 1.0 GB is free; "
-        "use at most 3"
+        "--num_envs=4 needs about 1.2 GB (300 MB per env process) but 1.0 GB is free; use at most 3"
     )
 
 
