@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import imageio.v2 as imageio
 import pytest
@@ -95,14 +96,33 @@ def test_run_without_exported_policy(tmp_path):
     assert "no exported policy in" in _refused(tmp_path, "--run=made")
 
 
+def test_render_between_the_renames_of_an_export_uses_the_previous_policy(tiny_run, tmp_path):
+    run_dir = tmp_path / "tiny"
+    shutil.copytree(tiny_run, run_dir)
+    os.rename(run_dir / "policy", run_dir / "policy.old")  # a trainer mid-export
+    result = run_task(
+        "render",
+        f"--logdir={tmp_path}",
+        "--run=tiny",
+        "--episodes=1",
+        "--width=64",
+        "--height=48",
+        "--frame_stride=50",
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (run_dir / "policy.old").is_dir() and not (run_dir / "policy").exists()  # untouched
+
+
 def test_unreadable_policy_leaves_nothing_behind(tmp_path):
     run_dir = _run_without_policy(tmp_path)
     os.makedirs(os.path.join(run_dir, "policy"))
     with open(os.path.join(run_dir, "policy", "saved_model.pb"), "wb") as f:
         f.write(b"not a saved model")
-    assert "cannot load the policy" in _refused(tmp_path, "--run=made")
-    render_dir = os.path.join(run_dir, "render")
-    assert not os.path.exists(render_dir) or os.listdir(render_dir) == []
+    refused = _refused(tmp_path, "--run=made")
+    assert "cannot load the policy" in refused
+    assert refused.count(":") >= 3, refused  # the loader's own words, not just a class name
+    assert not os.path.exists(os.path.join(run_dir, "render"))
 
 
 def test_bad_render_settings_are_usage_errors(tmp_path):

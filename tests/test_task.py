@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import subprocess
 
 import pytest
 
@@ -147,3 +148,17 @@ def test_default_run_id_comes_from_agent_env_and_time(tmp_path):
     assert mirror is None
     assert cfg.run.startswith("ppo-kukagrasp-v0-")
     assert os.path.isdir(run_dir)
+
+
+def test_make_names_the_trainers_exit_code(tmp_path):
+    result = subprocess.run(
+        ["make", "-s", "train", "RUN=Not_A_Name", f"LOGDIR={tmp_path}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2  # make's own, whatever the command's
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith("error: run id 'Not_A_Name' is not a valid Kubernetes name")
+    assert lines[-1].endswith("train] Error 2")

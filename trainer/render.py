@@ -68,6 +68,9 @@ def plan(cfg: RenderConfig) -> Plan:
             "or film random actions with --policy=random"
         )
     policy_dir = cfg.policy or os.path.join(run_dir, "policy")
+    previous = f"{policy_dir}.old"  # a trainer between the two renames of an export
+    if not cfg.policy and not os.path.isdir(policy_dir) and os.path.isdir(previous):
+        policy_dir = previous
     if not os.path.isfile(os.path.join(policy_dir, "saved_model.pb")):
         raise RenderError(
             f"no exported policy in {policy_dir}; `make train` writes it at every checkpoint"
@@ -162,7 +165,11 @@ def _load_policy(plan_: Plan, env, seed: int):
             plan_.policy, load_specs_from_pbtxt=True
         )
     except Exception as e:  # noqa: BLE001  (any load failure is the same answer)
-        raise RenderError(f"cannot load the policy in {plan_.policy}: {type(e).__name__}") from e
+        detail = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+        raise RenderError(
+            f"cannot load the policy in {plan_.policy}: {type(e).__name__}"
+            + (f": {detail}" if detail else "")
+        ) from e
     want = policy.time_step_spec.observation.shape
     have = env.time_step_spec().observation.shape
     if tuple(want) != tuple(have) or policy.action_spec.shape != env.action_spec().shape:

@@ -6,8 +6,8 @@ training: `reverb`, `collect` and `learn` are its roles, one process each;
 `distributed` runs them all on this machine.
 
 The only module that reads flags or environment variables. Exit codes: 0 done,
-1 training failed, 2 bad input (nothing written), 143 stopped by SIGTERM after
-saving a checkpoint.
+1 training failed, 2 bad input (nothing written), 130 Ctrl-C and 143 SIGTERM (both
+after saving a checkpoint).
 """
 
 from __future__ import annotations
