@@ -354,3 +354,18 @@ def test_full_disk_is_one_line_and_the_run_resumes_once_there_is_room(small_disk
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"from env step {int(last[5:]):,}" in resumed.stderr
     assert json.loads((small_disk / "full" / "eval.json").read_text())["env_steps"] == 1200
+
+
+def test_every_test_the_reliability_table_names_exists():
+    """docs/reliability.md promises what tests prove: each test it names must exist."""
+    text = open(os.path.join(ROOT, "docs", "reliability.md")).read()
+    names = set(re.findall(r"\b(test_[a-z0-9_]+)\b", text)) - {"test_faults", "test_task"}
+    sources = "".join(
+        open(os.path.join(ROOT, "tests", f)).read()
+        for f in os.listdir(os.path.join(ROOT, "tests"))
+        if f.endswith(".py")
+    )
+    defined = set(re.findall(r"^def (test_[a-z0-9_]+)", sources, re.M))
+    modules = {f[:-3] for f in os.listdir(os.path.join(ROOT, "tests"))}
+    assert len(names) > 20
+    assert names - defined - modules == set()
