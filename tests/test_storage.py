@@ -296,6 +296,7 @@ def test_train_resume_and_render_through_gcs(gcs, tmp_path):
     ):
         assert f"runs/cloud/{name}" in objects, name
     assert any(n.startswith("runs/cloud/train/events.out.tfevents") for n in objects)
+    assert "runs/cloud/.lease.json" not in objects  # released once everything was up
 
     shutil.rmtree(staging)
     second = run_task(*flags[: -len(TINY_FLAGS)], *TINY_FLAGS, "--total_steps=1200", env=env)
@@ -365,3 +366,35 @@ def test_distributed_run_keeps_every_events_file_in_the_bucket(gcs, tmp_path):
     assert returns[0] <= 3072 < returns[-1] == 5120  # the collectors' episodes, both parts
     assert [s for s, _ in scalars["Metrics/EnvStepsPerSecond"]] == list(range(1024, 5121, 1024))
     assert json.loads((local / "eval.json").read_text())["env_steps"] == 5120
+
+
+def test_lease_one_writer_per_run_across_machines(gcs):
+    _, client = gcs
+    bucket = client.create_bucket("runs")
+    logs: list[str] = []
+    first = storage.Lease(bucket, "r/.lease.json", {"host": "a", "pid": 1}, 2.0, logs.append)
+    first.take()
+    # A second machine while the first renews: it waits out the lease, sees it
+    # renewed, and refuses in one line naming the holder.
+    second = storage.Lease(bucket, "r/.lease.json", {"host": "b", "pid": 2}, 2.0, logs.append)
+    renewing = threading.Event()
+
+    def renew():
+        while not renewing.wait(0.5):
+            first.renew()
+
+    renewer = threading.Thread(target=renew, daemon=True)
+    renewer.start()
+    with pytest.raises(storage.RunBusy, match="being trained by pid 1 on a"):
+        second.take()
+    renewing.set()
+    renewer.join()
+    assert logs[-1].startswith("The run's lease is held by pid 1 on a; waiting")
+    # The first holder dies without releasing: the lease lapses and is taken over.
+    second.take()
+    held = json.loads(bucket.blob("r/.lease.json").download_as_text())
+    assert (held["host"], held["pid"]) == ("b", 2)
+    second.release()
+    assert bucket.get_blob("r/.lease.json") is None
+    # A mirror renews its lease at each full upload and never uploads or deletes it.
+    assert storage.LEASE == ".lease.json"

@@ -10,6 +10,7 @@ the marker was never completely uploaded.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -28,6 +29,7 @@ from google.cloud.storage import retry as storage_retry  # noqa: E402
 from google.cloud.storage import transfer_manager  # noqa: E402
 
 MARKER = "SYNCED.json"
+LEASE = ".lease.json"  # in the bucket only: never a local file, never uploaded
 # Uploaded after everything else but the marker: TensorFlow follows these to data files.
 POINTERS = ("checkpoints/checkpoint",)
 _URL = re.compile(r"^gs://([a-z0-9][a-z0-9._-]{1,220}[a-z0-9])(?:/(.*))?$")
@@ -117,6 +119,12 @@ class RunMirror:
         self._bucket = client.bucket(self._bucket_name)
         self._retry = _retry(retry_deadline)
         self._sent: dict[str, tuple[int, int]] = {}
+        self.lease: Lease | None = None  # renewed at every full upload once taken
+
+    def take_lease(self, holder: dict, seconds: float = 300.0, log=None) -> None:
+        """One writer per run: RunBusy if a live trainer elsewhere holds it (see Lease)."""
+        self.lease = Lease(self._bucket, self._name(LEASE), holder, seconds, log)
+        self.lease.take()
 
     def _name(self, relative: str) -> str:
         return f"{self._prefix}/{relative}" if self._prefix else relative
@@ -227,6 +235,8 @@ class RunMirror:
                         f"{self.url} still lacks {', '.join(still[:3])} after upload"
                     )
             changed += resend
+        if not only and self.lease is not None:
+            self.lease.renew()
         if changed or not only:
             marker = {
                 "time": time.time(),
@@ -250,6 +260,73 @@ class RunMirror:
             if name != MARKER and name not in local and name in self._sent:
                 self._bucket.blob(self._name(name)).delete(retry=self._retry)
                 self._sent.pop(name, None)
+
+
+class RunBusy(StorageError):
+    """Another live trainer holds the run's lease in the bucket."""
+
+
+class Lease:
+    """One writer per gs:// run across machines: RUN/.lease.json in the bucket.
+
+    Taken with a create-only write (if_generation_match=0) and renewed at every full
+    upload; a lease not renewed for `seconds` belongs to a dead trainer (a pod
+    killed without SIGTERM) and is taken over, after waiting for it to lapse. A
+    lease renewed meanwhile means a live trainer: RunBusy. Cloud Storage makes the
+    create and the take-over atomic; the storage emulator does not check the
+    preconditions, so the tests cover the protocol, not the race.
+    """
+
+    def __init__(self, bucket, name: str, holder: dict, seconds: float = 300.0, log=None):
+        self._bucket, self._name, self._holder, self.seconds = bucket, name, holder, seconds
+        self._log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        self._generation = None
+
+    def _write(self, generation: int) -> None:
+        blob = self._bucket.blob(self._name)
+        body = {**self._holder, "expires": time.time() + self.seconds}
+        blob.upload_from_string(json.dumps(body), if_generation_match=generation)
+        self._generation = blob.generation
+
+    def take(self) -> None:
+        """Holds the lease, waiting out a lapsed holder's; RunBusy if it is renewed."""
+        while True:
+            current = self._bucket.get_blob(self._name)
+            if current is None:
+                try:
+                    return self._write(0)
+                except api_exceptions.PreconditionFailed:
+                    continue  # created meanwhile: look again
+            generation = current.generation  # before the download, which may reset it
+            held = json.loads(current.download_as_text())
+            wait = held.get("expires", 0) - time.time()
+            if wait > 0:
+                self._log(
+                    f"The run's lease is held by pid {held.get('pid')} on {held.get('host')}; "
+                    f"waiting {wait:.0f} s for it to lapse (a live trainer renews it)"
+                )
+                time.sleep(wait + 1)
+                latest = self._bucket.get_blob(self._name)
+                if latest is not None and latest.generation != generation:
+                    raise RunBusy(
+                        f"the run is being trained by pid {held.get('pid')} on "
+                        f"{held.get('host')}, which renews its lease in the bucket; wait for "
+                        "it, stop it, or choose another --run"
+                    )
+            try:
+                return self._write(generation)
+            except api_exceptions.PreconditionFailed:
+                continue  # someone else took it first: look again
+
+    def renew(self) -> None:
+        if self._generation is not None:
+            self._write(self._generation)
+
+    def release(self) -> None:
+        if self._generation is not None:
+            with contextlib.suppress(api_exceptions.GoogleAPIError):
+                self._bucket.blob(self._name).delete(if_generation_match=self._generation)
+            self._generation = None
 
 
 def _crc32c(path: str) -> str:
@@ -345,6 +422,8 @@ class Syncer:
                 )
             time.sleep(pause)
             pause = min(pause * 2, 30.0)
+        if self._mirror.lease is not None:  # everything is up: the next trainer may start
+            self._mirror.lease.release()
 
 
 def main(argv: list[str]) -> int:

@@ -17,8 +17,10 @@ import json
 import os
 import shlex
 import signal
+import socket
 import sys
 import tempfile
+import time
 import warnings
 
 from absl import app, flags, logging
@@ -152,6 +154,11 @@ def prepare_run(cfg: Config, command: str):
         client, local_root = _gcs_root(cfg.logdir, cfg.staging_dir)
         run_url = storage.join(cfg.logdir, run_id)
         mirror = storage.RunMirror(client, os.path.join(local_root, run_id), run_url)
+        holder = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}
+        try:  # one writer per run across machines, before anything is downloaded
+            mirror.take_lease(holder)
+        except storage.RunBusy as e:
+            raise UsageError(f"run {run_id}: {e}") from None
     try:
         os.makedirs(local_root, exist_ok=True)
         with tempfile.TemporaryFile(dir=local_root):
