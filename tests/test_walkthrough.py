@@ -173,6 +173,7 @@ def test_readme_walkthrough_runs_every_command_in_order(walkthrough):
     records, bucket_made = walkthrough
     assert bucket_made, "make bucket did not create the bucket"
     lines = [_line(r) for r in records]
+    print("\n".join(lines))  # the walk-through's commands (pytest -s shows them)
     assert all(r["exit"] == 0 for r in records if "describe" not in r["argv"]), lines
     at = 0
     for pattern in EXPECTED_ORDER:
