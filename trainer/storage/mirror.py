@@ -1,113 +1,28 @@
-"""Google Cloud Storage: a run mirrored between a local staging directory and gs://.
+"""A run mirrored between a local staging directory and gs://, uploaded in the background.
 
-The only module that imports google.cloud.storage. Training writes locally (TensorFlow
-2.15's own gs:// file system cannot be pointed at a test server), and a `Syncer`
-uploads the run in the background. Each upload sends data files first, TensorFlow's
-`checkpoints/checkpoint` pointer after them and the `SYNCED.json` marker last, so a
-pointer on GCS never names a checkpoint whose files are missing, and a run without
-the marker was never completely uploaded.
+Each upload sends data files first, TensorFlow's `checkpoints/checkpoint` pointer
+after them and the `SYNCED.json` marker last, so a pointer on GCS never names a
+checkpoint whose files are missing, and a run without the marker was never
+completely uploaded.
 """
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import json
 import os
-import re
 import sys
 import threading
 import time
-import warnings
 
-warnings.filterwarnings("ignore", category=FutureWarning, module="google")
+from google.api_core import exceptions as api_exceptions
+from google.cloud.storage import transfer_manager
 
-from google.api_core import exceptions as api_exceptions  # noqa: E402
-from google.auth import exceptions as auth_exceptions  # noqa: E402
-from google.cloud import storage  # noqa: E402
-from google.cloud.storage import retry as storage_retry  # noqa: E402
-from google.cloud.storage import transfer_manager  # noqa: E402
+from trainer.storage.bucket import StorageError, parse_url, retry_policy
+from trainer.storage.lease import LEASE, Lease
 
 MARKER = "SYNCED.json"
-LEASE = ".lease.json"  # in the bucket only: never a local file, never uploaded
 # Uploaded after everything else but the marker: TensorFlow follows these to data files.
 POINTERS = ("checkpoints/checkpoint",)
-_URL = re.compile(r"^gs://([a-z0-9][a-z0-9._-]{1,220}[a-z0-9])(?:/(.*))?$")
-
-
-class StorageError(Exception):
-    """Storage could not be reached or used; one line for the user."""
-
-
-def parse_url(url: str) -> tuple[str, str]:
-    """(bucket, prefix without slashes) of a gs:// URL; ValueError if malformed."""
-    match = _URL.match(url)
-    if not match or "//" in "/" + (match.group(2) or ""):
-        raise ValueError(
-            f"malformed gs:// path {url!r}: expected gs://BUCKET[/PATH], where BUCKET has "
-            "3-63 characters (up to 222 with dots): lowercase letters, digits, dashes, "
-            "underscores and dots, starting and ending with a letter or digit"
-        )
-    return match.group(1), (match.group(2) or "").strip("/")
-
-
-def join(url: str, *parts: str) -> str:
-    return "/".join([url.rstrip("/"), *parts])
-
-
-def _retry(deadline: float):
-    return storage_retry.DEFAULT_RETRY.with_deadline(deadline)
-
-
-def make_client() -> storage.Client:
-    """A client from the environment's credentials; StorageError if there are none."""
-    try:
-        return storage.Client()
-    except auth_exceptions.DefaultCredentialsError:
-        raise StorageError(
-            "no Google Cloud credentials: run `gcloud auth application-default login` or "
-            "set GOOGLE_APPLICATION_CREDENTIALS to a service account key file"
-        ) from None
-
-
-@dataclasses.dataclass
-class BucketCheck:
-    """What `check_bucket` found."""
-
-    bucket: str
-    exists: bool
-    created: bool = False
-
-
-def check_bucket(client, bucket: str, create: bool = False, location: str = "US") -> BucketCheck:
-    """Tells apart a missing bucket (created when asked) from one you cannot use.
-
-    Lists at most one object rather than reading the bucket's metadata: listing
-    needs storage.objects.list, which roles/storage.objectAdmin (all the pods are
-    granted) includes, while get_bucket needs storage.buckets.get, which it does not.
-    """
-    try:
-        next(iter(client.list_blobs(bucket, max_results=1, retry=_retry(30))), None)
-        return BucketCheck(bucket, exists=True)
-    except api_exceptions.NotFound:
-        if not create:
-            raise StorageError(
-                f"bucket gs://{bucket} does not exist; create it with "
-                f"`make bucket BUCKET={bucket}` (or pass --create)"
-            ) from None
-    except api_exceptions.Forbidden:
-        raise StorageError(
-            f"bucket gs://{bucket} exists but these credentials may not list its objects; "
-            "grant them roles/storage.objectAdmin on the bucket (`make setup` does so for the "
-            "pods' service account), or choose another bucket"
-        ) from None
-    except auth_exceptions.RefreshError as e:
-        raise StorageError(f"Google Cloud credentials were refused: {e}") from None
-    try:
-        client.create_bucket(bucket, location=location)
-    except api_exceptions.Conflict:
-        raise StorageError(f"bucket name gs://{bucket} is taken by another project") from None
-    return BucketCheck(bucket, exists=True, created=True)
 
 
 class RunMirror:
@@ -117,7 +32,7 @@ class RunMirror:
         self._client, self.local_dir, self.url = client, local_dir, url
         self._bucket_name, self._prefix = parse_url(url)
         self._bucket = client.bucket(self._bucket_name)
-        self._retry = _retry(retry_deadline)
+        self._retry = retry_policy(retry_deadline)
         self._sent: dict[str, tuple[int, int]] = {}
         self.lease: Lease | None = None  # renewed at every full upload once taken
 
@@ -262,73 +177,6 @@ class RunMirror:
                 self._sent.pop(name, None)
 
 
-class RunBusy(StorageError):
-    """Another live trainer holds the run's lease in the bucket."""
-
-
-class Lease:
-    """One writer per gs:// run across machines: RUN/.lease.json in the bucket.
-
-    Taken with a create-only write (if_generation_match=0) and renewed at every full
-    upload; a lease not renewed for `seconds` belongs to a dead trainer (a pod
-    killed without SIGTERM) and is taken over, after waiting for it to lapse. A
-    lease renewed meanwhile means a live trainer: RunBusy. Cloud Storage makes the
-    create and the take-over atomic; the storage emulator does not check the
-    preconditions, so the tests cover the protocol, not the race.
-    """
-
-    def __init__(self, bucket, name: str, holder: dict, seconds: float = 300.0, log=None):
-        self._bucket, self._name, self._holder, self.seconds = bucket, name, holder, seconds
-        self._log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-        self._generation = None
-
-    def _write(self, generation: int) -> None:
-        blob = self._bucket.blob(self._name)
-        body = {**self._holder, "expires": time.time() + self.seconds}
-        blob.upload_from_string(json.dumps(body), if_generation_match=generation)
-        self._generation = blob.generation
-
-    def take(self) -> None:
-        """Holds the lease, waiting out a lapsed holder's; RunBusy if it is renewed."""
-        while True:
-            current = self._bucket.get_blob(self._name)
-            if current is None:
-                try:
-                    return self._write(0)
-                except api_exceptions.PreconditionFailed:
-                    continue  # created meanwhile: look again
-            generation = current.generation  # before the download, which may reset it
-            held = json.loads(current.download_as_text())
-            wait = held.get("expires", 0) - time.time()
-            if wait > 0:
-                self._log(
-                    f"The run's lease is held by pid {held.get('pid')} on {held.get('host')}; "
-                    f"waiting {wait:.0f} s for it to lapse (a live trainer renews it)"
-                )
-                time.sleep(wait + 1)
-                latest = self._bucket.get_blob(self._name)
-                if latest is not None and latest.generation != generation:
-                    raise RunBusy(
-                        f"the run is being trained by pid {held.get('pid')} on "
-                        f"{held.get('host')}, which renews its lease in the bucket; wait for "
-                        "it, stop it, or choose another --run"
-                    )
-            try:
-                return self._write(generation)
-            except api_exceptions.PreconditionFailed:
-                continue  # someone else took it first: look again
-
-    def renew(self) -> None:
-        if self._generation is not None:
-            self._write(self._generation)
-
-    def release(self) -> None:
-        if self._generation is not None:
-            with contextlib.suppress(api_exceptions.GoogleAPIError):
-                self._bucket.blob(self._name).delete(if_generation_match=self._generation)
-            self._generation = None
-
-
 def _crc32c(path: str) -> str:
     """A file's CRC32C as Cloud Storage reports it (base64 of the big-endian digest)."""
     import base64
@@ -348,7 +196,7 @@ def latest_run(client, url: str) -> str | None:
     start = f"{prefix}/" if prefix else ""
     markers = [
         blob
-        for blob in client.list_blobs(bucket, prefix=start, retry=_retry(60))
+        for blob in client.list_blobs(bucket, prefix=start, retry=retry_policy(60))
         if blob.name.endswith(f"/{MARKER}") and blob.name[len(start) :].count("/") == 1
     ]
     if not markers:
@@ -424,31 +272,3 @@ class Syncer:
             pause = min(pause * 2, 30.0)
         if self._mirror.lease is not None:  # everything is up: the next trainer may start
             self._mirror.lease.release()
-
-
-def main(argv: list[str]) -> int:
-    """`python -m trainer.storage check gs://BUCKET[/PATH] [--create]`: can runs go there?"""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m trainer.storage", description=main.__doc__)
-    parser.add_argument("command", choices=["check"], help="what to do")
-    parser.add_argument("url", help="gs://BUCKET or gs://BUCKET/PATH")
-    parser.add_argument("--create", action="store_true", help="create the bucket if missing")
-    parser.add_argument("--location", default="US", help="location of a bucket to create")
-    args = parser.parse_args(argv)
-    try:
-        bucket, _ = parse_url(args.url)
-        found = check_bucket(make_client(), bucket, create=args.create, location=args.location)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except StorageError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    verb = "created" if found.created else "exists and is usable"
-    print(f"gs://{bucket} {verb}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

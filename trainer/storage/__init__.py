@@ -1,0 +1,42 @@
+"""Google Cloud Storage, the project's only client of it.
+
+Training writes locally (TensorFlow 2.15's own gs:// file system cannot be pointed
+at a test server), and a `Syncer` uploads the run in the background (mirror.py);
+bucket.py checks buckets and parses gs:// URLs; lease.py keeps one writer per run.
+"""
+
+import warnings
+
+# Before any google import (this runs before every submodule): the Google libraries
+# warn about Python and grpc versions at import, which is noise in every run's log.
+warnings.filterwarnings("ignore", category=FutureWarning, module="google")
+
+from trainer.storage.bucket import (  # noqa: E402
+    BucketCheck,
+    StorageError,
+    check_bucket,
+    join,
+    main,
+    make_client,
+    parse_url,
+)
+from trainer.storage.lease import LEASE, Lease, RunBusy  # noqa: E402
+from trainer.storage.mirror import MARKER, POINTERS, RunMirror, Syncer, latest_run  # noqa: E402
+
+__all__ = [
+    "BucketCheck",
+    "LEASE",
+    "Lease",
+    "MARKER",
+    "POINTERS",
+    "RunBusy",
+    "RunMirror",
+    "StorageError",
+    "Syncer",
+    "check_bucket",
+    "join",
+    "latest_run",
+    "main",
+    "make_client",
+    "parse_url",
+]

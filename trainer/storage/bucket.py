@@ -1,0 +1,113 @@
+"""gs:// URLs, the client, and whether a bucket can hold runs (`make bucket`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import sys
+
+from google.api_core import exceptions as api_exceptions
+from google.auth import exceptions as auth_exceptions
+from google.cloud import storage
+from google.cloud.storage import retry as storage_retry
+
+_URL = re.compile(r"^gs://([a-z0-9][a-z0-9._-]{1,220}[a-z0-9])(?:/(.*))?$")
+
+
+class StorageError(Exception):
+    """Storage could not be reached or used; one line for the user."""
+
+
+def parse_url(url: str) -> tuple[str, str]:
+    """(bucket, prefix without slashes) of a gs:// URL; ValueError if malformed."""
+    match = _URL.match(url)
+    if not match or "//" in "/" + (match.group(2) or ""):
+        raise ValueError(
+            f"malformed gs:// path {url!r}: expected gs://BUCKET[/PATH], where BUCKET has "
+            "3-63 characters (up to 222 with dots): lowercase letters, digits, dashes, "
+            "underscores and dots, starting and ending with a letter or digit"
+        )
+    return match.group(1), (match.group(2) or "").strip("/")
+
+
+def join(url: str, *parts: str) -> str:
+    return "/".join([url.rstrip("/"), *parts])
+
+
+def retry_policy(deadline: float):
+    return storage_retry.DEFAULT_RETRY.with_deadline(deadline)
+
+
+def make_client() -> storage.Client:
+    """A client from the environment's credentials; StorageError if there are none."""
+    try:
+        return storage.Client()
+    except auth_exceptions.DefaultCredentialsError:
+        raise StorageError(
+            "no Google Cloud credentials: run `gcloud auth application-default login` or "
+            "set GOOGLE_APPLICATION_CREDENTIALS to a service account key file"
+        ) from None
+
+
+@dataclasses.dataclass
+class BucketCheck:
+    """What `check_bucket` found."""
+
+    bucket: str
+    exists: bool
+    created: bool = False
+
+
+def check_bucket(client, bucket: str, create: bool = False, location: str = "US") -> BucketCheck:
+    """Tells apart a missing bucket (created when asked) from one you cannot use.
+
+    Lists at most one object rather than reading the bucket's metadata: listing
+    needs storage.objects.list, which roles/storage.objectAdmin (all the pods are
+    granted) includes, while get_bucket needs storage.buckets.get, which it does not.
+    """
+    try:
+        next(iter(client.list_blobs(bucket, max_results=1, retry=retry_policy(30))), None)
+        return BucketCheck(bucket, exists=True)
+    except api_exceptions.NotFound:
+        if not create:
+            raise StorageError(
+                f"bucket gs://{bucket} does not exist; create it with "
+                f"`make bucket BUCKET={bucket}` (or pass --create)"
+            ) from None
+    except api_exceptions.Forbidden:
+        raise StorageError(
+            f"bucket gs://{bucket} exists but these credentials may not list its objects; "
+            "grant them roles/storage.objectAdmin on the bucket (`make setup` does so for the "
+            "pods' service account), or choose another bucket"
+        ) from None
+    except auth_exceptions.RefreshError as e:
+        raise StorageError(f"Google Cloud credentials were refused: {e}") from None
+    try:
+        client.create_bucket(bucket, location=location)
+    except api_exceptions.Conflict:
+        raise StorageError(f"bucket name gs://{bucket} is taken by another project") from None
+    return BucketCheck(bucket, exists=True, created=True)
+
+
+def main(argv: list[str]) -> int:
+    """`python -m trainer.storage check gs://BUCKET[/PATH] [--create]`: can runs go there?"""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m trainer.storage", description=main.__doc__)
+    parser.add_argument("command", choices=["check"], help="what to do")
+    parser.add_argument("url", help="gs://BUCKET or gs://BUCKET/PATH")
+    parser.add_argument("--create", action="store_true", help="create the bucket if missing")
+    parser.add_argument("--location", default="US", help="location of a bucket to create")
+    args = parser.parse_args(argv)
+    try:
+        bucket, _ = parse_url(args.url)
+        found = check_bucket(make_client(), bucket, create=args.create, location=args.location)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except StorageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    verb = "created" if found.created else "exists and is usable"
+    print(f"gs://{bucket} {verb}")
+    return 0
