@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from tests.conftest import ROOT, run_task
-from trainer import config
+from trainer import config, rundir
 from trainer.config import Config, RenderConfig, RoleConfig
 from trainer.task import COMMANDS
 
@@ -128,23 +128,17 @@ def test_corrupted_config_is_refused(tmp_path):
 
 
 def test_prepare_run_writes_config_and_command(tmp_path):
-    from trainer import task
-
-    cfg, run_dir, _ = task.prepare_run(
-        Config(logdir=str(tmp_path), run="fresh"), "python -m x --a=1"
-    )
+    cfg, run_dir, _ = rundir.prepare(Config(logdir=str(tmp_path), run="fresh"), "python -m x --a=1")
     assert run_dir == os.path.join(str(tmp_path), "fresh")
     assert json.load(open(os.path.join(run_dir, "config.json")))["run"] == "fresh"
     assert open(os.path.join(run_dir, "command.txt")).read() == "python -m x --a=1\n"
     # Resuming with more steps is allowed and records the second command line.
-    task.prepare_run(dataclasses.replace(cfg, total_steps=10**6), "second")
+    rundir.prepare(dataclasses.replace(cfg, total_steps=10**6), "second")
     assert open(os.path.join(run_dir, "command.txt")).read().splitlines()[-1] == "second"
 
 
 def test_default_run_id_comes_from_agent_env_and_time(tmp_path):
-    from trainer import task
-
-    cfg, run_dir, mirror = task.prepare_run(Config(logdir=str(tmp_path)), "cmd")
+    cfg, run_dir, mirror = rundir.prepare(Config(logdir=str(tmp_path)), "cmd")
     assert mirror is None
     assert cfg.run.startswith("ppo-kukagrasp-v0-")
     assert os.path.isdir(run_dir)

@@ -99,6 +99,10 @@ def missing_run(logdir: str, run: str, shown: int = 5) -> str:
     )
 
 
+# Run locks this process holds (path -> open file), kept until it exits.
+_HELD: dict = {}
+
+
 class RunBusy(RuntimeError):
     """Another process trains the run; the message names it."""
 
@@ -115,7 +119,9 @@ def lock_run(local_root: str, run_id: str):
     import socket
     import time
 
-    path = os.path.join(local_root, f".{run_id}.lock")
+    path = os.path.abspath(os.path.join(local_root, f".{run_id}.lock"))
+    if path in _HELD:  # this process holds it already
+        return _HELD[path]
     handle = open(path, "a+")  # noqa: SIM115  (held until the process exits)
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -138,6 +144,7 @@ def lock_run(local_root: str, run_id: str):
         json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()})
     )
     handle.flush()
+    _HELD[path] = handle
     return handle
 
 

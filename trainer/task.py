@@ -13,39 +13,19 @@ after saving a checkpoint).
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shlex
 import signal
-import socket
 import sys
-import tempfile
-import time
 import warnings
 
 from absl import app, flags, logging
 
-from trainer import cli_help, config, processes, runs
+from trainer import cli_help, config, processes, rundir, runs
 from trainer.config import Config, RenderConfig, RoleConfig
+from trainer.rundir import AlreadyFinished, UsageError
 
 USAGE_ERROR = 2
-
-
-class UsageError(Exception):
-    """Bad input: reported in one line with exit code 2."""
-
-
-class AlreadyFinished(Exception):
-    """The run has trained to --total_steps already: said in one line, exit code 0."""
-
-
-def _finished_at(run_dir: str) -> int | None:
-    """The env step of the run's final evaluation (eval.json), if it has one."""
-    try:
-        with open(os.path.join(run_dir, "eval.json")) as f:
-            return int(json.load(f)["env_steps"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
 
 
 COMMANDS = ("train", "eval", "render", "plot", "reverb", "collect", "learn", "distributed")
@@ -101,107 +81,6 @@ def config_from_flags(cls=Config, flag_values: flags.FlagValues = flags.FLAGS):
                 ) from None
         values[field.name] = value
     return cls(**values)
-
-
-def _gcs_root(logdir: str, staging_dir: str):
-    """(client, local staging root) for a gs:// LOGDIR whose bucket is usable."""
-    from trainer import storage
-
-    try:
-        bucket, _ = storage.parse_url(logdir)
-        client = storage.make_client()
-        storage.check_bucket(client, bucket)
-    except (ValueError, storage.StorageError) as e:
-        raise UsageError(str(e)) from None
-    return client, _staging_root(logdir, staging_dir)
-
-
-# Run locks (runs.lock_run) this process holds until it exits.
-_HELD_LOCKS: list = []
-
-
-def prepare_run(cfg: Config, command: str):
-    """Checks everything about the run before any heavy work.
-
-    Returns (config, local run dir, storage.RunMirror or None). A new run gets
-    config.json and command.txt; an existing one must agree with the flags
-    (outside config.RESUMABLE_FIELDS) and gets the command appended. A gs:// run
-    lives in a local staging copy, downloaded first when only the bucket has it.
-    """
-    from trainer import envs
-
-    try:
-        config.validate(cfg)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    if not envs.is_registered(cfg.env_id):
-        raise UsageError(
-            f"unknown env id {cfg.env_id!r}; use KukaGrasp-v0, KukaBulletEnv-v0 or another "
-            "pybullet gym id"
-        )
-    run_id = cfg.run or runs.make_run_id(cfg.agent, cfg.env_id)
-    try:
-        runs.check_run_id(run_id)
-        processes.check_env_count(cfg.num_envs)
-        envs.check_spaces(cfg.env_id)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    cfg = dataclasses.replace(cfg, run=run_id)
-    local_root, mirror = cfg.logdir, None
-    if cfg.logdir.startswith("gs://"):
-        from trainer import storage
-
-        client, local_root = _gcs_root(cfg.logdir, cfg.staging_dir)
-        run_url = storage.join(cfg.logdir, run_id)
-        mirror = storage.RunMirror(client, os.path.join(local_root, run_id), run_url)
-        holder = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}
-        try:  # one writer per run across machines, before anything is downloaded
-            mirror.take_lease(holder)
-        except storage.RunBusy as e:
-            raise UsageError(f"run {run_id}: {e}") from None
-    try:
-        os.makedirs(local_root, exist_ok=True)
-        with tempfile.TemporaryFile(dir=local_root):
-            pass
-    except OSError as e:
-        raise UsageError(f"cannot write to log directory {local_root}: {e.strerror}") from None
-    run_dir = os.path.join(local_root, run_id)
-    try:  # one writer per run
-        _HELD_LOCKS.append(runs.lock_run(local_root, run_id))
-    except runs.RunBusy as e:
-        raise UsageError(str(e)) from None
-    config_path = os.path.join(run_dir, "config.json")
-    if mirror is not None and not os.path.exists(config_path) and mirror.download():
-        print(f"Downloaded {mirror.url} to {run_dir}", file=sys.stderr, flush=True)
-    if os.path.exists(config_path):
-        try:
-            saved = config.load(config_path)
-        except ValueError as e:
-            raise UsageError(f"{e}; fix it or start a new run with another --run") from None
-        diffs = config.differences(saved, cfg)
-        if diffs:
-            raise UsageError(
-                f"run {run_dir} exists with another config ({'; '.join(diffs)}); "
-                "pass the same flags to resume it, or another --run"
-            )
-        finished = _finished_at(run_dir)
-        if command != "eval" and finished is not None and finished >= cfg.total_steps:
-            raise AlreadyFinished(
-                f"Run {run_dir} already finished at step {finished:,} (eval.json); "
-                f"raise --total_steps to train on, or `make eval RUN={run_id}` to evaluate again"
-            )
-    # A distributed run's Reverb server may have made reverb/ before the learner got here.
-    elif os.path.exists(run_dir) and set(os.listdir(run_dir)) - {"reverb"}:
-        raise UsageError(f"{run_dir} exists but holds no config.json; choose another --run")
-    os.makedirs(run_dir, exist_ok=True)
-    if not os.path.exists(config_path):  # written once: a resume never rewrites it
-        config.save(cfg, config_path)
-    commands, before = os.path.join(run_dir, "command.txt"), ""
-    if os.path.exists(commands):
-        with open(commands) as f:
-            before = f.read()
-    runs.write_atomic(commands, before + command + "\n")
-    return cfg, run_dir, mirror
 
 
 def _quiet_tensorflow() -> None:
@@ -271,8 +150,8 @@ def render_main() -> int:
         raise UsageError(str(e)) from None
     remote = cfg.logdir if cfg.logdir.startswith("gs://") else None
     if remote:
-        client, local_root = _gcs_root(remote, cfg.staging_dir)
-        run_id = _fetch_for_render(client, remote, local_root, cfg.run)
+        client, local_root = rundir.gcs_root(remote, cfg.staging_dir)
+        run_id = rundir.fetch_for_render(client, remote, local_root, cfg.run)
         cfg = dataclasses.replace(cfg, logdir=local_root, run=run_id)
     try:
         plan = render.plan(cfg)
@@ -337,27 +216,10 @@ def eval_main() -> int:
     return 0
 
 
-def _fetch_for_render(client, remote: str, local_root: str, run: str) -> str:
-    """Downloads the run's config and policy from gs://; returns the run id ('' if none)."""
-    from trainer import storage
-
-    try:
-        run_id = run or storage.latest_run(client, remote) or ""
-        if run_id:
-            local = os.path.join(local_root, run_id)
-            mirror = storage.RunMirror(client, local, storage.join(remote, run_id))
-            if not mirror.download(only="config.json"):
-                raise UsageError(f"no complete run at {mirror.url} (no {storage.MARKER})")
-            mirror.download(only="policy/")
-    except storage.StorageError as e:
-        raise UsageError(str(e)) from None
-    return run_id
-
-
 def train_main(role: str = "train") -> int:
     """`train`, or with role "learn" the distributed learner: same run directory, same exits."""
     command = shlex.join([os.path.basename(sys.executable), "-m", "trainer.task", *sys.argv[1:]])
-    cfg, run_dir, mirror = prepare_run(config_from_flags(), command)
+    cfg, run_dir, mirror = rundir.prepare(config_from_flags(), command)
     print(f"Run directory: {run_dir}", file=sys.stderr, flush=True)
     _stop_on_sigterm()
     _quiet_tensorflow()
@@ -401,21 +263,6 @@ def train_main(role: str = "train") -> int:
         file=sys.stderr,
     )
     return 0
-
-
-def _staging_root(logdir: str, staging_dir: str) -> str:
-    """The local directory standing for LOGDIR: itself, or a gs:// LOGDIR's staging copy."""
-    if not logdir.startswith("gs://"):
-        return logdir
-    if staging_dir:
-        return staging_dir
-    from trainer import storage
-
-    try:
-        bucket, prefix = storage.parse_url(logdir)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    return os.path.join(tempfile.gettempdir(), "kuka-staging", bucket, prefix)
 
 
 def _config_flags(cfg: Config) -> list[str]:
