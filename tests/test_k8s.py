@@ -112,10 +112,19 @@ def test_every_kustomization_renders(all_objects):
         assert obj["metadata"]["labels"]["app.kubernetes.io/part-of"] == "kuka-grasp", obj["kind"]
 
 
+def test_pods_reuse_the_nodes_image(all_objects):
+    """A tag names one image (build.sh), so a retried pod need not pull 2.2 GB again."""
+    for text in map(str, all_objects):
+        assert "'imagePullPolicy': 'Always'" not in text
+
+
 def test_containers_run_under_dumb_init():
     """PID 1 must forward SIGTERM: TensorBoard has no handler of its own."""
     dockerfile = open(os.path.join(ROOT, "docker", "trainer.Dockerfile")).read()
     assert 'ENTRYPOINT ["dumb-init", "--"' in dockerfile and "dumb-init==" in dockerfile
+    # The root file system is read-only; HOME must be a writable emptyDir (/tmp).
+    assert "HOME=/tmp" in dockerfile
+    assert ".venv*" in open(os.path.join(ROOT, ".dockerignore")).read().split()  # both venvs
     tensorboard = yaml.safe_load(open(os.path.join(ROOT, "k8s/base/tensorboard-deployment.yaml")))
     assert tensorboard["spec"]["template"]["spec"]["containers"][0]["command"][:2] == [
         "dumb-init",
