@@ -6,20 +6,21 @@ PYTHON ?= python3.11
 VENV ?= .venv
 LOGDIR ?= runs
 RUN ?=
-AGENT ?= ppo
-ENV_ID ?= KukaGrasp-v0
-STEPS ?= 600000
-NUM_ENVS ?= 2
-SEED ?= 0
-COLLECTORS ?= 2
+# Empty: trainer/config.py's default (it holds every default; make passes only what you set).
+AGENT ?=
+ENV_ID ?=
+STEPS ?=
+NUM_ENVS ?=
+SEED ?=
+COLLECTORS ?=
 ARGS ?=
 TB_PORT ?= 6006
 EVAL_EPISODES ?= 100
 # Rendering
-EPISODES ?= 3
-WIDTH ?= 320
-HEIGHT ?= 240
-FPS ?= 30
+EPISODES ?=
+WIDTH ?=
+HEIGHT ?=
+FPS ?=
 POLICY ?=
 
 # Cluster
@@ -53,10 +54,14 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 REGION := $(shell echo '$(LOCATION)' | sed -E 's/^([a-z]+-[a-z]+[0-9]+)-[a-z]$$/\1/')
 IMAGE := $(or $(IMAGE),$(if $(PROJECT),$(REGION)-docker.pkg.dev/$(PROJECT)/$(REPOSITORY)/kuka-trainer))
 # Cluster runs need a run id up front: it names the Job and the bucket folder.
-RUN_ID := $(or $(RUN),$(AGENT)-$(shell echo '$(ENV_ID)' | tr 'A-Z_.' 'a-z--')-$(shell date +%Y%m%d-%H%M%S))
+RUN_ID := $(or $(RUN),$(shell $(PY3) -m trainer.runs '$(AGENT)' '$(ENV_ID)'))
 # DRY_RUN=1 prints the cluster commands instead of running them.
 run := $(if $(DRY_RUN),@echo,)
 need = $(if $($(1)),,$(error $(1) is not set: make $@ $(1)=...))
+# --FLAG from VARIABLE only when it is set: locally through the environment (any
+# value, quotes included, reaches the trainer intact), on the cluster quoted.
+flag = $(if $($(1)),--$(2)="$${$(1)}")
+kflag = $(if $($(1)),--$(2)='$($(1))')
 DISTRIBUTED_KINDS = deployments.apps,services,networkpolicies.networking.k8s.io,jobs.batch,configmaps
 POD_COLUMNS = custom-columns=POD:.metadata.name,PHASE:.status.phase,RESTARTS:.status.containerStatuses[0].restartCount,EXIT:.status.containerStatuses[0].state.terminated.exitCode,REASON:.status.containerStatuses[0].state.terminated.reason,LAST-REASON:.status.containerStatuses[0].lastState.terminated.reason
 OVERLAY = $(PY3) -m deploy.overlay --namespace='$(NAMESPACE)' --image='$(IMAGE)' --tag='$(TAG)' \
@@ -73,7 +78,7 @@ help: ## List the targets and the variables they read
 	@echo "Usage: make <target> [VARIABLE=value ...]"
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-20s %s\n", $$1, $$2} /^##@ / {printf "\n%s\n", substr($$0, 5)}' $(MAKEFILE_LIST)
 	@echo
-	@echo "Variables: LOGDIR=$(LOGDIR) RUN=$(RUN) AGENT=$(AGENT) ENV_ID=$(ENV_ID) STEPS=$(STEPS) NUM_ENVS=$(NUM_ENVS) SEED=$(SEED)"
+	@echo "Variables (empty: trainer/config.py's default): LOGDIR=$(LOGDIR) RUN=$(RUN) AGENT=$(AGENT) ENV_ID=$(ENV_ID) STEPS=$(STEPS) NUM_ENVS=$(NUM_ENVS) SEED=$(SEED)"
 
 ##@ Set-up
 
@@ -109,8 +114,8 @@ constraints: ## Re-pin constraints.txt: pip freeze of requirements.txt in a scra
 
 .PHONY: train
 train: $(VENV)/.runtime ## Train locally (AGENT, ENV_ID, STEPS, NUM_ENVS, SEED, LOGDIR, RUN; ARGS for more flags)
-	$(PY) -m trainer.task --logdir="$${LOGDIR}" --agent="$${AGENT}" --env_id="$${ENV_ID}" \
-		--total_steps="$${STEPS}" --num_envs="$${NUM_ENVS}" --seed="$${SEED}" $(if $(RUN),--run="$${RUN}") $(ARGS)
+	$(PY) -m trainer.task --logdir="$${LOGDIR}" $(call flag,AGENT,agent) $(call flag,ENV_ID,env_id) \
+		$(call flag,STEPS,total_steps) $(call flag,NUM_ENVS,num_envs) $(call flag,SEED,seed) $(call flag,RUN,run) $(ARGS)
 
 .PHONY: eval
 eval: $(VENV)/.runtime ## Evaluate RUN's newest checkpoint again into eval-<step>.json (EVAL_EPISODES)
@@ -119,15 +124,15 @@ eval: $(VENV)/.runtime ## Evaluate RUN's newest checkpoint again into eval-<step
 
 .PHONY: train-distributed
 train-distributed: $(VENV)/.runtime ## Train with Reverb, COLLECTORS collector processes and a learner on 127.0.0.1 (as train)
-	$(PY) -m trainer.task distributed --collectors="$${COLLECTORS}" --logdir="$${LOGDIR}" --env_id="$${ENV_ID}" \
-		--total_steps="$${STEPS}" --seed="$${SEED}" $(if $(RUN),--run="$${RUN}") $(ARGS)
+	$(PY) -m trainer.task distributed --logdir="$${LOGDIR}" $(call flag,COLLECTORS,collectors) \
+		$(call flag,ENV_ID,env_id) $(call flag,STEPS,total_steps) $(call flag,SEED,seed) $(call flag,RUN,run) $(ARGS)
 
 .PHONY: render
 render: ## Film the latest run's policy, or RUN's (EPISODES, WIDTH, HEIGHT, FPS; POLICY=random; TARGET=cluster)
 ifeq ($(TARGET),cluster)
 	$(call need,RUN)$(call need,BUCKET)$(call need,IMAGE)
-	$(OVERLAY) --kind=render --name='render-$(RUN)' --run='$(RUN)' -- --seed='$(SEED)' \
-		--episodes='$(EPISODES)' --width='$(WIDTH)' --height='$(HEIGHT)' --fps='$(FPS)' $(ARGS)
+	$(OVERLAY) --kind=render --name='render-$(RUN)' --run='$(RUN)' -- $(call kflag,SEED,seed) \
+		$(call kflag,EPISODES,episodes) $(call kflag,WIDTH,width) $(call kflag,HEIGHT,height) $(call kflag,FPS,fps) $(ARGS)
 	@$(MAKE) --no-print-directory push
 	@# The previous render's Job has finished (its video is in the bucket); Jobs are immutable.
 	$(run) kubectl -n '$(NAMESPACE)' delete job 'kuka-render-$(RUN)' --ignore-not-found
@@ -135,7 +140,8 @@ ifeq ($(TARGET),cluster)
 else
 	@$(MAKE) --no-print-directory $(VENV)/.runtime
 	$(PY) -m trainer.task render --logdir="$${LOGDIR}" $(if $(RUN),--run="$${RUN}") $(if $(POLICY),--policy="$${POLICY}") \
-		--seed="$${SEED}" --episodes="$${EPISODES}" --width="$${WIDTH}" --height="$${HEIGHT}" --fps="$${FPS}" $(ARGS)
+		$(call flag,SEED,seed) $(call flag,EPISODES,episodes) $(call flag,WIDTH,width) $(call flag,HEIGHT,height) \
+		$(call flag,FPS,fps) $(ARGS)
 endif
 
 .PHONY: plot
@@ -161,7 +167,7 @@ endif
 
 .PHONY: bench
 bench: $(VENV)/.runtime ## Training and distributed throughput against the raw env bound, render speed (minutes)
-	$(PY) bench/throughput.py --num_envs='$(NUM_ENVS)'
+	$(PY) bench/throughput.py $(call kflag,NUM_ENVS,num_envs)
 	$(PY) bench/distributed.py
 	$(PY) bench/render.py
 
@@ -213,8 +219,8 @@ push: ## Build and push IMAGE:TAG
 .PHONY: manifests
 manifests: ## Write the git-ignored overlay k8s/overlays/local/RUN (KIND=job|tfjob|trainjob, STEPS, SEED ...)
 	$(call need,BUCKET)$(call need,IMAGE)
-	$(OVERLAY) --kind='$(KIND)' --name='$(RUN_ID)' --run='$(RUN_ID)' -- --total_steps='$(STEPS)' \
-		--num_envs='$(NUM_ENVS)' --seed='$(SEED)' --agent='$(AGENT)' --env_id='$(ENV_ID)' $(ARGS)
+	$(OVERLAY) --kind='$(KIND)' --name='$(RUN_ID)' --run='$(RUN_ID)' -- $(call kflag,STEPS,total_steps) \
+		$(call kflag,NUM_ENVS,num_envs) $(call kflag,SEED,seed) $(call kflag,AGENT,agent) $(call kflag,ENV_ID,env_id) $(ARGS)
 
 .PHONY: submit
 submit: ## Build and push the image, write the overlay, start training RUN on the cluster
@@ -236,8 +242,8 @@ study: ## The tutorial's study: SEEDS runs of one experiment, RUN-s1 ... under o
 .PHONY: submit-distributed
 submit-distributed: ## Build and push the image, start Reverb, COLLECTORS collectors and a learner for RUN
 	$(call need,BUCKET)$(call need,IMAGE)
-	$(OVERLAY) --kind=distributed --name='distributed-$(RUN_ID)' --run='$(RUN_ID)' --collectors='$(COLLECTORS)' \
-		-- --total_steps='$(STEPS)' --seed='$(SEED)' --env_id='$(ENV_ID)' $(ARGS)
+	$(OVERLAY) --kind=distributed --name='distributed-$(RUN_ID)' --run='$(RUN_ID)' $(call kflag,COLLECTORS,collectors) \
+		-- $(call kflag,STEPS,total_steps) $(call kflag,SEED,seed) $(call kflag,ENV_ID,env_id) $(ARGS)
 	@$(MAKE) --no-print-directory push
 	$(run) kubectl apply -k 'k8s/overlays/local/distributed-$(RUN_ID)'
 	@echo "Run $(RUN_ID): make status-distributed; make delete-distributed RUN=$(RUN_ID) when it is done"

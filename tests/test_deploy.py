@@ -115,9 +115,9 @@ def test_dry_run_writes_no_overlay_and_shows_it():
     lines = [line.strip() for line in render.stdout.splitlines()]
     assert "kubectl -n rl delete job kuka-render-r1 --ignore-not-found" in lines
     assert f"docker push {AR_IMAGE}:v9" in lines  # the image it runs exists
-    assert '"--episodes=5", "--width=320", "--height=240", "--fps=12"' in render.stdout.replace(
-        '\\"', '"'
-    )
+    shown = render.stdout.replace('\\"', '"')
+    assert '"--episodes=5", "--fps=12"' in shown  # only what was set: the rest is config's
+    assert "--width" not in shown
     assert _local_overlays() == before
 
 

@@ -170,3 +170,14 @@ def disk_full_message(run_dir: str) -> str:
         f"no space left on the disk of {run_dir} ({free / 2**20:.1f} MB free); the last "
         f"intact checkpoint is {last}; free some space and run the same command to resume"
     )
+
+
+if __name__ == "__main__":
+    # `python3 -m trainer.runs [AGENT] [ENV_ID]`: a new run id, for the Makefile's
+    # cluster targets (standard library only: runs before .venv exists).
+    import sys
+
+    from trainer.config import Config
+
+    agent, env_id = ([*sys.argv[1:], "", ""])[:2]
+    print(make_run_id(agent or Config.agent, env_id or Config.env_id))
