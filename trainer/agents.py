@@ -143,6 +143,22 @@ def create(cfg: Config, time_step_spec, action_spec, train_step: tf.Variable, en
     return agent
 
 
+def for_pool(cfg: Config, pool):
+    """(agent, train_step, env_steps): an agent for `pool`'s env specs and the run's counters."""
+    from tf_agents.specs import tensor_spec
+
+    train_step = tf.Variable(0, dtype=tf.int64, name="train_step")
+    env_steps = tf.Variable(0, dtype=tf.int64, name="env_steps")
+    agent = create(
+        cfg,
+        tensor_spec.from_spec(pool.time_step_spec),
+        tensor_spec.from_spec(pool.action_spec),
+        train_step,
+        env_steps=env_steps,
+    )
+    return agent, train_step, env_steps
+
+
 def greedy_policy(agent):
     """The policy to evaluate and export: the mode of the agent's action distribution."""
     if isinstance(agent.policy, greedy_policy_lib.GreedyPolicy):

@@ -25,7 +25,6 @@ import time
 import numpy as np
 import reverb
 import tensorflow as tf
-from tf_agents.specs import tensor_spec
 
 from trainer import actors, agents, record, wire
 from trainer import learner as learner_lib
@@ -240,16 +239,8 @@ def learn(
     if cfg.deterministic:
         tf.config.experimental.enable_op_determinism()
     with actors.ActorPool(cfg.env_id, 1, cfg.seed, first_index=EVAL_INDEX) as pool:
-        train_step = tf.Variable(0, dtype=tf.int64, name="train_step")
-        env_steps = tf.Variable(0, dtype=tf.int64, name="env_steps")
+        agent, train_step, env_steps = agents.for_pool(cfg, pool)
         version = tf.Variable(0, dtype=tf.int64, name="policy_version")
-        agent = agents.create(
-            cfg,
-            tensor_spec.from_spec(pool.time_step_spec),
-            tensor_spec.from_spec(pool.action_spec),
-            train_step,
-            env_steps=env_steps,
-        )
         learner = learner_lib.Learner(cfg, agent)
         tracked = {"agent": agent, "env_steps": env_steps, "train_step": train_step}
         recorder = record.RunRecorder(

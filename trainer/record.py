@@ -258,7 +258,6 @@ def evaluate_run(cfg: Config, run_dir: str) -> tuple[str, dict]:
     Writes eval-<step>.json beside the run's eval.json and returns (its path, the
     result); ValueError when the run has no checkpoint.
     """
-    from tf_agents.specs import tensor_spec
 
     from trainer import actors
 
@@ -267,15 +266,7 @@ def evaluate_run(cfg: Config, run_dir: str) -> tuple[str, dict]:
         raise ValueError(f"no checkpoint in {checkpoints}")
     tf.keras.utils.set_random_seed(cfg.seed)
     with actors.ActorPool(cfg.env_id, min(cfg.num_envs, cfg.eval_episodes), cfg.seed) as pool:
-        env_steps = tf.Variable(0, dtype=tf.int64, name="env_steps")
-        train_step = tf.Variable(0, dtype=tf.int64, name="train_step")
-        agent = agents.create(
-            cfg,
-            tensor_spec.from_spec(pool.time_step_spec),
-            tensor_spec.from_spec(pool.action_spec),
-            train_step,
-            env_steps=env_steps,
-        )
+        agent, train_step, env_steps = agents.for_pool(cfg, pool)
         checkpoint = tf.train.Checkpoint(agent=agent, env_steps=env_steps, train_step=train_step)
         restore_newest(checkpoint, checkpoints, log=lambda msg: print(msg, file=sys.stderr))
         step = int(env_steps.numpy())

@@ -8,7 +8,6 @@ import sys
 import time
 
 import tensorflow as tf
-from tf_agents.specs import tensor_spec
 
 from trainer import actors, agents, record
 from trainer import learner as learner_lib
@@ -24,17 +23,7 @@ def train(cfg: Config, run_dir: str, log=None, syncer=None) -> dict:
         tf.config.experimental.enable_op_determinism()
     log(f"Starting {cfg.num_envs} env processes for {cfg.env_id} ...")
     with actors.ActorPool(cfg.env_id, cfg.num_envs, cfg.seed) as pool:
-        time_step_spec = tensor_spec.from_spec(pool.time_step_spec)
-        action_spec = tensor_spec.from_spec(pool.action_spec)
-        train_step = tf.Variable(0, dtype=tf.int64, name="train_step")
-        env_steps = tf.Variable(0, dtype=tf.int64, name="env_steps")
-        agent = agents.create(
-            cfg,
-            time_step_spec,
-            action_spec,
-            train_step,
-            env_steps=env_steps,
-        )
+        agent, train_step, env_steps = agents.for_pool(cfg, pool)
         learner = learner_lib.Learner(cfg, agent)
         tracked = {"agent": agent, "env_steps": env_steps, "train_step": train_step}
         if learner.replay_buffer is not None:
