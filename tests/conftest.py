@@ -23,6 +23,32 @@ TINY_FLAGS = [
 ]
 
 
+# The variables the Makefile exports: under `make test` they reach pytest's environment,
+# where a sub-make would take them over the values a test passes (LOCATION over ZONE).
+MAKE_EXPORTS = (
+    "NAMESPACE",
+    "IMAGE",
+    "TAG",
+    "BUCKET",
+    "PROJECT",
+    "AUTH",
+    "GPU",
+    "DRY_RUN",
+    "LOCATION",
+    "ZONE",
+    "CLUSTER",
+    "MAKEFLAGS",
+    "MAKELEVEL",
+    "MFLAGS",
+)
+
+
+def make_env(**extra: str) -> dict[str, str]:
+    """os.environ without what an outer `make` exported, plus `extra`: a sub-make as a user runs it."""
+    env = {k: v for k, v in os.environ.items() if k not in MAKE_EXPORTS}
+    return {**env, **extra}
+
+
 def run_task(*args: str, timeout: float = 600, env=None) -> subprocess.CompletedProcess:
     """Runs `python -m trainer.task` from the repository root (`env` adds variables)."""
     return subprocess.run(

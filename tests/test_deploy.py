@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from deploy import gke_setup, overlay
-from tests.conftest import ROOT
+from tests.conftest import ROOT, make_env
 from tests.test_k8s import _kustomize
 
 AR_IMAGE = "us-central1-docker.pkg.dev/my-project/kuka/kuka-trainer"
@@ -26,6 +26,7 @@ def _make(*args: str) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         timeout=120,
+        env=make_env(),
     )
 
 

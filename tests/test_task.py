@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import ROOT, run_task
+from tests.conftest import ROOT, make_env, run_task
 from trainer import config, rundir
 from trainer.config import Config, RenderConfig, RoleConfig
 from trainer.task import COMMANDS
@@ -151,6 +151,7 @@ def test_make_names_the_trainers_exit_code(tmp_path):
         capture_output=True,
         text=True,
         timeout=300,
+        env=make_env(),
     )
     assert result.returncode == 2  # make's own, whatever the command's
     lines = result.stderr.strip().splitlines()

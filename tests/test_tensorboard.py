@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, make_env
 
 pytestmark = pytest.mark.slow
 
@@ -45,6 +45,7 @@ def test_make_tensorboard_serves_the_runs_tags(tiny_run):
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
+        env=make_env(),
     )
     try:
         deadline = time.time() + 180

@@ -20,7 +20,7 @@ import sys
 import pytest
 import yaml
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, make_env
 from tests.test_k8s import CRD_SCHEMAS, K8S_VERSION
 from tests.test_storage import Emulator
 
@@ -54,19 +54,16 @@ def fake_env(
         (bin_dir / tool).write_text(f'#!/bin/sh\nexec "{sys.executable}" "{fake}" {tool} "$@"\n')
         (bin_dir / tool).chmod(0o755)
     (tmp / "home").mkdir()
-    env = {
-        **os.environ,
-        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-        "HOME": str(tmp / "home"),
-        "FAKE_LOG": str(tmp / "calls.jsonl"),
-        "FAKE_STATE": str(tmp / "state.json"),
-        "REAL_KUBECTL": kubectl,
-        "VENV": os.path.join(ROOT, ".venv"),
-        "MAKEFLAGS": "",
-    }
-    for name in ("PROJECT", "LOCATION", "ZONE", "CLUSTER", "BUCKET", "IMAGE", "TAG", "DRY_RUN"):
-        env.pop(name, None)
-    return env
+    return make_env(
+        **{
+            "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+            "HOME": str(tmp / "home"),
+            "FAKE_LOG": str(tmp / "calls.jsonl"),
+            "FAKE_STATE": str(tmp / "state.json"),
+            "REAL_KUBECTL": kubectl,
+            "VENV": os.path.join(ROOT, ".venv"),
+        }
+    )
 
 
 @pytest.fixture(scope="module")
