@@ -45,16 +45,16 @@ def main() -> None:
     args = parser.parse_args()
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
 
-    from trainer import envs, render
+    from trainer import envs, video
     from trainer.config import RenderConfig
 
     env = envs.load("KukaGrasp-v0", seed=0)
     env.reset()
-    camera = render.Camera(RenderConfig(width=args.width, height=args.height))
+    camera = video.Camera(RenderConfig(width=args.width, height=args.height))
     pairs = []
     with tempfile.TemporaryDirectory() as tmp:
-        video = render.video_writer(os.path.join(tmp, "bench.mp4"), 30)
-        ours = lambda: video.append_data(render.overlay(camera.shoot(), ["bench"]))  # noqa: E731
+        writer = video.video_writer(os.path.join(tmp, "bench.mp4"), 30)
+        ours = lambda: writer.append_data(video.overlay(camera.shoot(), ["bench"]))  # noqa: E731
         theirs = lambda: env.gym.unwrapped.render(mode="rgb_array")  # noqa: E731
         for index in range(args.pairs):
             pairs.append((_fps(args.env_frames, theirs, env), _fps(args.frames, ours, env)))
@@ -63,7 +63,7 @@ def main() -> None:
                 f"ours {pairs[-1][1]:.1f} frames/s",
                 flush=True,
             )
-        video.close()
+        writer.close()
     ratios = sorted(b / a for a, b in pairs)
     print(f"one core, KukaGrasp-v0, physics stepped between frames, {args.pairs} pairs")
     print(

@@ -3,14 +3,17 @@ import json
 
 import pytest
 
-from trainer import config
-from trainer.config import Config
+from trainer import config, rundir
+from trainer.config import Config, RenderConfig, RoleConfig
 
 
-def test_every_field_has_a_docstring():
-    docs = config.field_docs()
-    assert set(docs) == {f.name for f in dataclasses.fields(Config)}
-    assert all(doc.strip() for doc in docs.values())
+@pytest.mark.parametrize("cls", [Config, RenderConfig, RoleConfig])
+def test_every_field_is_documented_once_in_order(cls):
+    import docstring_parser
+
+    documented = [param.arg_name for param in docstring_parser.parse(cls.__doc__).params]
+    assert documented == [f.name for f in dataclasses.fields(cls)]
+    assert all(doc.strip() for doc in config.field_docs(cls).values())
 
 
 def test_round_trip_through_json(tmp_path):
@@ -46,8 +49,8 @@ def test_validate_names_the_problem(change, words):
 
 def test_differences_ignore_resumable_fields():
     saved = Config(run="a")
-    assert config.differences(saved, dataclasses.replace(saved, total_steps=10**6)) == []
-    diffs = config.differences(saved, dataclasses.replace(saved, learning_rate=1.0))
+    assert rundir.differences(saved, dataclasses.replace(saved, total_steps=10**6)) == []
+    diffs = rundir.differences(saved, dataclasses.replace(saved, learning_rate=1.0))
     assert len(diffs) == 1 and diffs[0].startswith("learning_rate")
 
 

@@ -96,3 +96,33 @@ def test_success_is_read_from_the_last_reward():
     assert envs.is_success("KukaGrasp-v0", -3.0) is False
     assert envs.is_success("HopperBulletEnv-v0", 9990.0) is None
     assert np.isfinite(envs.SUCCESS_REWARD)
+
+
+_PHYSICS = """
+import json, sys
+import numpy as np
+import pybullet
+from trainer import envs
+env = envs.load("KukaGrasp-v0", seed=3)
+counts = []
+time_step = env.reset()
+with envs.physics_steps(env.gym.unwrapped, 1, lambda: counts.append(1)) as hooked:
+    steps = []
+    while not time_step.is_last():
+        before = len(counts)
+        time_step = env.step(np.zeros(3, np.float32))
+        steps.append(len(counts) - before)
+module = sys.modules["pybullet_envs.bullet.kukaGymEnv"]
+print(json.dumps({"hooked": hooked, "steps": steps, "restored": module.p is pybullet}))
+"""
+
+
+def test_physics_steps_sees_inside_the_grasp_step():
+    # Fails if pybullet_envs stops stepping through its module's global `p`: render films
+    # the scripted grasp through this hook.
+    result = _python(_PHYSICS)
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["hooked"] and out["restored"]
+    assert set(out["steps"][:-1]) == {1}  # one physics step per env step (actionRepeat 1)
+    assert out["steps"][-1] > 500  # the scripted grasp inside the last env step

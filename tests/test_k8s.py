@@ -199,9 +199,11 @@ def test_container_command_lines_are_accepted_by_the_trainer(renders):
                 task.define_flags(flag_values)
                 rest = flag_values(["trainer.task", *_expanded(args, objects)])
                 assert rest[1:] in ([c] for c in task.COMMANDS), args
-                cls = RenderConfig if rest[1] == "render" else Config
-                cfg = task.config_from_flags(cls, flag_values)
-                (config.validate_render if cls is RenderConfig else config.validate)(cfg)
+                cfg = task.config_from_flags(Config, flag_values)
+                if rest[1] == "render":
+                    config.validate_render(task.config_from_flags(RenderConfig, flag_values))
+                else:
+                    config.validate(cfg)
                 if rest[1] in ("reverb", "collect", "learn"):
                     config.validate_roles(task.config_from_flags(RoleConfig, flag_values))
                     assert cfg.run, args

@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import run_task
 from trainer import config
-from trainer.config import Config, RenderConfig
+from trainer.config import Config
 
 pytestmark = pytest.mark.slow
 
@@ -52,12 +52,12 @@ def test_render_films_a_trained_policy(tiny_run, tmp_path):
 
 
 def test_contact_sheet_prefers_a_lifted_episode():
-    from trainer import render
+    from trainer import video
 
-    assert render.pick_sheet([{"success": False}, {"success": True}]) == 1
-    assert render.pick_sheet([{"success": False}, {"success": False}]) == 0
-    assert render.pick_sheet([{"success": True}, {"success": True}]) == 0
-    assert render.pick_sheet([{"success": None}]) == 0
+    assert video.pick_sheet([{"success": False}, {"success": True}]) == 1
+    assert video.pick_sheet([{"success": False}, {"success": False}]) == 0
+    assert video.pick_sheet([{"success": True}, {"success": True}]) == 0
+    assert video.pick_sheet([{"success": None}]) == 0
 
 
 def test_random_policy_needs_no_run_and_never_lands_in_one(tmp_path):
@@ -130,8 +130,3 @@ def test_bad_render_settings_are_usage_errors(tmp_path):
         tmp_path, "--policy=random", "--width=97"
     )
     assert "--episodes must be positive" in _refused(tmp_path, "--policy=random", "--episodes=0")
-
-
-def test_render_config_documents_every_field():
-    docs = config.field_docs(RenderConfig)
-    assert all(docs.values()) and len(docs) == len(RenderConfig.__dataclass_fields__)

@@ -10,16 +10,25 @@ from absl import flags
 from trainer import config
 from trainer.config import Config, RenderConfig, RoleConfig
 
-# What each command does, and the settings it reads (a dataclass, or some of Config's
-# fields with the help text of those whose meaning differs).
+# What each command does, and the settings it reads (a dataclass, or some fields by name
+# with the help text of those whose meaning differs from the training flag's).
 _LATEST = "Run id; empty takes the most recent run under LOGDIR."
+_RENDER = {
+    "logdir": None,
+    "staging_dir": "Local copy of a gs:// run's LOGDIR; empty: a folder under the system's "
+    "temp directory.",
+    "run": _LATEST,
+    "env_id": "Gym id of the env to film when there is no run (random policy); a run uses its own.",
+    "seed": "Random seed for block placement (and random actions).",
+    **dict.fromkeys(f.name for f in dataclasses.fields(RenderConfig)),
+}
 HELP = {
     "train": ("Train a run, or resume it from its last checkpoint (the default command).", Config),
     "eval": (
         "Evaluate a run's newest checkpoint again into eval-<step>.json.",
         {"logdir": None, "run": "The run to evaluate (required).", "eval_episodes": None},
     ),
-    "render": ("Film a policy: video.mp4, video.gif, preview.png, render.json.", RenderConfig),
+    "render": ("Film a policy: video.mp4, video.gif, preview.png, render.json.", _RENDER),
     "plot": (
         "Write a run's learning_curve.png from its event files.",
         {"logdir": None, "run": _LATEST},
@@ -34,12 +43,15 @@ HELP = {
 def command_help(command: str, commands) -> str:
     """The help of one command: what it does and its own flags, each with default and text."""
     summary, fields = HELP[command]
-    docs = dict(config.field_docs(Config))
+    docs = {
+        name: doc
+        for cls in (Config, RenderConfig, RoleConfig)
+        for name, doc in config.field_docs(cls).items()
+    }
     if isinstance(fields, dict):
         names = list(fields)
         docs.update({name: doc for name, doc in fields.items() if doc})
     else:
-        docs.update(config.field_docs(fields))
         names = [f.name for f in dataclasses.fields(fields)]
     lines = [
         f"usage: python -m trainer.task {command} [--flag=value ...]",

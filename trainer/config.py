@@ -1,14 +1,13 @@
 """The one training configuration: every default lives here.
 
-Each field's docstring is its `--help` text; `task.py` turns the fields into flags.
+Each class's docstring lists its fields under `Attributes:` (Google style); that text is
+the field's `--help`, and `task.py` turns the fields into flags.
 """
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import functools
-import inspect
 import json
 from typing import Any
 
@@ -32,121 +31,105 @@ LR_SCHEDULES = ("constant", "linear")
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """How one training run is set up."""
+    """How one training run is set up.
+
+    Attributes:
+        env_id: Gym id of the environment: KukaGrasp-v0 (the Kuka arm with 2017 dynamics,
+            learnable), KukaBulletEnv-v0 (pybullet's shipped Kuka env), or any pybullet gym
+            id.
+        agent: Learning algorithm: ppo (tf-agents PPOClipAgent) or sac (tf-agents SacAgent).
+        total_steps: Environment steps to train for, counted over all envs; a resumed run
+            trains until it reaches this.
+        num_envs: Environment processes collecting in parallel, best one per core
+            (pybullet's Kuka env allows one per process).
+        seed: Random seed for the networks and, offset per env process, for block placement
+            and actions.
+        logdir: Root directory of runs, local or gs://BUCKET/PATH; a run lives in
+            LOGDIR/RUN.
+        staging_dir: Local copy of a gs:// run's LOGDIR, uploaded from there; empty: a
+            folder under the system's temp directory.
+        run: Run id (a Kubernetes name: lowercase letters, digits, dashes); empty derives
+            one from agent, env and time. An existing run resumes.
+        collect_steps: Environment steps collected per training iteration, split evenly
+            across the envs.
+        overlap: Env processes collect the next iteration's steps while the learner trains
+            on the last ones, with the policy from before that update (ppo's importance
+            ratio corrects for the one-iteration lag); --nooverlap alternates them, strictly
+            on-policy.
+        actor_layers: Hidden layer sizes of the policy network, comma-separated.
+        value_layers: Hidden layer sizes of the value network (ppo) or critic (sac),
+            comma-separated.
+        learning_rate: Adam learning rate of every network.
+        discount: Reward discount per step.
+        num_epochs: ppo: passes over each iteration's batch.
+        minibatch_size: ppo: steps per gradient step; each epoch shuffles the batch into
+            minibatches.
+        gae_lambda: ppo: lambda of generalized advantage estimation.
+        clip_ratio: ppo: importance ratio clipping.
+        entropy_coef: ppo: entropy regularization coefficient.
+        action_mean_init: ppo: scale of the initial weights of the action mean's output
+            layer (tf-agents' init_means_output_factor, 0.1 by default there). At 0.1 some
+            seeds start with a steady drift that drives the arm to the tray's rim before any
+            lift is seen (docs/agent.md).
+        lr_schedule: Learning rate over the run: constant, or linear (decays to 0 at
+            --total_steps).
+        normalize_observations: ppo: scale observations by running mean and standard
+            deviation (clipped to +-5).
+        reward_scale: Factor applied to every reward before learning; 0: the agent's own
+            (ppo 1, its rewards are normalized; sac 0.001). The Kuka envs give about -5 a
+            step and +10,000 for a lift.
+        normalize_rewards: ppo: divide rewards by their running standard deviation (after
+            --reward_scale).
+        reward_clip: ppo: clip normalized rewards to +-this (0: no clipping); only with
+            --normalize_rewards. Clipping at 10 made a lift worth too little
+            (docs/agent.md).
+        max_policy_lag: distributed: the learner drops segments collected with a policy more
+            than this many learner iterations old (logged as Metrics/DroppedEnvSteps).
+        replay_capacity: sac: transitions kept in the replay buffer.
+        batch_size: sac: transitions per gradient step.
+        train_ratio: sac: gradient steps per collected environment step.
+        deterministic: TensorFlow ops with deterministic kernels only, so one seed gives the
+            same run on the same machine (cost measured by bench/throughput.py
+            --deterministic).
+        checkpoint_interval: Environment steps between checkpoints and policy exports.
+        eval_interval: Environment steps between evaluations during training (0: evaluate
+            only at the end).
+        eval_episodes: Greedy episodes per evaluation.
+    """
 
     env_id: str = "KukaGrasp-v0"
-    """Gym id of the environment: KukaGrasp-v0 (the Kuka arm with 2017 dynamics,
-    learnable), KukaBulletEnv-v0 (pybullet's shipped Kuka env), or any pybullet gym id."""
-
     agent: str = "ppo"
-    """Learning algorithm: ppo (tf-agents PPOClipAgent) or sac (tf-agents SacAgent)."""
-
     total_steps: int = 600_000
-    """Environment steps to train for, counted over all envs; a resumed run trains
-    until it reaches this."""
-
     num_envs: int = 2
-    """Environment processes collecting in parallel, best one per core (pybullet's
-    Kuka env allows one per process)."""
-
     seed: int = 0
-    """Random seed for the networks and, offset per env process, for block placement and actions."""
-
     logdir: str = "runs"
-    """Root directory of runs, local or gs://BUCKET/PATH; a run lives in LOGDIR/RUN."""
-
     staging_dir: str = ""
-    """Local copy of a gs:// run's LOGDIR, uploaded from there; empty: a folder under
-    the system's temp directory."""
-
     run: str = ""
-    """Run id (a Kubernetes name: lowercase letters, digits, dashes); empty derives one
-    from agent, env and time. An existing run resumes."""
-
     collect_steps: int = 4096
-    """Environment steps collected per training iteration, split evenly across the envs."""
-
     overlap: bool = True
-    """Env processes collect the next iteration's steps while the learner trains on the
-    last ones, with the policy from before that update (ppo's importance ratio corrects
-    for the one-iteration lag); --nooverlap alternates them, strictly on-policy."""
-
     actor_layers: tuple[int, ...] = (200, 100)
-    """Hidden layer sizes of the policy network, comma-separated."""
-
     value_layers: tuple[int, ...] = (200, 100)
-    """Hidden layer sizes of the value network (ppo) or critic (sac), comma-separated."""
-
     learning_rate: float = 3e-4
-    """Adam learning rate of every network."""
-
     discount: float = 0.995
-    """Reward discount per step."""
-
     num_epochs: int = 10
-    """ppo: passes over each iteration's batch."""
-
     minibatch_size: int = 256
-    """ppo: steps per gradient step; each epoch shuffles the batch into minibatches."""
-
     gae_lambda: float = 0.95
-    """ppo: lambda of generalized advantage estimation."""
-
     clip_ratio: float = 0.2
-    """ppo: importance ratio clipping."""
-
     entropy_coef: float = 0.0
-    """ppo: entropy regularization coefficient."""
-
     action_mean_init: float = 0.01
-    """ppo: scale of the initial weights of the action mean's output layer (tf-agents'
-    init_means_output_factor, 0.1 by default there). At 0.1 some seeds start with a
-    steady drift that drives the arm to the tray's rim before any lift is seen
-    (docs/agent.md)."""
-
     lr_schedule: str = "constant"
-    """Learning rate over the run: constant, or linear (decays to 0 at --total_steps)."""
-
     normalize_observations: bool = True
-    """ppo: scale observations by running mean and standard deviation (clipped to +-5)."""
-
     reward_scale: float = 0.0
-    """Factor applied to every reward before learning; 0: the agent's own (ppo 1, its
-    rewards are normalized; sac 0.001). The Kuka envs give about -5 a step and +10,000
-    for a lift."""
-
     normalize_rewards: bool = True
-    """ppo: divide rewards by their running standard deviation (after --reward_scale)."""
-
     reward_clip: float = 0.0
-    """ppo: clip normalized rewards to +-this (0: no clipping); only with
-    --normalize_rewards. Clipping at 10 made a lift worth too little (docs/agent.md)."""
-
     max_policy_lag: int = 2
-    """distributed: the learner drops segments collected with a policy more than this
-    many learner iterations old (logged as Metrics/DroppedEnvSteps)."""
-
     replay_capacity: int = 200_000
-    """sac: transitions kept in the replay buffer."""
-
     batch_size: int = 256
-    """sac: transitions per gradient step."""
-
     train_ratio: float = 0.25
-    """sac: gradient steps per collected environment step."""
-
     deterministic: bool = True
-    """TensorFlow ops with deterministic kernels only, so one seed gives the same run
-    on the same machine (cost measured by bench/throughput.py --deterministic)."""
-
     checkpoint_interval: int = 50_000
-    """Environment steps between checkpoints and policy exports."""
-
     eval_interval: int = 100_000
-    """Environment steps between evaluations during training (0: evaluate only at the end)."""
-
     eval_episodes: int = 50
-    """Greedy episodes per evaluation."""
 
     def __post_init__(self):
         if not self.reward_scale:  # frozen: the agent's default is set the one way allowed
@@ -155,72 +138,54 @@ class Config:
 
 @dataclasses.dataclass(frozen=True)
 class RenderConfig:
-    """How `task.py render` films a policy."""
+    """How `task.py render` films a policy.
 
-    logdir: str = "runs"
-    """Root directory of runs, local or gs://BUCKET/PATH; a run lives in LOGDIR/RUN."""
-
-    staging_dir: str = ""
-    """Local copy of a gs:// run's LOGDIR; empty: a folder under the system's temp directory."""
-
-    run: str = ""
-    """Run id; empty takes the most recent run under LOGDIR."""
+    Attributes:
+        policy: Policy to film: empty for the run's exported policy/, 'random' for random
+            actions (no training needed), or the path of a SavedModel from PolicySaver.
+        episodes: Episodes to film.
+        width: Frame width in pixels.
+        height: Frame height in pixels.
+        fps: Frames per second of the video.
+        frame_stride: Physics steps between frames; the Kuka env's scripted grasp at an
+            episode's end is about 1,100 physics steps inside one env step, and is filmed
+            too.
+        distance: Camera distance from its target, in meters.
+        yaw: Camera yaw in degrees.
+        pitch: Camera pitch in degrees.
+    """
 
     policy: str = ""
-    """Policy to film: empty for the run's exported policy/, 'random' for random actions
-    (no training needed), or the path of a SavedModel from PolicySaver."""
-
-    env_id: str = "KukaGrasp-v0"
-    """Gym id of the env to film when there is no run (random policy); a run uses its own."""
-
-    seed: int = 0
-    """Random seed for block placement (and random actions)."""
-
     episodes: int = 3
-    """Episodes to film."""
-
     width: int = 320
-    """Frame width in pixels."""
-
     height: int = 240
-    """Frame height in pixels."""
-
     fps: int = 30
-    """Frames per second of the video."""
-
     frame_stride: int = 5
-    """Physics steps between frames; the Kuka env's scripted grasp at an episode's end is
-    about 1,100 physics steps inside one env step, and is filmed too."""
-
     distance: float = 1.4
-    """Camera distance from its target, in meters."""
-
     yaw: float = 180.0
-    """Camera yaw in degrees."""
-
     pitch: float = -30.0
-    """Camera pitch in degrees."""
 
 
 @dataclasses.dataclass(frozen=True)
 class RoleConfig:
-    """Where the distributed roles (`reverb`, `collect`, `learn`) find each other."""
+    """Where the distributed roles (`reverb`, `collect`, `learn`) find each other.
+
+    Attributes:
+        reverb_address: collect, learn: HOST:PORT of the Reverb server.
+        port: reverb: port the Reverb server listens on.
+        task: collect: this collector's number, unique in the run (it picks the seeds of the
+            collector's env processes).
+        data_timeout: learn: seconds without a segment from any collector before the learner
+            fails.
+        collectors: distributed: collector processes started beside the Reverb server and
+            the learner.
+    """
 
     reverb_address: str = "localhost:8000"
-    """collect, learn: HOST:PORT of the Reverb server."""
-
     port: int = 8000
-    """reverb: port the Reverb server listens on."""
-
     task: int = 0
-    """collect: this collector's number, unique in the run (it picks the seeds of the
-    collector's env processes)."""
-
     data_timeout: float = 600.0
-    """learn: seconds without a segment from any collector before the learner fails."""
-
     collectors: int = 2
-    """distributed: collector processes started beside the Reverb server and the learner."""
 
 
 def validate_roles(roles: RoleConfig) -> None:
@@ -238,50 +203,23 @@ def validate_roles(roles: RoleConfig) -> None:
         raise ValueError(f"--reverb_address must be HOST:PORT, got {roles.reverb_address!r}")
 
 
-# Fields a resumed run may change; any other difference from the run's config.json
-# is refused, since the checkpoint would not match what the flags ask for.
-RESUMABLE_FIELDS = frozenset(
-    {
-        "total_steps",
-        "overlap",
-        "deterministic",
-        "logdir",
-        "staging_dir",
-        "checkpoint_interval",
-        "eval_interval",
-        "eval_episodes",
-    }
-)
-
-
 @functools.cache
 def field_docs(cls: type = Config) -> dict[str, str]:
-    """Each field's docstring, read from this module's source."""
-    tree = ast.parse(inspect.getsource(cls))
-    body = tree.body[0].body
-    docs = {}
-    for node, following in zip(body, body[1:], strict=False):
-        if (
-            isinstance(node, ast.AnnAssign)
-            and isinstance(following, ast.Expr)
-            and isinstance(following.value, ast.Constant)
-        ):
-            docs[node.target.id] = " ".join(following.value.value.split())
-    return docs
+    """Each field's help: its entry under `Attributes:` in the class's docstring."""
+    import docstring_parser
+
+    docs = {
+        param.arg_name: " ".join(param.description.split())
+        for param in docstring_parser.parse(cls.__doc__ or "").params
+    }
+    return {field.name: docs.get(field.name, "") for field in dataclasses.fields(cls)}
 
 
+# Fields that must be above zero (`not >` in validate also refuses NaN).
 _POSITIVE = (
-    "total_steps",
-    "num_envs",
-    "collect_steps",
-    "num_epochs",
-    "eval_episodes",
-    "checkpoint_interval",
-    "replay_capacity",
-    "batch_size",
-    "minibatch_size",
-    "learning_rate",
-    "train_ratio",
+    *("total_steps", "num_envs", "collect_steps", "num_epochs", "eval_episodes"),
+    *("checkpoint_interval", "replay_capacity", "batch_size", "minibatch_size"),
+    *("learning_rate", "train_ratio"),
 )
 
 
@@ -290,7 +228,7 @@ def validate(cfg: Config) -> None:
     if cfg.agent not in AGENTS:
         raise ValueError(f"unknown agent {cfg.agent!r}; choose one of {', '.join(AGENTS)}")
     for name in _POSITIVE:
-        if not getattr(cfg, name) > 0:  # `not >` also refuses NaN
+        if not getattr(cfg, name) > 0:
             raise ValueError(f"--{name} must be positive, got {getattr(cfg, name)}")
     if cfg.lr_schedule not in LR_SCHEDULES:
         raise ValueError(
@@ -361,12 +299,3 @@ def load(path: str) -> Config:
         return from_dict(data)
     except (OSError, ValueError, TypeError) as e:
         raise ValueError(f"cannot read {path}: {e}") from e
-
-
-def differences(saved: Config, wanted: Config) -> list[str]:
-    """Fields (outside RESUMABLE_FIELDS) where a resumed run's flags differ."""
-    return [
-        f"{f.name}: run has {getattr(saved, f.name)!r}, flags say {getattr(wanted, f.name)!r}"
-        for f in dataclasses.fields(Config)
-        if f.name not in RESUMABLE_FIELDS and getattr(saved, f.name) != getattr(wanted, f.name)
-    ]

@@ -49,12 +49,37 @@ def gcs_root(logdir: str, staging_dir: str):
     return client, staging_root(logdir, staging_dir)
 
 
+# Fields a resumed run may change; any other difference from the run's config.json
+# is refused, since the checkpoint would not match what the flags ask for.
+RESUMABLE_FIELDS = frozenset(
+    {
+        "total_steps",
+        "overlap",
+        "deterministic",
+        "logdir",
+        "staging_dir",
+        "checkpoint_interval",
+        "eval_interval",
+        "eval_episodes",
+    }
+)
+
+
+def differences(saved: Config, wanted: Config) -> list[str]:
+    """Fields (outside RESUMABLE_FIELDS) where a resumed run's flags differ."""
+    return [
+        f"{f.name}: run has {getattr(saved, f.name)!r}, flags say {getattr(wanted, f.name)!r}"
+        for f in dataclasses.fields(Config)
+        if f.name not in RESUMABLE_FIELDS and getattr(saved, f.name) != getattr(wanted, f.name)
+    ]
+
+
 def prepare(cfg: Config, command: str):
     """Checks everything about the run before any heavy work.
 
     Returns (config, local run dir, storage.RunMirror or None). A new run gets
     config.json and command.txt; an existing one must agree with the flags
-    (outside config.RESUMABLE_FIELDS) and gets the command appended. A gs:// run
+    (outside RESUMABLE_FIELDS) and gets the command appended. A gs:// run
     lives in a local staging copy, downloaded first when only the bucket has it.
     """
     from trainer import envs
@@ -107,7 +132,7 @@ def prepare(cfg: Config, command: str):
             saved = config.load(config_path)
         except ValueError as e:
             raise UsageError(f"{e}; fix it or start a new run with another --run") from None
-        diffs = config.differences(saved, cfg)
+        diffs = differences(saved, cfg)
         if diffs:
             raise UsageError(
                 f"run {run_dir} exists with another config ({'; '.join(diffs)}); "

@@ -21,7 +21,7 @@ import warnings
 
 from absl import app, flags, logging
 
-from trainer import cli_help, config, processes, rundir, runs
+from trainer import cli_help, commands, config, runs
 from trainer.config import Config, RenderConfig, RoleConfig
 from trainer.rundir import AlreadyFinished, UsageError
 
@@ -32,40 +32,28 @@ COMMANDS = ("train", "eval", "render", "plot", "reverb", "collect", "learn", "di
 
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
-    """One flag per config field, its docstring as help and its default as default.
-
-    Training and render settings share the flags they have in common (--logdir, --run ...).
-    """
-    classes = {Config: "train", RenderConfig: "render", RoleConfig: "roles"}
-    docs: dict[str, dict[str, str]] = {}
-    for cls, command in classes.items():
-        for name, doc in config.field_docs(cls).items():
-            docs.setdefault(name, {})[command] = doc
-    for cls in classes:
+    """One flag per field of the config classes, its docstring entry as help, its default."""
+    for cls in (Config, RenderConfig, RoleConfig):
+        docs = config.field_docs(cls)
         for field in dataclasses.fields(cls):
-            if field.name not in flag_values:
-                texts = docs[field.name]
-                if len(set(texts.values())) == 1:
-                    doc = next(iter(texts.values()))
-                else:  # a shared flag whose meaning differs by command
-                    doc = " ".join(f"{command}: {text}" for command, text in texts.items())
-                _define(field, doc, flag_values)
+            _define(field, docs[field.name], flag_values)
+
+
+# absl's flag definer for each field type of the config classes (tuples are lists).
+_DEFINE = {
+    "str": flags.DEFINE_string,
+    "int": flags.DEFINE_integer,
+    "bool": flags.DEFINE_boolean,
+    "float": flags.DEFINE_float,
+}
 
 
 def _define(field, doc: str, flag_values: flags.FlagValues) -> None:
-    name, default = field.name, field.default
-    if field.type == "str":
-        flags.DEFINE_string(name, default, doc, flag_values=flag_values)
-    elif field.type == "int":
-        flags.DEFINE_integer(name, default, doc, flag_values=flag_values)
-    elif field.type == "bool":
-        flags.DEFINE_boolean(name, default, doc, flag_values=flag_values)
-    elif field.type == "float":
-        flags.DEFINE_float(name, default, doc, flag_values=flag_values)
-    elif field.type.startswith("tuple[int"):
-        flags.DEFINE_list(name, [str(v) for v in default], doc, flag_values=flag_values)
+    if field.type.startswith("tuple[int"):
+        default = [str(v) for v in field.default]
+        flags.DEFINE_list(field.name, default, doc, flag_values=flag_values)
     else:
-        raise TypeError(f"no flag type for {name}: {field.type}")
+        _DEFINE[field.type](field.name, field.default, doc, flag_values=flag_values)
 
 
 def config_from_flags(cls=Config, flag_values: flags.FlagValues = flags.FLAGS):
@@ -110,220 +98,21 @@ def main(argv: list[str]) -> int:
         runs.check_logdir(flags.FLAGS.logdir)
     except ValueError as e:
         raise UsageError(str(e)) from None
-    if command == "render":
-        return render_main()
-    if command == "plot":
-        return plot_main()
-    if command == "train":
-        return train_main()
-    if command == "eval":
-        return eval_main()
-    return role_main(command)
-
-
-def plot_main() -> int:
-    """Writes the run's learning_curve.png from its event files."""
-    logdir, run = flags.FLAGS.logdir, flags.FLAGS.run
-    run_dir = os.path.join(logdir, run) if run else runs.latest_run(logdir)
-    if run and not os.path.isfile(os.path.join(run_dir, "config.json")):
-        raise UsageError(runs.missing_run(logdir, run))
-    if run_dir is None or not os.path.isdir(os.path.join(run_dir, "train")):
-        raise UsageError(f"no run with TensorBoard events at {run_dir or logdir}")
-    _quiet_tensorflow()
-    from trainer import plot  # reading event files loads TensorFlow
-
-    try:
-        path = plot.learning_curve(run_dir)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    print(f"Wrote {path}", file=sys.stderr)
-    return 0
-
-
-def render_main() -> int:
-    from trainer import render
-
-    cfg = config_from_flags(RenderConfig)
-    try:
-        config.validate_render(cfg)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    remote = cfg.logdir if cfg.logdir.startswith("gs://") else None
-    if remote:
-        client, local_root = rundir.gcs_root(remote, cfg.staging_dir)
-        run_id = rundir.fetch_for_render(client, remote, local_root, cfg.run)
-        cfg = dataclasses.replace(cfg, logdir=local_root, run=run_id)
-    try:
-        plan = render.plan(cfg)
-    except render.RenderError as e:
-        raise UsageError(str(e)) from None
-    print(f"Filming {plan.policy} on {plan.env_id} ...", file=sys.stderr, flush=True)
-    _quiet_tensorflow()
-    try:
-        out_dir = render.render(cfg, plan)
-    except OSError as e:
-        if not runs.is_disk_full(e):
-            raise
-        print(
-            f"error: no space left on the disk of {plan.out_root}; nothing was written",
-            file=sys.stderr,
-        )
-        return 1
-    except render.RenderError as e:
-        raise UsageError(str(e)) from None
-    print(f"Done: {out_dir}/video.mp4, video.gif, preview.png, render.json", file=sys.stderr)
-    if remote:
-        from trainer import storage
-
-        run_url = storage.join(remote, os.path.basename(plan.out_root))
-        mirror = storage.RunMirror(client, plan.out_root, run_url)
-        try:
-            mirror.upload(only=os.path.relpath(out_dir, plan.out_root))
-        except storage.StorageError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 1
-        print(
-            f"Uploaded to {storage.join(run_url, 'render', os.path.basename(out_dir))}",
-            file=sys.stderr,
-        )
-    return 0
-
-
-def eval_main() -> int:
-    """Evaluates a run's newest checkpoint again into eval-<step>.json, beside eval.json."""
     cfg = config_from_flags()
-    if not cfg.run:
-        raise UsageError("eval needs --run (the run to evaluate)")
-    if cfg.logdir.startswith("gs://"):
-        raise UsageError("eval reads a local run; render or train it from gs:// first")
-    run_dir = os.path.join(cfg.logdir, cfg.run)
-    if not os.path.exists(os.path.join(run_dir, "config.json")):
-        raise UsageError(runs.missing_run(cfg.logdir, cfg.run))
-    try:
-        saved = config.load(os.path.join(run_dir, "config.json"))
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    saved = dataclasses.replace(saved, eval_episodes=cfg.eval_episodes)
     _quiet_tensorflow()
-    from trainer import evaluate, record
-
-    try:
-        path, result = record.evaluate_run(saved, run_dir)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    print(evaluate.describe(result), file=sys.stderr)
-    print(f"Wrote {path}", file=sys.stderr)
-    return 0
-
-
-def train_main(role: str = "train") -> int:
-    """`train`, or with role "learn" the distributed learner: same run directory, same exits."""
-    command = shlex.join([os.path.basename(sys.executable), "-m", "trainer.task", *sys.argv[1:]])
-    cfg, run_dir, mirror = rundir.prepare(config_from_flags(), command)
-    print(f"Run directory: {run_dir}", file=sys.stderr, flush=True)
+    if command == "render":
+        return commands.render(cfg, config_from_flags(RenderConfig))
+    if command == "plot":
+        return commands.plot(cfg.logdir, cfg.run)
+    if command == "eval":
+        return commands.evaluate(cfg)
     _stop_on_sigterm()
-    _quiet_tensorflow()
-    # TensorFlow loads only once the input is known good.
-    from trainer import actors, record, train
-
-    syncer, errors = None, (actors.ActorError, TimeoutError, record.CheckpointError)
-    if mirror is not None:
-        from trainer import storage
-
-        syncer, errors = storage.Syncer(mirror), (*errors, storage.StorageError)
-        print(f"Uploading to {mirror.url}", file=sys.stderr, flush=True)
-    try:
-        try:
-            if role == "learn":
-                from trainer import distributed
-
-                roles = config_from_flags(RoleConfig)
-                distributed.learn(
-                    cfg, run_dir, roles.reverb_address, roles.data_timeout, syncer=syncer
-                )
-            else:
-                train.train(cfg, run_dir, syncer=syncer)
-        finally:
-            if syncer is not None:
-                syncer.close()
-    except errors as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"Interrupted; the last checkpoint is in {run_dir}", file=sys.stderr)
-        return 130
-    except Exception as e:
-        if not runs.is_disk_full(e):
-            raise
-        print(f"error: {runs.disk_full_message(run_dir)}", file=sys.stderr)
-        return 1
-    print(
-        f"Done: policy in {os.path.join(run_dir, 'policy')}, evaluation in "
-        f"{os.path.join(run_dir, 'eval.json')}",
-        file=sys.stderr,
+    command_line = shlex.join(
+        [os.path.basename(sys.executable), "-m", "trainer.task", *sys.argv[1:]]
     )
-    return 0
-
-
-def _config_flags(cfg: Config) -> list[str]:
-    """Flags that rebuild `cfg` in a child process."""
-    out = []
-    for field in dataclasses.fields(Config):
-        value = getattr(cfg, field.name)
-        if isinstance(value, bool):
-            out.append(f"--{'' if value else 'no'}{field.name}")
-        elif isinstance(value, tuple):
-            out.append(f"--{field.name}={','.join(str(v) for v in value)}")
-        else:
-            out.append(f"--{field.name}={value}")
-    return out
-
-
-def role_main(command: str) -> int:
-    """The distributed roles (`reverb`, `collect`, `learn`) and their local launcher."""
-    cfg, roles = config_from_flags(), config_from_flags(RoleConfig)
-    try:
-        config.validate(cfg)
-        config.validate_roles(roles)
-        # On this machine: each collector's env processes, and the learner's eval env.
-        here = {"distributed": roles.collectors * cfg.num_envs + 1, "collect": cfg.num_envs}
-        processes.check_env_count(here.get(command, 1))
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    if cfg.agent != "ppo":
-        raise UsageError(f"distributed training runs --agent=ppo, not {cfg.agent}")
-    if command == "distributed":
-        from trainer import launch
-
-        run_id = cfg.run or runs.make_run_id(cfg.agent, cfg.env_id)
-        flags_ = _config_flags(dataclasses.replace(cfg, run=run_id))
-        supervisor = launch.Supervisor(flags_, roles.collectors)
-        try:
-            return supervisor.run()
-        except KeyboardInterrupt:
-            print("Interrupted; all processes stopped", file=sys.stderr)
-            return 130
-    if not cfg.run:
-        raise UsageError(
-            f"{command} needs --run: every role of a distributed run names the same run"
-        )
-    if command == "learn":
-        return train_main(role="learn")
-    _stop_on_sigterm()
-    _quiet_tensorflow()
-    from trainer import actors, distributed
-
-    try:
-        if command == "reverb":
-            distributed.serve(cfg, roles.port)
-        else:
-            distributed.collect(cfg, roles.reverb_address, roles.task)
-    except (TimeoutError, actors.ActorError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    return 0
+    if command == "train":
+        return commands.train(cfg, command_line)
+    return commands.role(command, cfg, config_from_flags(RoleConfig), command_line)
 
 
 def _parse_flags(argv: list[str]) -> list[str]:

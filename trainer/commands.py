@@ -1,0 +1,212 @@
+"""What each command of `task.py` does, given its settings (task.py reads them from argv).
+
+Each returns the process's exit code: 0 done, 1 failed, 130 on Ctrl-C; bad input raises
+rundir.UsageError (exit 2) before anything is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+
+from trainer import config, processes, rundir, runs
+from trainer.config import Config, RenderConfig, RoleConfig
+from trainer.rundir import UsageError
+
+
+def plot(logdir: str, run: str) -> int:
+    """Writes the run's learning_curve.png from its event files."""
+    run_dir = os.path.join(logdir, run) if run else runs.latest_run(logdir)
+    if run and not os.path.isfile(os.path.join(run_dir, "config.json")):
+        raise UsageError(runs.missing_run(logdir, run))
+    if run_dir is None or not os.path.isdir(os.path.join(run_dir, "train")):
+        raise UsageError(f"no run with TensorBoard events at {run_dir or logdir}")
+    from trainer import plot as plotting  # reading event files loads TensorFlow
+
+    try:
+        path = plotting.learning_curve(run_dir)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    print(f"Wrote {path}", file=sys.stderr)
+    return 0
+
+
+def render(source: Config, cfg: RenderConfig) -> int:
+    """Films a policy; `source` names the run (logdir, run) and the env and seed without one."""
+    from trainer import render as rendering
+
+    try:
+        config.validate_render(cfg)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    remote = source.logdir if source.logdir.startswith("gs://") else None
+    if remote:
+        client, local_root = rundir.gcs_root(remote, source.staging_dir)
+        run_id = rundir.fetch_for_render(client, remote, local_root, source.run)
+        source = dataclasses.replace(source, logdir=local_root, run=run_id)
+    try:
+        plan = rendering.plan(source, cfg.policy)
+    except rendering.RenderError as e:
+        raise UsageError(str(e)) from None
+    print(f"Filming {plan.policy} on {plan.env_id} ...", file=sys.stderr, flush=True)
+    try:
+        out_dir = rendering.render(cfg, plan)
+    except OSError as e:
+        if not runs.is_disk_full(e):
+            raise
+        print(
+            f"error: no space left on the disk of {plan.out_root}; nothing was written",
+            file=sys.stderr,
+        )
+        return 1
+    except rendering.RenderError as e:
+        raise UsageError(str(e)) from None
+    print(f"Done: {out_dir}/video.mp4, video.gif, preview.png, render.json", file=sys.stderr)
+    if remote:
+        from trainer import storage
+
+        run_url = storage.join(remote, os.path.basename(plan.out_root))
+        mirror = storage.RunMirror(client, plan.out_root, run_url)
+        try:
+            mirror.upload(only=os.path.relpath(out_dir, plan.out_root))
+        except storage.StorageError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        print(
+            f"Uploaded to {storage.join(run_url, 'render', os.path.basename(out_dir))}",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def evaluate(cfg: Config) -> int:
+    """Evaluates a run's newest checkpoint again into eval-<step>.json, beside eval.json."""
+    if not cfg.run:
+        raise UsageError("eval needs --run (the run to evaluate)")
+    if cfg.logdir.startswith("gs://"):
+        raise UsageError("eval reads a local run; render or train it from gs:// first")
+    run_dir = os.path.join(cfg.logdir, cfg.run)
+    if not os.path.exists(os.path.join(run_dir, "config.json")):
+        raise UsageError(runs.missing_run(cfg.logdir, cfg.run))
+    try:
+        saved = config.load(os.path.join(run_dir, "config.json"))
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    saved = dataclasses.replace(saved, eval_episodes=cfg.eval_episodes)
+    from trainer import evaluate as evaluation
+    from trainer import record
+
+    try:
+        path, result = record.evaluate_run(saved, run_dir)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    print(evaluation.describe(result), file=sys.stderr)
+    print(f"Wrote {path}", file=sys.stderr)
+    return 0
+
+
+def train(cfg: Config, command_line: str, roles: RoleConfig | None = None) -> int:
+    """Trains a run; with `roles`, as the distributed learner (same run directory, same exits).
+
+    `command_line` is recorded in the run's command.txt.
+    """
+    cfg, run_dir, mirror = rundir.prepare(cfg, command_line)
+    print(f"Run directory: {run_dir}", file=sys.stderr, flush=True)
+    # TensorFlow loads only once the input is known good.
+    from trainer import actors, record, train
+
+    syncer, errors = None, (actors.ActorError, TimeoutError, record.CheckpointError)
+    if mirror is not None:
+        from trainer import storage
+
+        syncer, errors = storage.Syncer(mirror), (*errors, storage.StorageError)
+        print(f"Uploading to {mirror.url}", file=sys.stderr, flush=True)
+    try:
+        try:
+            if roles is not None:
+                from trainer import distributed
+
+                distributed.learn(
+                    cfg, run_dir, roles.reverb_address, roles.data_timeout, syncer=syncer
+                )
+            else:
+                train.train(cfg, run_dir, syncer=syncer)
+        finally:
+            if syncer is not None:
+                syncer.close()
+    except errors as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"Interrupted; the last checkpoint is in {run_dir}", file=sys.stderr)
+        return 130
+    except Exception as e:
+        if not runs.is_disk_full(e):
+            raise
+        print(f"error: {runs.disk_full_message(run_dir)}", file=sys.stderr)
+        return 1
+    print(
+        f"Done: policy in {os.path.join(run_dir, 'policy')}, evaluation in "
+        f"{os.path.join(run_dir, 'eval.json')}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _config_flags(cfg: Config) -> list[str]:
+    """Flags that rebuild `cfg` in a child process."""
+    out = []
+    for field in dataclasses.fields(Config):
+        value = getattr(cfg, field.name)
+        if isinstance(value, bool):
+            out.append(f"--{'' if value else 'no'}{field.name}")
+        elif isinstance(value, tuple):
+            out.append(f"--{field.name}={','.join(str(v) for v in value)}")
+        else:
+            out.append(f"--{field.name}={value}")
+    return out
+
+
+def role(command: str, cfg: Config, roles: RoleConfig, command_line: str) -> int:
+    """The distributed roles (`reverb`, `collect`, `learn`) and their local launcher."""
+    try:
+        config.validate(cfg)
+        config.validate_roles(roles)
+        # On this machine: each collector's env processes, and the learner's eval env.
+        here = {"distributed": roles.collectors * cfg.num_envs + 1, "collect": cfg.num_envs}
+        processes.check_env_count(here.get(command, 1))
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if cfg.agent != "ppo":
+        raise UsageError(f"distributed training runs --agent=ppo, not {cfg.agent}")
+    if command == "distributed":
+        from trainer import launch
+
+        run_id = cfg.run or runs.make_run_id(cfg.agent, cfg.env_id)
+        flags_ = _config_flags(dataclasses.replace(cfg, run=run_id))
+        supervisor = launch.Supervisor(flags_, roles.collectors)
+        try:
+            return supervisor.run()
+        except KeyboardInterrupt:
+            print("Interrupted; all processes stopped", file=sys.stderr)
+            return 130
+    if not cfg.run:
+        raise UsageError(
+            f"{command} needs --run: every role of a distributed run names the same run"
+        )
+    if command == "learn":
+        return train(cfg, command_line, roles)
+    from trainer import actors, distributed
+
+    try:
+        if command == "reverb":
+            distributed.serve(cfg, roles.port)
+        else:
+            distributed.collect(cfg, roles.reverb_address, roles.task)
+    except (TimeoutError, actors.ActorError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
