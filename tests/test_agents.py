@@ -38,7 +38,8 @@ def test_ppo_numpy_actor_matches_the_tf_collect_policy():
     agent = _agent("ppo")
     observations = _observations(64)
     # Move the observation normalizer off its initial state, as training does.
-    agent._observation_normalizer.update(tf.constant(observations * 3 + 1))
+    agent.update_observation_normalizer(tf.constant(observations * 3 + 1))
+    observations[0] = 100.0  # far outside: the policy clips it
     dist = agent.collect_policy.distribution(_time_steps(observations)).action
     actor = agents.NumpyActor(agents.actor_params(agent), ACTION.minimum, ACTION.maximum, seed=0)
     for i, observation in enumerate(observations):

@@ -8,6 +8,8 @@ checks that the numpy actor matches the TF policy's distribution.
 from __future__ import annotations
 
 import functools
+import inspect
+import weakref
 from typing import Any
 
 import numpy as np
@@ -20,11 +22,10 @@ from tf_agents.policies import greedy_policy as greedy_policy_lib
 
 from trainer.config import Config
 
-# PPOPolicy normalizes observations with TensorNormalizer.normalize's defaults.
-_OBS_CLIP = 5.0
-_OBS_EPSILON = 1e-3
-# ActorDistributionNetwork's default initial action spread.
+# ActorDistributionNetwork's default initial action spread, which our head keeps.
 _INIT_ACTION_STD = 0.35
+# Each agent's actor network, kept as `create` built it: SacAgent holds it privately.
+_ACTOR_NETS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _normal_projection(spec, mean_init: float):
@@ -140,6 +141,7 @@ def create(cfg: Config, time_step_spec, action_spec, train_step: tf.Variable, en
     else:
         raise ValueError(f"unknown agent {cfg.agent!r}")
     agent.initialize()
+    _ACTOR_NETS[agent] = actor_net
     return agent
 
 
@@ -168,24 +170,36 @@ def greedy_policy(agent):
 
 def actor_params(agent) -> dict[str, Any]:
     """Numpy copies of what the collect policy needs: weights and observation statistics."""
-    # SacAgent keeps its actor network private.
-    actor_net = getattr(agent, "actor_net", None) or agent._actor_network  # noqa: SLF001
-    encoder, projection = actor_net.layers
+    encoder, projection = _ACTOR_NETS[agent].layers
     dense = [layer for layer in encoder.layers if isinstance(layer, tf.keras.layers.Dense)]
-    params: dict[str, Any] = {
+    return {
         "activation": dense[0].activation.__name__,
         "hidden": [layer.get_weights() for layer in dense],
         "head": [w for layer in projection.layers for w in layer.get_weights()],
         "kind": type(projection).__name__,
-        "obs_mean": None,
-        "obs_std": None,
+        **_observation_scaling(agent.collect_policy.observation_normalizer, agent.time_step_spec),
     }
-    normalizer = getattr(agent, "_observation_normalizer", None)
-    if normalizer is not None:
-        mean, var = normalizer._get_mean_var_estimates()  # noqa: SLF001
-        params["obs_mean"] = tf.nest.flatten(mean)[0].numpy()
-        params["obs_std"] = np.sqrt(tf.nest.flatten(var)[0].numpy() + _OBS_EPSILON)
-    return params
+
+
+def _observation_scaling(normalizer, time_step_spec) -> dict[str, Any]:
+    """The policy's observation normalization, (x - obs_mean) / obs_std clipped to obs_clip.
+
+    Read through the normalizer's public `normalize`, as the policy calls it: of zeros
+    (-mean / std) and, uncentered, of ones (1 / std); its epsilon is inside that std.
+    """
+    if normalizer is None:
+        return {"obs_mean": None, "obs_std": None, "obs_clip": 0.0}
+    spec = time_step_spec.observation
+    unclipped = functools.partial(normalizer.normalize, clip_value=0)
+    inverse_std = unclipped(tf.ones((1, *spec.shape), spec.dtype), center_mean=False)
+    shifted = unclipped(tf.zeros((1, *spec.shape), spec.dtype))
+    std = 1.0 / tf.nest.flatten(inverse_std)[0].numpy()[0]
+    clip = inspect.signature(normalizer.normalize).parameters["clip_value"].default
+    return {
+        "obs_mean": -tf.nest.flatten(shifted)[0].numpy()[0] * std,
+        "obs_std": std,
+        "obs_clip": float(clip),
+    }
 
 
 class NumpyActor:
@@ -198,6 +212,7 @@ class NumpyActor:
         ]
         self._head = [np.asarray(w, np.float32) for w in params["head"]]
         self._obs_mean, self._obs_std = params["obs_mean"], params["obs_std"]
+        self._obs_clip = params["obs_clip"]
         self._mid = ((np.asarray(action_maximum) + np.asarray(action_minimum)) / 2).astype(
             np.float32
         )
@@ -213,7 +228,7 @@ class NumpyActor:
         """(loc, scale) of the policy's Normal before any squashing."""
         x = np.asarray(observation, np.float32)
         if self._obs_mean is not None:
-            x = np.clip((x - self._obs_mean) / self._obs_std, -_OBS_CLIP, _OBS_CLIP)
+            x = np.clip((x - self._obs_mean) / self._obs_std, -self._obs_clip, self._obs_clip)
         for kernel, bias in self._hidden:
             x = self._act(x @ kernel + bias)
         if self._normal:

@@ -40,7 +40,11 @@ def signature(length: int, time_step_spec, action_spec) -> dict:
 
 def pack_params(params: dict) -> np.ndarray:
     """The numpy actor's parameters as bytes (np.savez: arrays and strings, no pickle)."""
-    arrays = {"activation": np.array(params["activation"]), "kind": np.array(params["kind"])}
+    arrays = {
+        "activation": np.array(params["activation"]),
+        "kind": np.array(params["kind"]),
+        "obs_clip": np.array(params["obs_clip"]),
+    }
     for i, (kernel, bias) in enumerate(params["hidden"]):
         arrays[f"hidden{i}_kernel"], arrays[f"hidden{i}_bias"] = kernel, bias
     for i, weight in enumerate(params["head"]):
@@ -63,6 +67,7 @@ def unpack_params(blob: np.ndarray) -> dict:
         "head": [data[f"head{i}"] for i in range(sum(k.startswith("head") for k in data.files))],
         "obs_mean": data["obs_mean"] if "obs_mean" in data.files else None,
         "obs_std": data["obs_std"] if "obs_std" in data.files else None,
+        "obs_clip": float(data["obs_clip"]),
     }
 
 
