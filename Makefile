@@ -4,7 +4,7 @@
 # Local training
 PYTHON ?= python3.11
 VENV ?= .venv
-LOGDIR ?= runs
+LOGDIR ?=
 RUN ?=
 # Empty: trainer/config.py's default (it holds every default; make passes only what you set).
 AGENT ?=
@@ -15,7 +15,7 @@ SEED ?=
 COLLECTORS ?=
 ARGS ?=
 TB_PORT ?= 6006
-EVAL_EPISODES ?= 100
+EVAL_EPISODES ?=
 # Rendering
 EPISODES ?=
 WIDTH ?=
@@ -114,17 +114,17 @@ constraints: ## Re-pin constraints.txt: pip freeze of requirements.txt in a scra
 
 .PHONY: train
 train: $(VENV)/.runtime ## Train locally (AGENT, ENV_ID, STEPS, NUM_ENVS, SEED, LOGDIR, RUN; ARGS for more flags)
-	$(PY) -m trainer.task --logdir="$${LOGDIR}" $(call flag,AGENT,agent) $(call flag,ENV_ID,env_id) \
+	$(PY) -m trainer.task $(call flag,LOGDIR,logdir) $(call flag,AGENT,agent) $(call flag,ENV_ID,env_id) \
 		$(call flag,STEPS,total_steps) $(call flag,NUM_ENVS,num_envs) $(call flag,SEED,seed) $(call flag,RUN,run) $(ARGS)
 
 .PHONY: eval
 eval: $(VENV)/.runtime ## Evaluate RUN's newest checkpoint again into eval-<step>.json (EVAL_EPISODES)
 	$(call need,RUN)
-	$(PY) -m trainer.task eval --logdir="$${LOGDIR}" --run="$${RUN}" --eval_episodes="$${EVAL_EPISODES}"
+	$(PY) -m trainer.task eval $(call flag,LOGDIR,logdir) --run="$${RUN}" $(call flag,EVAL_EPISODES,eval_episodes)
 
 .PHONY: train-distributed
 train-distributed: $(VENV)/.runtime ## Train with Reverb, COLLECTORS collector processes and a learner on 127.0.0.1 (as train)
-	$(PY) -m trainer.task distributed --logdir="$${LOGDIR}" $(call flag,COLLECTORS,collectors) \
+	$(PY) -m trainer.task distributed $(call flag,LOGDIR,logdir) $(call flag,COLLECTORS,collectors) \
 		$(call flag,ENV_ID,env_id) $(call flag,STEPS,total_steps) $(call flag,SEED,seed) $(call flag,RUN,run) $(ARGS)
 
 .PHONY: render
@@ -139,14 +139,14 @@ ifeq ($(TARGET),cluster)
 	$(run) kubectl apply -k 'k8s/overlays/local/render-$(RUN)'
 else
 	@$(MAKE) --no-print-directory $(VENV)/.runtime
-	$(PY) -m trainer.task render --logdir="$${LOGDIR}" $(if $(RUN),--run="$${RUN}") $(if $(POLICY),--policy="$${POLICY}") \
+	$(PY) -m trainer.task render $(call flag,LOGDIR,logdir) $(if $(RUN),--run="$${RUN}") $(if $(POLICY),--policy="$${POLICY}") \
 		$(call flag,SEED,seed) $(call flag,EPISODES,episodes) $(call flag,WIDTH,width) $(call flag,HEIGHT,height) \
 		$(call flag,FPS,fps) $(ARGS)
 endif
 
 .PHONY: plot
 plot: $(VENV)/.runtime ## Write LOGDIR/RUN/learning_curve.png (the latest run without RUN)
-	$(PY) -m trainer.task plot --logdir="$${LOGDIR}" $(if $(RUN),--run="$${RUN}")
+	$(PY) -m trainer.task plot $(call flag,LOGDIR,logdir) $(if $(RUN),--run="$${RUN}")
 
 .PHONY: notebook
 notebook: $(VENV)/.dev ## Open the demo notebook (demo/demo.ipynb) in JupyterLab
@@ -161,7 +161,7 @@ else
 	@$(MAKE) --no-print-directory $(VENV)/.runtime
 	@# TF_CPP_MIN_LOG_LEVEL=3: no CUDA/cuDNN/TensorRT probing notes on a CPU machine;
 	@# --load_fast=true: the fast loader without its "experimental" banner.
-	TF_CPP_MIN_LOG_LEVEL=3 $(VENV)/bin/tensorboard --logdir="$${LOGDIR}" --host=127.0.0.1 \
+	TF_CPP_MIN_LOG_LEVEL=3 $(VENV)/bin/tensorboard --logdir="$${LOGDIR:-$$($(PY) -m trainer.config logdir)}" --host=127.0.0.1 \
 		--port='$(TB_PORT)' --load_fast=true
 endif
 

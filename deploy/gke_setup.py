@@ -123,13 +123,10 @@ def apply_stdin(argv: list[str], dry_run: bool) -> None:
 
 
 def service_account(args) -> None:
+    """The pods' GSA, its role on the bucket, and how pods act as it (WI or a key)."""
     gsa = gsa_email(args.project)
-    exists = not args.dry_run and (
-        query(["gcloud", "iam", "service-accounts", "describe", gsa, f"--project={args.project}"])[
-            0
-        ]
-        == 0
-    )
+    describe = ["gcloud", "iam", "service-accounts", "describe", gsa, f"--project={args.project}"]
+    exists = not args.dry_run and query(describe)[0] == 0
     if not exists:
         run(
             [
@@ -171,6 +168,11 @@ def service_account(args) -> None:
             args.dry_run,
         )
         return
+    key_secret(args, gsa)
+
+
+def key_secret(args, gsa: str) -> None:
+    """AUTH=key-file: a key of the GSA, straight into the gcp-credentials Secret."""
     with tempfile.TemporaryDirectory() as tmp:  # the key never leaves this directory
         key = os.path.join(tmp, "key.json")
         run(

@@ -18,6 +18,7 @@ import re
 import sys
 
 from deploy import commands
+from trainer.config import RoleConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 K8S = os.path.join(ROOT, "k8s")
@@ -231,7 +232,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--project", default="", help="the project of the pods' Google service account")
     p.add_argument("--auth", default="workload-identity", choices=AUTHS, help="bucket access")
     p.add_argument("--gpu", action="store_true", help="one GPU for the trainer or the learner")
-    p.add_argument("--collectors", type=int, default=2, help="distributed: collector pods")
+    p.add_argument(
+        "--collectors",
+        type=int,
+        default=RoleConfig.collectors,
+        help="distributed: collector pods (default: the trainer's --collectors default)",
+    )
     p.add_argument(
         "--out", default=os.path.join(K8S, "overlays", "local"), help="where overlays go"
     )

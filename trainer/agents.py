@@ -64,7 +64,6 @@ def create(cfg: Config, time_step_spec, action_spec, train_step: tf.Variable, en
     `env_steps` is the run's env-step counter, which the linear learning-rate schedule
     reads to know how much of the run is done.
     """
-    observation_spec = time_step_spec.observation
     rate = cfg.learning_rate
     if cfg.lr_schedule == "linear":
         if env_steps is None:
@@ -73,76 +72,88 @@ def create(cfg: Config, time_step_spec, action_spec, train_step: tf.Variable, en
             cfg.learning_rate, lambda: tf.cast(env_steps, tf.float32) / cfg.total_steps
         )
     optimizer = lambda: tf.keras.optimizers.Adam(learning_rate=rate)  # noqa: E731
-    if cfg.agent == "ppo":
-        actor_net = actor_distribution_network.ActorDistributionNetwork(
-            observation_spec,
-            action_spec,
-            fc_layer_params=cfg.actor_layers,
-            activation_fn=tf.nn.tanh,
-            continuous_projection_net=functools.partial(
-                _normal_projection, mean_init=cfg.action_mean_init
-            ),
-        )
-        value_net = value_network.ValueNetwork(
-            observation_spec, fc_layer_params=cfg.value_layers, activation_fn=tf.nn.tanh
-        )
-        agent = ppo_clip_agent.PPOClipAgent(
-            time_step_spec,
-            action_spec,
-            optimizer=optimizer(),
-            actor_net=actor_net,
-            value_net=value_net,
-            importance_ratio_clipping=cfg.clip_ratio,
-            lambda_value=cfg.gae_lambda,
-            discount_factor=cfg.discount,
-            entropy_regularization=cfg.entropy_coef,
-            # As tf-agents' PPOLearner: advantages over whole segments first, then
-            # each agent.train call is one pass over one minibatch of steps.
-            num_epochs=1,
-            compute_value_and_advantage_in_train=False,
-            update_normalizers_in_train=False,
-            use_gae=True,
-            use_td_lambda_return=True,
-            normalize_observations=cfg.normalize_observations,
-            # Rewards are scaled by the learner (train.py) before they get here.
-            normalize_rewards=cfg.normalize_rewards,
-            reward_norm_clipping=cfg.reward_clip,
-            gradient_clipping=0.5,
-            train_step_counter=train_step,
-        )
-    elif cfg.agent == "sac":
-        actor_net = actor_distribution_network.ActorDistributionNetwork(
-            observation_spec,
-            action_spec,
-            fc_layer_params=cfg.actor_layers,
-            continuous_projection_net=_tanh_normal_projection,
-        )
-        critic_net = critic_network.CriticNetwork(
-            (observation_spec, action_spec),
-            joint_fc_layer_params=cfg.value_layers,
-            kernel_initializer="glorot_uniform",
-            last_kernel_initializer="glorot_uniform",
-        )
-        agent = sac_agent.SacAgent(
-            time_step_spec,
-            action_spec,
-            actor_network=actor_net,
-            critic_network=critic_net,
-            actor_optimizer=optimizer(),
-            critic_optimizer=optimizer(),
-            alpha_optimizer=optimizer(),
-            target_update_tau=0.005,
-            target_update_period=1,
-            td_errors_loss_fn=tf.math.squared_difference,
-            gamma=cfg.discount,
-            reward_scale_factor=cfg.reward_scale,
-            train_step_counter=train_step,
-        )
-    else:
+    builders = {"ppo": _ppo, "sac": _sac}
+    if cfg.agent not in builders:
         raise ValueError(f"unknown agent {cfg.agent!r}")
+    agent, actor_net = builders[cfg.agent](cfg, time_step_spec, action_spec, optimizer, train_step)
     agent.initialize()
     _ACTOR_NETS[agent] = actor_net
     return agent
+
+
+def _ppo(cfg: Config, time_step_spec, action_spec, optimizer, train_step):
+    """(PPOClipAgent, its actor network) as `create` sets them up."""
+    observation_spec = time_step_spec.observation
+    actor_net = actor_distribution_network.ActorDistributionNetwork(
+        observation_spec,
+        action_spec,
+        fc_layer_params=cfg.actor_layers,
+        activation_fn=tf.nn.tanh,
+        continuous_projection_net=functools.partial(
+            _normal_projection, mean_init=cfg.action_mean_init
+        ),
+    )
+    value_net = value_network.ValueNetwork(
+        observation_spec, fc_layer_params=cfg.value_layers, activation_fn=tf.nn.tanh
+    )
+    agent = ppo_clip_agent.PPOClipAgent(
+        time_step_spec,
+        action_spec,
+        optimizer=optimizer(),
+        actor_net=actor_net,
+        value_net=value_net,
+        importance_ratio_clipping=cfg.clip_ratio,
+        lambda_value=cfg.gae_lambda,
+        discount_factor=cfg.discount,
+        entropy_regularization=cfg.entropy_coef,
+        # As tf-agents' PPOLearner: advantages over whole segments first, then
+        # each agent.train call is one pass over one minibatch of steps.
+        num_epochs=1,
+        compute_value_and_advantage_in_train=False,
+        update_normalizers_in_train=False,
+        use_gae=True,
+        use_td_lambda_return=True,
+        normalize_observations=cfg.normalize_observations,
+        # Rewards are scaled by the learner (train.py) before they get here.
+        normalize_rewards=cfg.normalize_rewards,
+        reward_norm_clipping=cfg.reward_clip,
+        gradient_clipping=0.5,
+        train_step_counter=train_step,
+    )
+    return agent, actor_net
+
+
+def _sac(cfg: Config, time_step_spec, action_spec, optimizer, train_step):
+    """(SacAgent, its actor network) as `create` sets them up."""
+    observation_spec = time_step_spec.observation
+    actor_net = actor_distribution_network.ActorDistributionNetwork(
+        observation_spec,
+        action_spec,
+        fc_layer_params=cfg.actor_layers,
+        continuous_projection_net=_tanh_normal_projection,
+    )
+    critic_net = critic_network.CriticNetwork(
+        (observation_spec, action_spec),
+        joint_fc_layer_params=cfg.value_layers,
+        kernel_initializer="glorot_uniform",
+        last_kernel_initializer="glorot_uniform",
+    )
+    agent = sac_agent.SacAgent(
+        time_step_spec,
+        action_spec,
+        actor_network=actor_net,
+        critic_network=critic_net,
+        actor_optimizer=optimizer(),
+        critic_optimizer=optimizer(),
+        alpha_optimizer=optimizer(),
+        target_update_tau=0.005,
+        target_update_period=1,
+        td_errors_loss_fn=tf.math.squared_difference,
+        gamma=cfg.discount,
+        reward_scale_factor=cfg.reward_scale,
+        train_step_counter=train_step,
+    )
+    return agent, actor_net
 
 
 def for_pool(cfg: Config, pool):

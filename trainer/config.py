@@ -299,3 +299,9 @@ def load(path: str) -> Config:
         return from_dict(data)
     except (OSError, ValueError, TypeError) as e:
         raise ValueError(f"cannot read {path}: {e}") from e
+
+
+if __name__ == "__main__":  # `python -m trainer.config logdir`: a default, for the Makefile
+    import sys
+
+    print(getattr(Config, sys.argv[1]))

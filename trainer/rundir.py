@@ -82,6 +82,34 @@ def prepare(cfg: Config, command: str):
     (outside RESUMABLE_FIELDS) and gets the command appended. A gs:// run
     lives in a local staging copy, downloaded first when only the bucket has it.
     """
+    cfg = _checked(cfg)
+    local_root, mirror = _local_root(cfg)
+    run_dir = os.path.join(local_root, cfg.run)
+    try:  # one writer per run
+        runs.lock_run(local_root, cfg.run)
+    except runs.RunBusy as e:
+        raise UsageError(str(e)) from None
+    config_path = os.path.join(run_dir, "config.json")
+    if mirror is not None and not os.path.exists(config_path) and mirror.download():
+        print(f"Downloaded {mirror.url} to {run_dir}", file=sys.stderr, flush=True)
+    if os.path.exists(config_path):
+        _check_resumable(cfg, run_dir)
+    # A distributed run's Reverb server may have made reverb/ before the learner got here.
+    elif os.path.exists(run_dir) and set(os.listdir(run_dir)) - {"reverb"}:
+        raise UsageError(f"{run_dir} exists but holds no config.json; choose another --run")
+    os.makedirs(run_dir, exist_ok=True)
+    if not os.path.exists(config_path):  # written once: a resume never rewrites it
+        config.save(cfg, config_path)
+    commands, before = os.path.join(run_dir, "command.txt"), ""
+    if os.path.exists(commands):
+        with open(commands) as f:
+            before = f.read()
+    runs.write_atomic(commands, before + command + "\n")
+    return cfg, run_dir, mirror
+
+
+def _checked(cfg: Config) -> Config:
+    """`cfg` with its run id, once every setting and the env are known good."""
     from trainer import envs
 
     try:
@@ -100,62 +128,50 @@ def prepare(cfg: Config, command: str):
         envs.check_spaces(cfg.env_id)
     except ValueError as e:
         raise UsageError(str(e)) from None
-    cfg = dataclasses.replace(cfg, run=run_id)
+    return dataclasses.replace(cfg, run=run_id)
+
+
+def _local_root(cfg: Config):
+    """(writable local LOGDIR, RunMirror or None); a gs:// run's lease is taken first."""
     local_root, mirror = cfg.logdir, None
     if cfg.logdir.startswith("gs://"):
         from trainer import storage
 
         client, local_root = gcs_root(cfg.logdir, cfg.staging_dir)
-        run_url = storage.join(cfg.logdir, run_id)
-        mirror = storage.RunMirror(client, os.path.join(local_root, run_id), run_url)
+        run_url = storage.join(cfg.logdir, cfg.run)
+        mirror = storage.RunMirror(client, os.path.join(local_root, cfg.run), run_url)
         holder = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}
         try:  # one writer per run across machines, before anything is downloaded
             mirror.take_lease(holder)
         except storage.RunBusy as e:
-            raise UsageError(f"run {run_id}: {e}") from None
+            raise UsageError(f"run {cfg.run}: {e}") from None
     try:
         os.makedirs(local_root, exist_ok=True)
         with tempfile.TemporaryFile(dir=local_root):
             pass
     except OSError as e:
         raise UsageError(f"cannot write to log directory {local_root}: {e.strerror}") from None
-    run_dir = os.path.join(local_root, run_id)
-    try:  # one writer per run
-        runs.lock_run(local_root, run_id)
-    except runs.RunBusy as e:
-        raise UsageError(str(e)) from None
-    config_path = os.path.join(run_dir, "config.json")
-    if mirror is not None and not os.path.exists(config_path) and mirror.download():
-        print(f"Downloaded {mirror.url} to {run_dir}", file=sys.stderr, flush=True)
-    if os.path.exists(config_path):
-        try:
-            saved = config.load(config_path)
-        except ValueError as e:
-            raise UsageError(f"{e}; fix it or start a new run with another --run") from None
-        diffs = differences(saved, cfg)
-        if diffs:
-            raise UsageError(
-                f"run {run_dir} exists with another config ({'; '.join(diffs)}); "
-                "pass the same flags to resume it, or another --run"
-            )
-        finished = finished_at(run_dir)
-        if command != "eval" and finished is not None and finished >= cfg.total_steps:
-            raise AlreadyFinished(
-                f"Run {run_dir} already finished at step {finished:,} (eval.json); "
-                f"raise --total_steps to train on, or `make eval RUN={run_id}` to evaluate again"
-            )
-    # A distributed run's Reverb server may have made reverb/ before the learner got here.
-    elif os.path.exists(run_dir) and set(os.listdir(run_dir)) - {"reverb"}:
-        raise UsageError(f"{run_dir} exists but holds no config.json; choose another --run")
-    os.makedirs(run_dir, exist_ok=True)
-    if not os.path.exists(config_path):  # written once: a resume never rewrites it
-        config.save(cfg, config_path)
-    commands, before = os.path.join(run_dir, "command.txt"), ""
-    if os.path.exists(commands):
-        with open(commands) as f:
-            before = f.read()
-    runs.write_atomic(commands, before + command + "\n")
-    return cfg, run_dir, mirror
+    return local_root, mirror
+
+
+def _check_resumable(cfg: Config, run_dir: str) -> None:
+    """UsageError unless the run's config.json agrees with `cfg`; AlreadyFinished if done."""
+    try:
+        saved = config.load(os.path.join(run_dir, "config.json"))
+    except ValueError as e:
+        raise UsageError(f"{e}; fix it or start a new run with another --run") from None
+    diffs = differences(saved, cfg)
+    if diffs:
+        raise UsageError(
+            f"run {run_dir} exists with another config ({'; '.join(diffs)}); "
+            "pass the same flags to resume it, or another --run"
+        )
+    finished = finished_at(run_dir)
+    if finished is not None and finished >= cfg.total_steps:
+        raise AlreadyFinished(
+            f"Run {run_dir} already finished at step {finished:,} (eval.json); "
+            f"raise --total_steps to train on, or `make eval RUN={cfg.run}` to evaluate again"
+        )
 
 
 def fetch_for_render(client, remote: str, local_root: str, run: str) -> str:
