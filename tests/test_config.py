@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from trainer import config, rundir
+from trainer import config, rundir, runs
 from trainer.config import Config, RenderConfig, RoleConfig
 
 
@@ -19,8 +19,8 @@ def test_every_field_is_documented_once_in_order(cls):
 def test_round_trip_through_json(tmp_path):
     cfg = Config(actor_layers=(32, 16), total_steps=1234, run="x")
     path = tmp_path / "config.json"
-    config.save(cfg, str(path))
-    assert config.load(str(path)) == cfg
+    runs.save_config(cfg, str(path))
+    assert runs.load_config(str(path)) == cfg
     assert json.loads(path.read_text())["actor_layers"] == [32, 16]
 
 
@@ -58,10 +58,10 @@ def test_load_rejects_garbage(tmp_path):
     path = tmp_path / "config.json"
     path.write_text("{not json")
     with pytest.raises(ValueError, match="cannot read"):
-        config.load(str(path))
+        runs.load_config(str(path))
     path.write_text('{"no_such_field": 1}')
     with pytest.raises(ValueError, match="unknown config fields"):
-        config.load(str(path))
+        runs.load_config(str(path))
 
 
 def test_reward_scale_defaults_per_agent_and_old_runs_keep_their_rewards():

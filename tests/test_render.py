@@ -10,7 +10,7 @@ import imageio.v2 as imageio
 import pytest
 
 from tests.conftest import run_task
-from trainer import config
+from trainer import runs
 from trainer.config import Config
 
 pytestmark = pytest.mark.slow
@@ -80,7 +80,7 @@ def _refused(tmp_path, *args) -> str:
 def _run_without_policy(tmp_path) -> str:
     run_dir = tmp_path / "made"
     run_dir.mkdir()
-    config.save(Config(run="made"), str(run_dir / "config.json"))
+    runs.save_config(Config(run="made"), str(run_dir / "config.json"))
     return str(run_dir)
 
 

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from tests.conftest import ROOT, make_env, run_task
-from trainer import config, rundir
+from trainer import rundir, runs
 from trainer.config import Config, RenderConfig, RoleConfig
 from trainer.task import COMMANDS
 
@@ -102,7 +102,7 @@ def test_unwritable_logdir(tmp_path):
 def _existing_run(tmp_path, **fields) -> str:
     run_dir = tmp_path / "runs" / "old"
     run_dir.mkdir(parents=True)
-    config.save(
+    runs.save_config(
         Config(logdir=str(tmp_path / "runs"), run="old", **fields), str(run_dir / "config.json")
     )
     return str(run_dir)

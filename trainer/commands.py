@@ -90,7 +90,7 @@ def evaluate(cfg: Config) -> int:
     if not os.path.exists(os.path.join(run_dir, "config.json")):
         raise UsageError(runs.missing_run(cfg.logdir, cfg.run))
     try:
-        saved = config.load(os.path.join(run_dir, "config.json"))
+        saved = runs.load_config(os.path.join(run_dir, "config.json"))
     except ValueError as e:
         raise UsageError(str(e)) from None
     saved = dataclasses.replace(saved, eval_episodes=cfg.eval_episodes)

@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 from typing import Any
-
-from trainer import runs
 
 AGENTS = ("ppo", "sac")
 # Each agent's reward scale when --reward_scale is 0 (its default): PPO normalizes its
@@ -282,23 +279,6 @@ def from_dict(data: dict[str, Any]) -> Config:
         name: tuple(value) if isinstance(value, list) else value for name, value in data.items()
     }
     return Config(**{**_LEGACY, **values})
-
-
-def save(cfg: Config, path: str) -> None:
-    """Writes config.json atomically (see runs.write_atomic)."""
-    runs.write_atomic(path, json.dumps(to_dict(cfg), indent=2, sort_keys=True) + "\n")
-
-
-def load(path: str) -> Config:
-    """Reads a run's config.json; ValueError if it is not a valid config."""
-    try:
-        with open(path) as f:
-            data = json.load(f)
-        if not isinstance(data, dict):
-            raise ValueError("not a JSON object")
-        return from_dict(data)
-    except (OSError, ValueError, TypeError) as e:
-        raise ValueError(f"cannot read {path}: {e}") from e
 
 
 if __name__ == "__main__":  # `python -m trainer.config logdir`: a default, for the Makefile

@@ -16,7 +16,7 @@ import shutil
 import sys
 import time
 
-from trainer import config, envs, runs, video
+from trainer import envs, runs, video
 from trainer.config import Config, RenderConfig
 
 GIF_STRIDE = 3
@@ -53,7 +53,7 @@ def plan(cfg: Config, policy: str = "") -> Plan:
     run_cfg = None
     if run_dir is not None:
         try:
-            run_cfg = config.load(os.path.join(run_dir, "config.json"))
+            run_cfg = runs.load_config(os.path.join(run_dir, "config.json"))
         except ValueError as e:
             raise RenderError(str(e)) from None
     env_id = run_cfg.env_id if run_cfg else cfg.env_id

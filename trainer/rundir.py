@@ -99,7 +99,7 @@ def prepare(cfg: Config, command: str):
         raise UsageError(f"{run_dir} exists but holds no config.json; choose another --run")
     os.makedirs(run_dir, exist_ok=True)
     if not os.path.exists(config_path):  # written once: a resume never rewrites it
-        config.save(cfg, config_path)
+        runs.save_config(cfg, config_path)
     commands, before = os.path.join(run_dir, "command.txt"), ""
     if os.path.exists(commands):
         with open(commands) as f:
@@ -157,7 +157,7 @@ def _local_root(cfg: Config):
 def _check_resumable(cfg: Config, run_dir: str) -> None:
     """UsageError unless the run's config.json agrees with `cfg`; AlreadyFinished if done."""
     try:
-        saved = config.load(os.path.join(run_dir, "config.json"))
+        saved = runs.load_config(os.path.join(run_dir, "config.json"))
     except ValueError as e:
         raise UsageError(f"{e}; fix it or start a new run with another --run") from None
     diffs = differences(saved, cfg)

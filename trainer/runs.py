@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import json
 import os
 import re
+
+from trainer import config
+from trainer.config import Config
 
 MAX_LEN = 63
 _VALID = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -172,12 +176,27 @@ def disk_full_message(run_dir: str) -> str:
     )
 
 
+def save_config(cfg: Config, path: str) -> None:
+    """Writes a run's config.json atomically (see write_atomic)."""
+    write_atomic(path, json.dumps(config.to_dict(cfg), indent=2, sort_keys=True) + "\n")
+
+
+def load_config(path: str) -> Config:
+    """Reads a run's config.json; ValueError if it is not a valid config."""
+    try:
+        with open(path) as f:
+            data = json.load(f)
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        return config.from_dict(data)
+    except (OSError, ValueError, TypeError) as e:
+        raise ValueError(f"cannot read {path}: {e}") from e
+
+
 if __name__ == "__main__":
     # `python3 -m trainer.runs [AGENT] [ENV_ID]`: a new run id, for the Makefile's
     # cluster targets (standard library only: runs before .venv exists).
     import sys
-
-    from trainer.config import Config
 
     agent, env_id = ([*sys.argv[1:], "", ""])[:2]
     print(make_run_id(agent or Config.agent, env_id or Config.env_id))
