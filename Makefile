@@ -38,6 +38,13 @@ TAG ?= $(shell ./build.sh --print-tag)
 KIND ?= job
 AUTH ?= workload-identity
 GPU ?=
+# Cluster scheduling, all optional: the GPU type, Spot VMs, a Kueue LocalQueue, a
+# PriorityClass, and a run's deadline in seconds (empty: one day).
+ACCELERATOR ?=
+SPOT ?=
+QUEUE ?=
+PRIORITY_CLASS ?=
+DEADLINE ?=
 SEEDS ?= 4
 TARGET ?= local
 DRY_RUN ?=
@@ -65,7 +72,9 @@ kflag = $(if $($(1)),--$(2)='$($(1))')
 DISTRIBUTED_KINDS = deployments.apps,services,networkpolicies.networking.k8s.io,jobs.batch,configmaps
 POD_COLUMNS = custom-columns=POD:.metadata.name,PHASE:.status.phase,RESTARTS:.status.containerStatuses[0].restartCount,EXIT:.status.containerStatuses[0].state.terminated.exitCode,REASON:.status.containerStatuses[0].state.terminated.reason,LAST-REASON:.status.containerStatuses[0].lastState.terminated.reason
 OVERLAY = $(PY3) -m deploy.overlay --namespace='$(NAMESPACE)' --image='$(IMAGE)' --tag='$(TAG)' \
-	--bucket='$(BUCKET)' --project='$(PROJECT)' --auth='$(AUTH)' $(if $(GPU),--gpu) $(if $(DRY_RUN),--dry-run)
+	--bucket='$(BUCKET)' --project='$(PROJECT)' --auth='$(AUTH)' $(if $(GPU),--gpu) $(if $(DRY_RUN),--dry-run) \
+	$(if $(SPOT),--spot) $(call kflag,ACCELERATOR,accelerator) $(call kflag,QUEUE,queue) \
+	$(call kflag,PRIORITY_CLASS,priority-class) $(call kflag,DEADLINE,deadline)
 JOB_RESOURCE = $(if $(filter tfjob,$(KIND)),tfjobs.kubeflow.org,$(if $(filter trainjob,$(KIND)),trainjobs.trainer.kubeflow.org,jobs.batch))
 POD_LABEL = $(if $(filter tfjob,$(KIND)),training.kubeflow.org/job-name,$(if $(filter trainjob,$(KIND)),jobset.sigs.k8s.io/jobset-name,batch.kubernetes.io/job-name))
 export NAMESPACE IMAGE TAG BUCKET PROJECT AUTH GPU DRY_RUN LOCATION
@@ -207,14 +216,15 @@ setup: ## APIs, cluster credentials, namespace, bucket access, image registry (P
 		$(if $(DRY_RUN),--dry-run)
 
 .PHONY: build
-build: ## Build the trainer image IMAGE:TAG (Docker, or CLOUD_BUILD=1)
+build: ## Build the trainer image IMAGE:TAG, or with GPU=1 the GPU image IMAGE:TAG-gpu (Docker, or CLOUD_BUILD=1)
 	$(call need,IMAGE)
 	./build.sh $(if $(CLOUD_BUILD),--cloud-build) $(if $(DRY_RUN),--dry-run)
 
 .PHONY: push
-push: ## Build and push IMAGE:TAG
+push: ## Build and push IMAGE:TAG, and with GPU=1 IMAGE:TAG-gpu too (TensorBoard and collectors run the first)
 	$(call need,IMAGE)
-	./build.sh --push $(if $(CLOUD_BUILD),--cloud-build) $(if $(DRY_RUN),--dry-run)
+	GPU= ./build.sh --push $(if $(CLOUD_BUILD),--cloud-build) $(if $(DRY_RUN),--dry-run)
+	$(if $(GPU),GPU=1 ./build.sh --push $(if $(CLOUD_BUILD),--cloud-build) $(if $(DRY_RUN),--dry-run))
 
 .PHONY: manifests
 manifests: ## Write the git-ignored overlay k8s/overlays/local/RUN (KIND=job|tfjob|trainjob, STEPS, SEED ...)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the trainer image and pushes it: with a local Docker engine, or with Cloud
 # Build when there is none (--cloud-build). --dry-run prints the commands instead;
-# --print-tag prints the tag it would use and exits.
+# --print-tag prints the tag it would use and exits. GPU=1 builds the GPU image
+# (requirements-gpu.txt: tensorflow[and-cuda]), tagged TAG-gpu.
 #   IMAGE=us-central1-docker.pkg.dev/PROJECT/kuka/kuka-trainer ./build.sh [--push] [--cloud-build] [--dry-run]
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -27,7 +28,7 @@ for arg in "$@"; do
     --cloud-build) cloud=1 ;;
     --dry-run) dry_run=1 ;;
     --print-tag) default_tag; exit 0 ;;
-    -h | --help) sed -n '2,5p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,6p' "$0"; exit 0 ;;
     *) die "unknown argument '$arg'" ;;
   esac
 done
@@ -35,15 +36,19 @@ image="${IMAGE:?IMAGE is not set, e.g. IMAGE=us-central1-docker.pkg.dev/my-proje
 if [[ "$image" == *gcr.io/* ]]; then
   echo "build.sh: warning: Container Registry stopped accepting pushes in March 2025; gcr.io works only where Artifact Registry serves it (the default IMAGE is REGION-docker.pkg.dev/PROJECT/kuka/kuka-trainer)" >&2
 fi
-tag="${TAG:-$(default_tag)}"
+tag="${TAG:-$(default_tag)}" requirements=requirements.txt
+if [ -n "${GPU:-}" ]; then
+  tag+="-gpu" requirements=requirements-gpu.txt
+fi
 echo "image: $image:$tag" >&2
 
 if [ -n "$cloud" ]; then
   # Cloud Build pushes the image it built.
-  run gcloud builds submit --config=docker/cloudbuild.yaml --substitutions="_IMAGE=$image:$tag" .
+  run gcloud builds submit --config=docker/cloudbuild.yaml \
+    --substitutions="_IMAGE=$image:$tag,_REQUIREMENTS=$requirements" .
   exit 0
 fi
-run docker build -f docker/trainer.Dockerfile -t "$image:$tag" .
+run docker build -f docker/trainer.Dockerfile --build-arg "REQUIREMENTS=$requirements" -t "$image:$tag" .
 if [ -n "$push" ]; then
   # Lets docker push to Artifact Registry with gcloud's credentials (idempotent).
   [[ "$image" == *-docker.pkg.dev/* ]] && run gcloud auth configure-docker "${image%%/*}" --quiet

@@ -51,11 +51,11 @@ def _trial(index: int, url: str, staging: str, warmup: float, rng: random.Random
     time.sleep(warmup + rng.uniform(0.0, 3.0))  # anywhere in an iteration
     start = time.time()
     proc.send_signal(signal.SIGTERM)  # Kubernetes signals the main process only
-    proc.stderr.read()
+    tail = proc.stderr.read().decode(errors="replace").strip().splitlines()[-15:]
     code = proc.wait()
     seconds = time.time() - start
     if code != 128 + signal.SIGTERM:
-        raise SystemExit(f"trial {index}: exit code {code}, expected 143")
+        raise SystemExit(f"trial {index}: exit code {code}, expected 143:\n" + "\n".join(tail))
     return seconds
 
 

@@ -64,6 +64,20 @@ KINDS = {
     "distributed": Kind("distributed", "Job", "", "", ""),
 }
 AUTHS = ("workload-identity", "key-file")
+# Where each run kind keeps its pod template, and the selector of the run's objects
+# (the Jobs' name labels survive the rename; an overlay holds one run).
+POD_SPECS = {
+    "Job": "/spec/template/spec",
+    "TFJob": "/spec/tfReplicaSpecs/Worker/template/spec",
+    "TrainingRuntime": "/spec/template/spec/replicatedJobs/0/template/spec/template/spec",
+}
+RUN_JOBS = "app.kubernetes.io/name in (kuka-train,kuka-learn,kuka-collect,kuka-render)"
+GPU_JOBS = "app.kubernetes.io/name in (kuka-train,kuka-learn)"
+DEADLINES = {
+    "Job": "/spec/activeDeadlineSeconds",
+    "TFJob": "/spec/runPolicy/activeDeadlineSeconds",
+    "TrainingRuntime": "/spec/template/spec/replicatedJobs/0/template/spec/activeDeadlineSeconds",
+}
 
 
 def max_run_length(kind: str) -> int:
@@ -151,6 +165,42 @@ def _json_patch(kind: str, name: str, operations: list[dict]) -> dict:
     return {"target": {"kind": kind, "name": name}, "patch": json.dumps(operations)}
 
 
+def _run_target(kind: str, jobs: str = "") -> dict:
+    """The patch target of the run's objects of `kind` (its Jobs by their name label)."""
+    return {"kind": kind, "labelSelector": jobs or RUN_JOBS} if kind == "Job" else {"kind": kind}
+
+
+def _setting_patches(args) -> list[dict]:
+    """DEADLINE, ACCELERATOR, QUEUE and PRIORITY_CLASS over the components' defaults."""
+    ops: dict[str, list[dict]] = {kind: [] for kind in POD_SPECS}
+    if args.deadline:
+        for kind, path in DEADLINES.items():
+            ops[kind].append({"op": "replace", "path": path, "value": args.deadline})
+    if args.priority_class:
+        for kind, pod in POD_SPECS.items():
+            path = f"{pod}/priorityClassName"
+            ops[kind].append({"op": "replace", "path": path, "value": args.priority_class})
+    patches = [
+        {"target": _run_target(kind), "patch": json.dumps(operations)}
+        for kind, operations in ops.items()
+        if operations
+    ]
+    if args.gpu and args.accelerator:  # only the pods the gpu component gives a GPU
+        for kind, pod in POD_SPECS.items():
+            path = f"{pod}/nodeSelector/cloud.google.com~1gke-accelerator"
+            operation = [{"op": "replace", "path": path, "value": args.accelerator}]
+            patches.append({"target": _run_target(kind, GPU_JOBS), "patch": json.dumps(operation)})
+    if args.queue:
+        label = {"op": "replace", "path": "/metadata/labels/kueue.x-k8s.io~1queue-name"}
+        patches.append(
+            {
+                "target": {"kind": "(Job|TFJob|TrainJob|JobSet)"},
+                "patch": json.dumps([{**label, "value": args.queue}]),
+            }
+        )
+    return patches
+
+
 def kustomization(args, flags: list[str], directory: str) -> dict:
     """The kustomization.yaml of the overlay in `directory`, as a dict."""
     spec = KINDS[args.kind]
@@ -158,16 +208,27 @@ def kustomization(args, flags: list[str], directory: str) -> dict:
     components = [k8s("components/common")]
     if args.auth == "key-file":
         components.append(k8s("components/key-file"))
-    if args.gpu and args.kind in ("job", "distributed"):
+    if args.gpu and args.kind != "render":
         components.append(k8s("components/gpu"))
+    if args.spot and args.kind != "render":
+        components.append(k8s("components/spot"))
+    if args.queue:
+        components.append(k8s("components/kueue"))
+    if args.priority_class:
+        components.append(k8s("components/priority"))
+    images = [{"name": TEMPLATE_IMAGE, "newName": args.image, "newTag": args.tag}]
+    if args.gpu:
+        images.append(
+            {"name": "kuka-trainer-gpu", "newName": args.image, "newTag": f"{args.tag}-gpu"}
+        )
     result: dict = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
         "namespace": args.namespace,
         "resources": [k8s(spec.base)],
         "components": components,
-        "images": [{"name": TEMPLATE_IMAGE, "newName": args.image, "newTag": args.tag}],
-        "patches": _patches(args, spec, flags),
+        "images": images,
+        "patches": _patches(args, spec, flags) + _setting_patches(args),
     }
     generators = []
     if args.kind != "render":
@@ -233,6 +294,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--auth", default="workload-identity", choices=AUTHS, help="bucket access")
     p.add_argument("--gpu", action="store_true", help="one GPU for the trainer or the learner")
     p.add_argument(
+        "--accelerator", default="", help="with --gpu: the GKE accelerator (default nvidia-l4)"
+    )
+    p.add_argument("--spot", action="store_true", help="the trainer or collectors on Spot VMs")
+    p.add_argument("--queue", default="", help="the Kueue LocalQueue that admits the run")
+    p.add_argument("--priority-class", default="", help="the pods' PriorityClass")
+    p.add_argument(
+        "--deadline", type=int, default=0, help="seconds a run may last (default: one day)"
+    )
+    p.add_argument(
         "--collectors",
         type=int,
         default=RoleConfig.collectors,
@@ -255,6 +325,8 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("PROJECT is not set: the pods' Google service account lives there")
         if args.collectors < 1:
             raise ValueError(f"COLLECTORS must be at least 1, got {args.collectors}")
+        if args.deadline < 0:
+            raise ValueError(f"DEADLINE must be seconds (1 or more), got {args.deadline}")
     except ValueError as e:
         return commands.fail("overlay", str(e))
     directory = os.path.join(args.out, args.name)

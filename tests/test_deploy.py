@@ -55,7 +55,16 @@ def _local_overlays() -> set[str]:
             ["tensorboard", "TARGET=cluster", "TB_PORT=6010"],
             "kubectl -n rl port-forward service/tensorboard 6010:6006",
         ),
-        (["build"], f"docker build -f docker/trainer.Dockerfile -t {AR_IMAGE}:v9 ."),
+        (
+            ["build"],
+            "docker build -f docker/trainer.Dockerfile --build-arg REQUIREMENTS=requirements.txt "
+            f"-t {AR_IMAGE}:v9 .",
+        ),
+        (
+            ["build", "GPU=1"],
+            "docker build -f docker/trainer.Dockerfile --build-arg "
+            f"REQUIREMENTS=requirements-gpu.txt -t {AR_IMAGE}:v9-gpu .",
+        ),
         (
             ["push", "LOCATION=europe-west4"],
             "docker push europe-west4-docker.pkg.dev/my-project/kuka/kuka-trainer:v9",
@@ -64,7 +73,7 @@ def _local_overlays() -> set[str]:
         (
             ["push", "CLOUD_BUILD=1"],
             "gcloud builds submit --config=docker/cloudbuild.yaml "
-            f"--substitutions=_IMAGE={AR_IMAGE}:v9 .",
+            f"--substitutions=_IMAGE={AR_IMAGE}:v9\\,_REQUIREMENTS=requirements.txt .",
         ),
         (["auth"], "gcloud config set project my-project"),
         (["bucket", "BUCKET=b"], ".venv/bin/python -m trainer.storage check gs://b --create"),

@@ -78,11 +78,35 @@ def generated(tmp_path_factory):
     return rendered
 
 
+SCHEDULING = [
+    "--gpu",
+    "--accelerator=nvidia-tesla-t4",
+    "--spot",
+    "--queue=team-q",
+    "--priority-class=low",
+    "--deadline=7200",
+]
+
+
 @pytest.fixture(scope="module")
-def renders(generated):
+def scheduled(tmp_path_factory):
+    """Each kind's overlay with every scheduling option: GPU, Spot, Kueue, priority, deadline."""
+    out = tmp_path_factory.mktemp("scheduled")
+    rendered = {}
+    for kind in KINDS:
+        argv = [f"--kind={kind}", f"--name=s-{kind}", *USER, *SCHEDULING, f"--out={out}"]
+        assert overlay.main(argv) == 0
+        rendered[kind] = _kustomize(str(out / f"s-{kind}"))
+    return rendered
+
+
+@pytest.fixture(scope="module")
+def renders(generated, scheduled):
     """The objects of each kustomization, tracked and generated, one list per render."""
-    return [_kustomize(os.path.join(ROOT, "k8s", path)) for path in KUSTOMIZATIONS] + list(
-        generated.values()
+    return (
+        [_kustomize(os.path.join(ROOT, "k8s", path)) for path in KUSTOMIZATIONS]
+        + list(generated.values())
+        + list(scheduled.values())
     )
 
 
@@ -103,6 +127,104 @@ def _pod_specs(obj: dict) -> list[dict]:
             for j in spec["template"]["spec"]["replicatedJobs"]
         ]
     return []
+
+
+def _pods_by_name(objects: list[dict]) -> dict[str, dict]:
+    """Each run object's pod spec, by the run object's name label (or kind)."""
+    out = {}
+    for obj in objects:
+        name = obj["metadata"].get("labels", {}).get("app.kubernetes.io/name", obj["kind"])
+        for pod in _pod_specs(obj):
+            out[name] = pod
+    return out
+
+
+def test_gpu_goes_to_the_learning_pod_only(scheduled):
+    for kind, objects in scheduled.items():
+        pods = _pods_by_name(objects)
+        gpu = {name for name, pod in pods.items() if "gke-accelerator" in str(pod)}
+        if kind == "render":
+            assert not gpu
+            continue
+        learner = {"job": "kuka-train", "tfjob": "TFJob", "distributed": "kuka-learn"}
+        assert gpu == {learner.get(kind, "TrainingRuntime")}, (kind, gpu)
+        (name,) = gpu
+        assert pods[name]["nodeSelector"]["cloud.google.com/gke-accelerator"] == "nvidia-tesla-t4"
+        if kind == "trainjob":  # the TrainJob sets the trainer's resources and image
+            job = next(o for o in objects if o["kind"] == "TrainJob")["spec"]["trainer"]
+            limits, images = [job["resourcesPerNode"]["limits"]], [job["image"]]
+        else:
+            limits = [c["resources"]["limits"] for c in pods[name]["containers"]]
+            images = [c["image"] for c in pods[name]["containers"]]
+        assert limits[0]["nvidia.com/gpu"] == "1" and images[0].endswith(":v1.2.3-gpu")
+        others = [c["image"] for n, p in pods.items() if n != name for c in p["containers"]]
+        assert all(image.endswith(":v1.2.3") for image in others), (kind, others)
+
+
+def test_spot_queue_priority_and_deadline_reach_every_run(scheduled):
+    for kind, objects in scheduled.items():
+        pods = _pods_by_name(objects)
+        spot = {n for n, p in pods.items() if "cloud.google.com/gke-spot" in p["nodeSelector"]}
+        expected = {"distributed": {"kuka-collect"}, "render": set()}
+        trainer = {"job": "kuka-train", "tfjob": "TFJob", "trainjob": "TrainingRuntime"}
+        assert spot == expected.get(kind, {trainer.get(kind)}), (kind, spot)
+        for name in spot:  # within GKE's 15 s for a Spot node's pods; bench/sigterm.py
+            assert pods[name]["terminationGracePeriodSeconds"] == 15
+            assert pods[name]["tolerations"][0]["key"] == "cloud.google.com/gke-spot"
+        runs = [o for o in objects if o["kind"] in ("Job", "TFJob", "TrainJob", "JobSet")]
+        assert runs and all(
+            o["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-q" for o in runs
+        )
+        for name, pod in pods.items():
+            if name not in ("tensorboard", "kuka-reverb"):
+                assert pod["priorityClassName"] == "low", (kind, name)
+        text = yaml.safe_dump_all(objects)
+        assert "activeDeadlineSeconds: 7200" in text and "activeDeadlineSeconds: 86400" not in text
+
+
+def test_every_run_object_is_cleaned_up_and_bounded(all_objects):
+    for obj in all_objects:
+        spec = obj.get("spec", {})
+        if obj["kind"] == "Job":
+            assert spec["ttlSecondsAfterFinished"] > 0 and spec["activeDeadlineSeconds"] > 0
+        elif obj["kind"] == "TFJob":
+            policy = spec["runPolicy"]
+            assert policy["ttlSecondsAfterFinished"] > 0 and policy["activeDeadlineSeconds"] > 0
+        elif obj["kind"] in ("JobSet", "TrainingRuntime"):
+            jobset = spec if obj["kind"] == "JobSet" else spec["template"]["spec"]
+            assert jobset["ttlSecondsAfterFinished"] > 0
+            for job in jobset["replicatedJobs"]:
+                assert job["template"]["spec"]["activeDeadlineSeconds"] > 0
+
+
+@pytest.mark.slow
+def test_gpu_image_requirements_resolve(tmp_path):
+    """pip resolves requirements-gpu.txt with the pins (metadata only, no CUDA download)."""
+    report = tmp_path / "report.json"
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "pip", "install", "--dry-run", "--quiet"),
+            *("--ignore-installed", "--report", str(report)),
+            *("-r", "requirements-gpu.txt", "-c", "constraints.txt"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    versions = {
+        item["metadata"]["name"].lower(): item["metadata"]["version"]
+        for item in json.load(open(report))["install"]
+    }
+    assert versions["tensorflow"] == "2.15.1" and "nvidia-cudnn-cu12" in versions
+    pins = dict(
+        line.strip().lower().split("==")
+        for line in open(os.path.join(ROOT, "constraints.txt"))
+        if "==" in line and not line.startswith("#")
+    )
+    moved = {name: v for name, v in versions.items() if name in pins and pins[name] != v}
+    assert not moved, moved  # the GPU image runs the same pins as the CPU one
 
 
 def test_every_kustomization_renders(all_objects):

@@ -80,6 +80,7 @@ def test_resume_continues_from_the_checkpoint(tmp_path):
     flags = [f"--logdir={tmp_path}", "--run=resume", *TINY_FLAGS]
     first = run_task(*flags, "--total_steps=300")
     assert first.returncode == 0, first.stderr[-3000:]
+    assert "Learning on the CPU (no GPU visible)" in first.stderr  # no GPU on these machines
     created = open(tmp_path / "resume" / "config.json").read()
     # Strictly alternating collection and learning is a resumable choice.
     second = run_task(*flags, "--total_steps=600", "--nooverlap")

@@ -147,7 +147,7 @@ EXPECTED_ORDER = [
     r"^gcloud artifacts repositories add-iam-policy-binding kuka --location=us-central1 .*"
     r"--member=serviceAccount:123456789012-compute@developer.gserviceaccount.com "
     r"--role=roles/artifactregistry.reader$",
-    rf"^docker build -f docker/trainer.Dockerfile -t {IMAGE}:",
+    rf"^docker build -f docker/trainer.Dockerfile --build-arg REQUIREMENTS=requirements.txt -t {IMAGE}:",
     r"^gcloud auth configure-docker us-central1-docker.pkg.dev --quiet$",
     rf"^docker push {IMAGE}:",
     r"^kubectl apply -k k8s/overlays/local/ppo-run-1$",

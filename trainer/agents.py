@@ -172,6 +172,12 @@ def for_pool(cfg: Config, pool):
     return agent, train_step, env_steps
 
 
+def devices() -> str:
+    """What the learner's TensorFlow ops run on: the GPUs TensorFlow sees, else the CPU."""
+    gpus = tf.config.list_physical_devices("GPU")
+    return ", ".join(gpu.name for gpu in gpus) if gpus else "the CPU (no GPU visible)"
+
+
 def greedy_policy(agent):
     """The policy to evaluate and export: the mode of the agent's action distribution."""
     if isinstance(agent.policy, greedy_policy_lib.GreedyPolicy):

@@ -114,8 +114,9 @@ def train(cfg: Config, command_line: str, roles: RoleConfig | None = None) -> in
     cfg, run_dir, mirror = rundir.prepare(cfg, command_line)
     print(f"Run directory: {run_dir}", file=sys.stderr, flush=True)
     # TensorFlow loads only once the input is known good.
-    from trainer import actors, record, train
+    from trainer import actors, agents, record, train
 
+    print(f"Learning on {agents.devices()}", file=sys.stderr, flush=True)
     syncer, errors = None, (actors.ActorError, TimeoutError, record.CheckpointError)
     if mirror is not None:
         from trainer import storage
