@@ -46,6 +46,9 @@ QUEUE ?=
 PRIORITY_CLASS ?=
 DEADLINE ?=
 SEEDS ?= 4
+# make tune: Katib trials in all and at a time (empty: 12 and 3, deploy/overlay.py).
+MAX_TRIALS ?=
+PARALLEL_TRIALS ?=
 TARGET ?= local
 DRY_RUN ?=
 
@@ -248,6 +251,26 @@ study: ## The tutorial's study: SEEDS runs of one experiment, RUN-s1 ... under o
 		$(MAKE) --no-print-directory manifests RUN='$(RUN_ID)-s'$$seed SEED=$$seed \
 		&& $(if $(DRY_RUN),echo ,)kubectl apply -k 'k8s/overlays/local/$(RUN_ID)-s'$$seed; \
 	done
+
+.PHONY: tune
+tune: ## Search PPO's settings with Katib: MAX_TRIALS trials of `make submit`'s Job, PARALLEL_TRIALS at a time (RUN names the Experiment)
+	$(call need,BUCKET)$(call need,IMAGE)
+	$(OVERLAY) --kind=tune --name='tune-$(RUN_ID)' --run='$(RUN_ID)' $(call kflag,MAX_TRIALS,max-trials) \
+		$(call kflag,PARALLEL_TRIALS,parallel-trials) -- $(call kflag,STEPS,total_steps) $(call kflag,ENV_ID,env_id) $(ARGS)
+	@$(MAKE) --no-print-directory push
+	$(run) kubectl apply -k 'k8s/overlays/local/tune-$(RUN_ID)'
+	@echo "Experiment kuka-tune-$(RUN_ID): make status-tune RUN=$(RUN_ID); every trial in gs://$(BUCKET)/runs/kuka-tune-$(RUN_ID)-*"
+
+.PHONY: status-tune
+status-tune: ## RUN's Katib Experiment, its best trial so far, and its trials
+	$(call need,RUN)
+	$(run) kubectl -n '$(NAMESPACE)' get experiments.kubeflow.org 'kuka-tune-$(RUN)' -o wide
+	$(run) kubectl -n '$(NAMESPACE)' get trials.kubeflow.org -l 'katib.kubeflow.org/experiment=kuka-tune-$(RUN)'
+
+.PHONY: delete-tune
+delete-tune: ## Delete RUN's Katib Experiment and its trials (their runs stay in the bucket)
+	$(call need,RUN)
+	$(run) kubectl -n '$(NAMESPACE)' delete experiments.kubeflow.org 'kuka-tune-$(RUN)' --ignore-not-found
 
 .PHONY: submit-distributed
 submit-distributed: ## Build and push the image, start Reverb, COLLECTORS collectors and a learner for RUN

@@ -24,7 +24,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench import common  # noqa: E402
-from bench.variants import VARIANTS  # noqa: E402
+from bench.variants import NAMED, SPACE, VARIANTS  # noqa: E402
 
 
 def _cell_steps(hits) -> str:
@@ -92,7 +92,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1_000_000, help="env steps per run")
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0..SEEDS-1 per variant")
     parser.add_argument(
-        "--variants", default=",".join(VARIANTS), help="comma-separated keys of bench/variants.py"
+        "--variants",
+        default=",".join(NAMED),
+        help="comma-separated keys of bench/variants.py; 'space' adds both ends of each "
+        "parameter of make tune's search (k8s/tune/trial/search-space.json)",
     )
     parser.add_argument("--eval_interval", type=int, default=100_000, help="steps between evals")
     parser.add_argument("--eval_episodes", type=int, default=100, help="greedy episodes per eval")
@@ -104,7 +107,12 @@ def main() -> None:
     )
     parser.add_argument("extra", nargs="*", help="further trainer flags for every run, after --")
     args = parser.parse_args()
-    keys = [k for k in args.variants.split(",") if k]
+    keys = [
+        k
+        for word in args.variants.split(",")
+        if word
+        for k in (SPACE if word == "space" else [word])
+    ]
     unknown = [k for k in keys if k not in VARIANTS]
     if unknown:
         parser.error(f"unknown variants {', '.join(unknown)}; known: {', '.join(VARIANTS)}")

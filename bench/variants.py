@@ -1,8 +1,18 @@
 """The agent variants that bench/ablation.py compares: key -> (what it is, trainer flags).
 
 Each variant names every flag of the setting it studies, so a row keeps its meaning
-when trainer/config.py's defaults change.
+when trainer/config.py's defaults change. Besides the named variants, every parameter
+of `make tune`'s Katib search (k8s/tune/trial/search-space.json, its one home) gives
+two: the parameter at each end of its range, the rest at the defaults.
 """
+
+import json
+import os
+
+SEARCH_SPACE = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    *("k8s", "tune", "trial", "search-space.json"),
+)
 
 # The drive-down study's reward variants ran with the old initial action mean (0.1).
 WIDE_INIT = ["--action_mean_init=0.1"]
@@ -38,3 +48,27 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "no-overlap": ("strictly on-policy: collection waits for learning", ["--nooverlap"]),
     "sac": ("SAC instead of PPO", ["--agent=sac"]),
 }
+
+
+def search_space() -> list[dict]:
+    """The Katib Experiment's parameters (name, parameterType, feasibleSpace)."""
+    with open(SEARCH_SPACE) as f:
+        (patch,) = json.load(f)
+    return patch["value"]
+
+
+def _space_variants() -> dict[str, tuple[str, list[str]]]:
+    out = {}
+    for param in search_space():
+        name, space = param["name"], param["feasibleSpace"]
+        ends = {"min": space["min"], "max": space["max"]} if "min" in space else {}
+        ends.update({str(value): value for value in space.get("list", [])})
+        for end, value in ends.items():
+            what = f"--{name}={value} (make tune's search, {end} of its range)"
+            out[f"{name}-{end}"] = (what, [f"--{name}={value}"])
+    return out
+
+
+NAMED = list(VARIANTS)  # `--variants` default; `--variants space` studies the search's
+SPACE = list(_space_variants())
+VARIANTS.update(_space_variants())

@@ -59,6 +59,15 @@ KINDS = {
     "render": Kind(
         "render", "Job", "kuka-render", "/spec/template/spec/containers/0/args", "render"
     ),
+    # Katib names each trial EXPERIMENT-xxxxxxxx, and the trial is its run.
+    "tune": Kind(
+        "tune",
+        "Experiment",
+        "kuka-tune",
+        "/spec/trialTemplate/trialSpec/spec/template/spec/containers/0/args",
+        "train",
+        "-xxxxxxxx",
+    ),
     # The roles' names are fixed (one distributed run per namespace); the run id
     # reaches them through the flags ConfigMap.
     "distributed": Kind("distributed", "Job", "", "", ""),
@@ -70,6 +79,7 @@ POD_SPECS = {
     "Job": "/spec/template/spec",
     "TFJob": "/spec/tfReplicaSpecs/Worker/template/spec",
     "TrainingRuntime": "/spec/template/spec/replicatedJobs/0/template/spec/template/spec",
+    "Experiment": "/spec/trialTemplate/trialSpec/spec/template/spec",
 }
 RUN_JOBS = "app.kubernetes.io/name in (kuka-train,kuka-learn,kuka-collect,kuka-render)"
 GPU_JOBS = "app.kubernetes.io/name in (kuka-train,kuka-learn)"
@@ -77,6 +87,7 @@ DEADLINES = {
     "Job": "/spec/activeDeadlineSeconds",
     "TFJob": "/spec/runPolicy/activeDeadlineSeconds",
     "TrainingRuntime": "/spec/template/spec/replicatedJobs/0/template/spec/activeDeadlineSeconds",
+    "Experiment": "/spec/trialTemplate/trialSpec/spec/activeDeadlineSeconds",
 }
 
 
@@ -122,6 +133,19 @@ def _patches(args, spec: Kind, flags: list[str]) -> list[dict]:
                 ],
             )
         )
+    elif args.kind == "tune":  # the trial keeps its parameter flags; the user's are added
+        rename = {"op": "replace", "path": "/metadata/name", "value": f"{spec.prefix}-{args.run}"}
+        logdir = {
+            "op": "replace",
+            "path": f"{spec.args_path}/1",
+            "value": f"--logdir=gs://{args.bucket}/runs",
+        }
+        added = [{"op": "add", "path": f"{spec.args_path}/-", "value": flag} for flag in flags]
+        counts = [
+            {"op": "replace", "path": "/spec/maxTrialCount", "value": args.max_trials},
+            {"op": "replace", "path": "/spec/parallelTrialCount", "value": args.parallel_trials},
+        ]
+        patches.append(_json_patch(spec.resource, spec.prefix, [rename, logdir, *added, *counts]))
     else:
         container_args = [
             spec.command,
@@ -311,6 +335,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out", default=os.path.join(K8S, "overlays", "local"), help="where overlays go"
     )
+    p.add_argument("--max-trials", type=int, default=12, help="tune: trials in all")
+    p.add_argument("--parallel-trials", type=int, default=3, help="tune: trials at a time")
     p.add_argument("--dry-run", action="store_true", help="print the files instead of writing")
     return p
 
@@ -325,6 +351,13 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("PROJECT is not set: the pods' Google service account lives there")
         if args.collectors < 1:
             raise ValueError(f"COLLECTORS must be at least 1, got {args.collectors}")
+        if not 1 <= args.parallel_trials <= args.max_trials:
+            raise ValueError(
+                f"PARALLEL_TRIALS ({args.parallel_trials}) must be 1 to "
+                f"MAX_TRIALS ({args.max_trials})"
+            )
+        if args.kind == "tune" and (args.gpu or args.spot or args.queue or args.priority_class):
+            raise ValueError("make tune's trials take no GPU, SPOT, QUEUE or PRIORITY_CLASS yet")
         if args.deadline < 0:
             raise ValueError(f"DEADLINE must be seconds (1 or more), got {args.deadline}")
     except ValueError as e:

@@ -7,6 +7,7 @@ cluster targets are run with DRY_RUN=1 to check the exact commands they would ru
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import json
 import os
@@ -30,13 +31,15 @@ KUSTOMIZATIONS = [
     "overlays/example-gpu",
     "render",
     "distributed",
+    "tune",
 ]
-KINDS = ["job", "tfjob", "trainjob", "render", "distributed"]
+KINDS = ["job", "tfjob", "trainjob", "render", "distributed", "tune"]
 K8S_VERSION = "1.32.0"
 CRD_SCHEMAS = {
     "TFJob": "tfjob.json",
     "TrainJob": "trainjob.json",
     "TrainingRuntime": "trainingruntime.json",
+    "Experiment": "katib-experiment.json",
 }
 IMAGE = "us-central1-docker.pkg.dev/my-project/kuka/kuka-trainer"
 USER = [
@@ -94,6 +97,8 @@ def scheduled(tmp_path_factory):
     out = tmp_path_factory.mktemp("scheduled")
     rendered = {}
     for kind in KINDS:
+        if kind == "tune":  # Katib's trials take none of these yet
+            continue
         argv = [f"--kind={kind}", f"--name=s-{kind}", *USER, *SCHEDULING, f"--out={out}"]
         assert overlay.main(argv) == 0
         rendered[kind] = _kustomize(str(out / f"s-{kind}"))
@@ -126,6 +131,8 @@ def _pod_specs(obj: dict) -> list[dict]:
             j["template"]["spec"]["template"]["spec"]
             for j in spec["template"]["spec"]["replicatedJobs"]
         ]
+    if kind == "Experiment":
+        return [spec["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]]
     return []
 
 
@@ -190,6 +197,9 @@ def test_every_run_object_is_cleaned_up_and_bounded(all_objects):
         elif obj["kind"] == "TFJob":
             policy = spec["runPolicy"]
             assert policy["ttlSecondsAfterFinished"] > 0 and policy["activeDeadlineSeconds"] > 0
+        elif obj["kind"] == "Experiment":
+            trial = spec["trialTemplate"]["trialSpec"]["spec"]
+            assert trial["ttlSecondsAfterFinished"] > 0 and trial["activeDeadlineSeconds"] > 0
         elif obj["kind"] in ("JobSet", "TrainingRuntime"):
             jobset = spec if obj["kind"] == "JobSet" else spec["template"]["spec"]
             assert jobset["ttlSecondsAfterFinished"] > 0
@@ -261,17 +271,81 @@ def test_core_objects_validate(all_objects):
             kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
 
 
+def _closed(schema: dict) -> dict:
+    """Katib's OpenAPI types with additionalProperties false, so a misspelt field fails."""
+    for name, definition in schema["components"]["schemas"].items():
+        if name.startswith("v1beta1.") and "properties" in definition:
+            definition.setdefault("additionalProperties", False)
+    return schema
+
+
+def _schema(kind: str) -> dict:
+    with open(os.path.join(ROOT, "tests", "data", "schemas", CRD_SCHEMAS[kind])) as f:
+        schema = json.load(f)
+    return _closed(schema) if kind == "Experiment" else schema
+
+
 def test_kubeflow_objects_validate_against_their_crds(all_objects):
     jsonschema = pytest.importorskip("jsonschema")
     checked = set()
     for obj in all_objects:
         if obj["kind"] in CRD_SCHEMAS:
-            with open(
-                os.path.join(ROOT, "tests", "data", "schemas", CRD_SCHEMAS[obj["kind"]])
-            ) as f:
-                jsonschema.validate(obj, json.load(f))
+            jsonschema.validate(obj, _schema(obj["kind"]))
             checked.add(obj["kind"])
     assert checked == set(CRD_SCHEMAS)
+
+
+def test_katib_schema_refuses_a_misspelt_field():
+    jsonschema = pytest.importorskip("jsonschema")
+    (experiment,) = [
+        o for o in _kustomize(os.path.join(ROOT, "k8s", "tune")) if o["kind"] == "Experiment"
+    ]
+    experiment["spec"]["parallelTrials"] = 3
+    with pytest.raises(jsonschema.ValidationError, match="parallelTrials"):
+        jsonschema.validate(experiment, _schema("Experiment"))
+
+
+def _search_space() -> list[dict]:
+    with open(os.path.join(ROOT, "k8s", "tune", "trial", "search-space.json")) as f:
+        (patch,) = json.load(f)
+    return patch["value"]
+
+
+def test_tune_trials_are_the_submit_job_with_the_searched_flags(generated):
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    (experiment,) = [o for o in generated["tune"] if o["kind"] == "Experiment"]
+    spec = experiment["spec"]
+    assert spec["objective"]["objectiveMetricName"] == "Eval/SuccessRate"
+    assert spec["objective"]["type"] == "maximize"
+    assert spec["metricsCollectorSpec"]["collector"]["kind"] == "TensorFlowEvent"
+    assert spec["parameters"] == _search_space()
+    trial = spec["trialTemplate"]["trialSpec"]
+    kubernetes_validate.validate({**trial, "metadata": {"name": "trial"}}, K8S_VERSION, strict=True)
+    # The trial is `make submit`'s Job: the same spec, but for its arguments.
+    (job,) = [o for o in generated["job"] if o["kind"] == "Job"]
+    containers = lambda s: s["template"]["spec"]["containers"]  # noqa: E731
+    assert {**trial["spec"], "template": None} == {**job["spec"], "template": None}
+    assert {**containers(trial["spec"])[0], "args": None} == {
+        **containers(job["spec"])[0],
+        "args": None,
+    }
+    args = containers(trial["spec"])[0]["args"]
+    references = {p["reference"]: p["name"] for p in spec["trialTemplate"]["trialParameters"]}
+    for param in spec["parameters"]:
+        assert f"--{param['name']}=${{trialParameters.{references[param['name']]}}}" in args
+    assert "--run=${trialParameters.run}" in args and references["${trialSpec.Name}"] == "run"
+    assert "--logdir=gs://my-kuka-runs/runs" in args and "--total_steps=123" in args
+
+
+def test_every_searched_parameter_is_a_trainer_flag_in_range():
+    names = {f.name for f in dataclasses.fields(Config)}
+    for param in _search_space():
+        assert param["name"] in names, param["name"]
+        for end in ("min", "max"):
+            flag_values = flags.FlagValues()
+            task.define_flags(flag_values)
+            flag_values(["trainer.task", f"--{param['name']}={param['feasibleSpace'][end]}"])
+            config.validate(task.config_from_flags(Config, flag_values))
 
 
 def test_generated_overlay_carries_the_users_values(generated):
@@ -281,7 +355,11 @@ def test_generated_overlay_carries_the_users_values(generated):
         assert "ghcr.io/example" not in text, kind
         assert all(obj["metadata"].get("namespace") == "team-a" for obj in objects), kind
         names = {obj["metadata"]["name"] for obj in objects}
-        expected = {"render": "kuka-render-ppo-test-1", "distributed": "kuka-learn"}
+        expected = {
+            "render": "kuka-render-ppo-test-1",
+            "distributed": "kuka-learn",
+            "tune": "kuka-tune-ppo-test-1",
+        }
         assert expected.get(kind, "kuka-train-ppo-test-1") in names
     account = next(o for o in generated["job"] if o["kind"] == "ServiceAccount")
     assert account["metadata"]["annotations"]["iam.gke.io/gcp-service-account"] == (
@@ -309,6 +387,15 @@ def _expanded(args: list[str], objects: list[dict]) -> list[str]:
             out += cm["data"]["flags.txt"].split()
         else:
             out.append(arg.replace("$(TASK)", "0"))
+    # A Katib trial's values: the run is the trial's name, each parameter its minimum.
+    experiments = [o for o in objects if o["kind"] == "Experiment"]
+    if experiments:
+        spec = experiments[0]["spec"]
+        values = {p["name"]: p["feasibleSpace"]["min"] for p in spec["parameters"]}
+        values["${trialSpec.Name}"] = "kuka-tune-trial-1"
+        for param in spec["trialTemplate"]["trialParameters"]:
+            placeholder = "${trialParameters." + param["name"] + "}"
+            out = [arg.replace(placeholder, values[param["reference"]]) for arg in out]
     return out
 
 
