@@ -46,6 +46,9 @@ QUEUE ?=
 PRIORITY_CLASS ?=
 DEADLINE ?=
 SEEDS ?= 4
+# The distributed run's layout: jobset (one JobSet; needs the JobSet controller, which
+# Kubeflow Trainer installs) or jobs (a Deployment and two Jobs; any cluster).
+LAYOUT ?= jobset
 # make tune: Katib trials in all and at a time (empty: 12 and 3, deploy/overlay.py).
 MAX_TRIALS ?=
 PARALLEL_TRIALS ?=
@@ -72,7 +75,7 @@ need = $(if $($(1)),,$(error $(1) is not set: make $@ $(1)=...))
 # value, quotes included, reaches the trainer intact), on the cluster quoted.
 flag = $(if $($(1)),--$(2)="$${$(1)}")
 kflag = $(if $($(1)),--$(2)='$($(1))')
-DISTRIBUTED_KINDS = deployments.apps,services,networkpolicies.networking.k8s.io,jobs.batch,configmaps
+DISTRIBUTED_KINDS = jobsets.jobset.x-k8s.io,deployments.apps,services,networkpolicies.networking.k8s.io,jobs.batch,configmaps
 POD_COLUMNS = custom-columns=POD:.metadata.name,PHASE:.status.phase,RESTARTS:.status.containerStatuses[0].restartCount,EXIT:.status.containerStatuses[0].state.terminated.exitCode,REASON:.status.containerStatuses[0].state.terminated.reason,LAST-REASON:.status.containerStatuses[0].lastState.terminated.reason
 OVERLAY = $(PY3) -m deploy.overlay --namespace='$(NAMESPACE)' --image='$(IMAGE)' --tag='$(TAG)' \
 	--bucket='$(BUCKET)' --project='$(PROJECT)' --auth='$(AUTH)' $(if $(GPU),--gpu) $(if $(DRY_RUN),--dry-run) \
@@ -273,9 +276,11 @@ delete-tune: ## Delete RUN's Katib Experiment and its trials (their runs stay in
 	$(run) kubectl -n '$(NAMESPACE)' delete experiments.kubeflow.org 'kuka-tune-$(RUN)' --ignore-not-found
 
 .PHONY: submit-distributed
-submit-distributed: ## Build and push the image, start Reverb, COLLECTORS collectors and a learner for RUN
+submit-distributed: ## Build and push the image, start Reverb, COLLECTORS collectors and a learner for RUN (LAYOUT=jobset|jobs)
 	$(call need,BUCKET)$(call need,IMAGE)
-	$(OVERLAY) --kind=distributed --name='distributed-$(RUN_ID)' --run='$(RUN_ID)' $(call kflag,COLLECTORS,collectors) \
+	$(if $(filter jobset jobs,$(LAYOUT)),,$(error LAYOUT must be jobset or jobs, not '$(LAYOUT)'))
+	$(OVERLAY) --kind='$(if $(filter jobs,$(LAYOUT)),distributed,jobset)' --name='distributed-$(RUN_ID)' \
+		--run='$(RUN_ID)' $(call kflag,COLLECTORS,collectors) \
 		-- $(call kflag,STEPS,total_steps) $(call kflag,SEED,seed) $(call kflag,ENV_ID,env_id) $(ARGS)
 	@$(MAKE) --no-print-directory push
 	$(run) kubectl apply -k 'k8s/overlays/local/distributed-$(RUN_ID)'
@@ -283,7 +288,8 @@ submit-distributed: ## Build and push the image, start Reverb, COLLECTORS collec
 
 .PHONY: status-distributed
 status-distributed: ## The distributed run's Reverb server, collectors and learner in NAMESPACE
-	$(run) kubectl -n '$(NAMESPACE)' get deployments,jobs,pods -l 'app.kubernetes.io/name in (kuka-reverb,kuka-collect,kuka-learn)'
+	$(run) kubectl -n '$(NAMESPACE)' get jobsets.jobset.x-k8s.io,deployments,jobs -l app.kubernetes.io/component=distributed
+	$(run) kubectl -n '$(NAMESPACE)' get pods -l 'app.kubernetes.io/name in (kuka-reverb,kuka-collect,kuka-learn)' -o '$(POD_COLUMNS)'
 
 .PHONY: delete-distributed
 delete-distributed: ## Delete the distributed run's Reverb, collectors and learner, not the shared objects (logs stay in the bucket)

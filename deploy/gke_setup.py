@@ -21,7 +21,7 @@ import tempfile
 
 from deploy import commands
 from deploy.commands import Failed, query, run
-from deploy.overlay import AUTHS, gsa_email
+from deploy.kinds import AUTHS, gsa_email
 
 APIS = [
     "container.googleapis.com",  # the cluster

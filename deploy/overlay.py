@@ -11,128 +11,41 @@ no YAML library is needed: this runs with any Python 3.9+, before .venv exists.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
-import re
 import sys
 
 from deploy import commands
+from deploy.kinds import (
+    AUTHS,
+    DEADLINES,
+    GPU_JOBS,
+    GPU_PODS,
+    KINDS,
+    POD_SPECS,
+    ROLES,
+    RUN_JOBS,
+    Kind,
+    check_run,
+    gsa_email,
+)
 from trainer.config import RoleConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 K8S = os.path.join(ROOT, "k8s")
 # The image name the tracked manifests use; `images:` replaces it.
 TEMPLATE_IMAGE = "ghcr.io/example/kuka-trainer"
-NAME_LIMIT = 63  # a DNS label, and a label value such as batch.kubernetes.io/job-name
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-
-
-@dataclasses.dataclass(frozen=True)
-class Kind:
-    """What one flavour renders from and which object carries the run."""
-
-    base: str  # under k8s/
-    resource: str  # the object kind the run's name goes on
-    prefix: str  # that object's name is PREFIX-RUN
-    args_path: str  # JSON pointer to its container arguments
-    command: str  # the trainer command it runs
-    # Names Kubernetes derives from the object's name: the longest one must fit
-    # NAME_LIMIT (the TFJob's pod and Service NAME-worker-0, the TrainJob's child
-    # Job NAME-node-0).
-    derived_suffix: str = ""
-
-
-KINDS = {
-    "job": Kind("base", "Job", "kuka-train", "/spec/template/spec/containers/0/args", "train"),
-    "tfjob": Kind(
-        "overlays/tfjob",
-        "TFJob",
-        "kuka-train",
-        "/spec/tfReplicaSpecs/Worker/template/spec/containers/0/args",
-        "train",
-        "-worker-0",
-    ),
-    "trainjob": Kind(
-        "overlays/trainjob", "TrainJob", "kuka-train", "/spec/trainer/args", "train", "-node-0"
-    ),
-    "render": Kind(
-        "render", "Job", "kuka-render", "/spec/template/spec/containers/0/args", "render"
-    ),
-    # Katib names each trial EXPERIMENT-xxxxxxxx, and the trial is its run.
-    "tune": Kind(
-        "tune",
-        "Experiment",
-        "kuka-tune",
-        "/spec/trialTemplate/trialSpec/spec/template/spec/containers/0/args",
-        "train",
-        "-xxxxxxxx",
-    ),
-    # The roles' names are fixed (one distributed run per namespace); the run id
-    # reaches them through the flags ConfigMap.
-    "distributed": Kind("distributed", "Job", "", "", ""),
-}
-AUTHS = ("workload-identity", "key-file")
-# Where each run kind keeps its pod template, and the selector of the run's objects
-# (the Jobs' name labels survive the rename; an overlay holds one run).
-POD_SPECS = {
-    "Job": "/spec/template/spec",
-    "TFJob": "/spec/tfReplicaSpecs/Worker/template/spec",
-    "TrainingRuntime": "/spec/template/spec/replicatedJobs/0/template/spec/template/spec",
-    "Experiment": "/spec/trialTemplate/trialSpec/spec/template/spec",
-}
-RUN_JOBS = "app.kubernetes.io/name in (kuka-train,kuka-learn,kuka-collect,kuka-render)"
-GPU_JOBS = "app.kubernetes.io/name in (kuka-train,kuka-learn)"
-DEADLINES = {
-    "Job": "/spec/activeDeadlineSeconds",
-    "TFJob": "/spec/runPolicy/activeDeadlineSeconds",
-    "TrainingRuntime": "/spec/template/spec/replicatedJobs/0/template/spec/activeDeadlineSeconds",
-    "Experiment": "/spec/trialTemplate/trialSpec/spec/activeDeadlineSeconds",
-}
-
-
-def max_run_length(kind: str) -> int:
-    """The longest run id whose derived object names fit Kubernetes' limits."""
-    spec = KINDS[kind]
-    if not spec.prefix:
-        return NAME_LIMIT
-    return NAME_LIMIT - len(spec.prefix) - 1 - len(spec.derived_suffix)
-
-
-def check_run(run: str, kind: str) -> None:
-    """ValueError, in one line, if `run` cannot name `kind`'s objects."""
-    limit = max_run_length(kind)
-    if not _DNS_LABEL.match(run):
-        raise ValueError(
-            f"run id {run!r} is not a valid Kubernetes name: lowercase letters, digits and "
-            "dashes, starting and ending with a letter or digit"
-        )
-    if len(run) > limit:
-        raise ValueError(
-            f"run id {run!r} has {len(run)} characters; a {kind} run allows at most {limit}, "
-            f"since Kubernetes names {KINDS[kind].prefix}-RUN{KINDS[kind].derived_suffix} "
-            f"from it and names have at most {NAME_LIMIT}"
-        )
-
-
-def gsa_email(project: str) -> str:
-    """The Google service account the pods act as (deploy.gke_setup creates it)."""
-    return f"kuka-trainer@{project}.iam.gserviceaccount.com"
 
 
 def _patches(args, spec: Kind, flags: list[str]) -> list[dict]:
     patches = []
-    if args.kind == "distributed":
-        patches.append(
-            _json_patch(
-                "Job",
-                "kuka-collect",
-                [
-                    {"op": "replace", "path": "/spec/parallelism", "value": args.collectors},
-                    {"op": "replace", "path": "/spec/completions", "value": args.collectors},
-                ],
-            )
-        )
+    if args.kind in ROLES:
+        kind, name, job = ROLES[args.kind]
+        counts = [
+            {"op": "replace", "path": f"{job}/{field}", "value": args.collectors}
+            for field in ("parallelism", "completions")
+        ]
+        patches.append(_json_patch(kind, name, counts))
     elif args.kind == "tune":  # the trial keeps its parameter flags; the user's are added
         rename = {"op": "replace", "path": "/metadata/name", "value": f"{spec.prefix}-{args.run}"}
         logdir = {
@@ -198,22 +111,27 @@ def _setting_patches(args) -> list[dict]:
     """DEADLINE, ACCELERATOR, QUEUE and PRIORITY_CLASS over the components' defaults."""
     ops: dict[str, list[dict]] = {kind: [] for kind in POD_SPECS}
     if args.deadline:
-        for kind, path in DEADLINES.items():
-            ops[kind].append({"op": "replace", "path": path, "value": args.deadline})
+        for kind, paths in DEADLINES.items():
+            ops[kind] += [{"op": "replace", "path": p, "value": args.deadline} for p in paths]
     if args.priority_class:
-        for kind, pod in POD_SPECS.items():
-            path = f"{pod}/priorityClassName"
-            ops[kind].append({"op": "replace", "path": path, "value": args.priority_class})
+        for kind, pods in POD_SPECS.items():
+            value = args.priority_class
+            ops[kind] += [
+                {"op": "replace", "path": f"{pod}/priorityClassName", "value": value}
+                for pod in pods
+            ]
     patches = [
         {"target": _run_target(kind), "patch": json.dumps(operations)}
         for kind, operations in ops.items()
         if operations
     ]
     if args.gpu and args.accelerator:  # only the pods the gpu component gives a GPU
-        for kind, pod in POD_SPECS.items():
-            path = f"{pod}/nodeSelector/cloud.google.com~1gke-accelerator"
-            operation = [{"op": "replace", "path": path, "value": args.accelerator}]
-            patches.append({"target": _run_target(kind, GPU_JOBS), "patch": json.dumps(operation)})
+        for kind, pods in GPU_PODS.items():
+            key = "nodeSelector/cloud.google.com~1gke-accelerator"
+            operations = [
+                {"op": "replace", "path": f"{pod}/{key}", "value": args.accelerator} for pod in pods
+            ]
+            patches.append({"target": _run_target(kind, GPU_JOBS), "patch": json.dumps(operations)})
     if args.queue:
         label = {"op": "replace", "path": "/metadata/labels/kueue.x-k8s.io~1queue-name"}
         patches.append(
@@ -263,7 +181,7 @@ def kustomization(args, flags: list[str], directory: str) -> dict:
                 "literals": [f"logdir=gs://{args.bucket}/runs"],
             }
         )
-    if args.kind == "distributed":
+    if args.kind in ROLES:
         generators.append({"name": "kuka-flags", "behavior": "replace", "files": ["flags.txt"]})
     if generators:
         result["configMapGenerator"] = generators
@@ -277,7 +195,7 @@ def files(args, flags: list[str], directory: str) -> dict[str, str]:
         + json.dumps(kustomization(args, flags, directory), indent=2)
         + "\n"
     }
-    if args.kind == "distributed":
+    if args.kind in ROLES:
         # Every role reads the run's flags from this file (a ConfigMap), one per line.
         lines = [
             f"--logdir=gs://{args.bucket}/runs",

@@ -12,7 +12,7 @@ import subprocess
 import pytest
 import yaml
 
-from deploy import gke_setup, overlay
+from deploy import gke_setup, kinds, overlay
 from tests.conftest import ROOT, make_env
 from tests.test_k8s import _kustomize
 
@@ -79,11 +79,13 @@ def _local_overlays() -> set[str]:
         (["bucket", "BUCKET=b"], ".venv/bin/python -m trainer.storage check gs://b --create"),
         (
             ["status-distributed"],
-            "kubectl -n rl get deployments,jobs,pods -l app.kubernetes.io/name in (kuka-reverb,kuka-collect,kuka-learn)",
+            "kubectl -n rl get jobsets.jobset.x-k8s.io,deployments,jobs "
+            "-l app.kubernetes.io/component=distributed",
         ),
         (
             ["delete-distributed"],
-            "kubectl -n rl delete deployments.apps,services,networkpolicies.networking.k8s.io,"
+            "kubectl -n rl delete jobsets.jobset.x-k8s.io,deployments.apps,services,"
+            "networkpolicies.networking.k8s.io,"
             "jobs.batch,configmaps -l app.kubernetes.io/component=distributed --ignore-not-found",
         ),
         (
@@ -142,12 +144,12 @@ def test_missing_variables_are_named(target, missing):
 
 @pytest.mark.parametrize("kind", ["job", "tfjob", "trainjob", "render"])
 def test_run_ids_at_the_limit_fit_and_longer_ones_are_refused(kind, tmp_path, capsys):
-    limit = overlay.max_run_length(kind)
+    limit = kinds.max_run_length(kind)
     assert limit == {"job": 52, "tfjob": 43, "trainjob": 45, "render": 51}[kind]
     common = ["--image=i", "--tag=t", "--bucket=b", "--project=p", f"--out={tmp_path}"]
     longest = "r" * limit
     assert overlay.main([f"--kind={kind}", "--name=ok", f"--run={longest}", *common]) == 0
-    spec = overlay.KINDS[kind]
+    spec = kinds.KINDS[kind]
     for obj in _kustomize(str(tmp_path / "ok")):
         name = obj["metadata"]["name"]
         if obj["kind"] == spec.resource and name.startswith(spec.prefix):

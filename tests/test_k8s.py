@@ -31,15 +31,17 @@ KUSTOMIZATIONS = [
     "overlays/example-gpu",
     "render",
     "distributed",
+    "jobset",
     "tune",
 ]
-KINDS = ["job", "tfjob", "trainjob", "render", "distributed", "tune"]
+KINDS = ["job", "tfjob", "trainjob", "render", "distributed", "jobset", "tune"]
 K8S_VERSION = "1.32.0"
 CRD_SCHEMAS = {
     "TFJob": "tfjob.json",
     "TrainJob": "trainjob.json",
     "TrainingRuntime": "trainingruntime.json",
     "Experiment": "katib-experiment.json",
+    "JobSet": "jobset.json",
 }
 IMAGE = "us-central1-docker.pkg.dev/my-project/kuka/kuka-trainer"
 USER = [
@@ -133,7 +135,15 @@ def _pod_specs(obj: dict) -> list[dict]:
         ]
     if kind == "Experiment":
         return [spec["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]]
+    if kind == "JobSet":
+        return [j["template"]["spec"]["template"]["spec"] for j in spec["replicatedJobs"]]
     return []
+
+
+def _pod_templates(obj: dict) -> list[dict]:
+    if obj["kind"] == "JobSet":
+        return [j["template"]["spec"]["template"] for j in obj["spec"]["replicatedJobs"]]
+    return [{"spec": pod} for pod in _pod_specs(obj)]
 
 
 def _pods_by_name(objects: list[dict]) -> dict[str, dict]:
@@ -141,8 +151,9 @@ def _pods_by_name(objects: list[dict]) -> dict[str, dict]:
     out = {}
     for obj in objects:
         name = obj["metadata"].get("labels", {}).get("app.kubernetes.io/name", obj["kind"])
-        for pod in _pod_specs(obj):
-            out[name] = pod
+        for template in _pod_templates(obj):
+            labels = template.get("metadata", {}).get("labels", {})
+            out[labels.get("app.kubernetes.io/name", name)] = template["spec"]
     return out
 
 
@@ -153,7 +164,12 @@ def test_gpu_goes_to_the_learning_pod_only(scheduled):
         if kind == "render":
             assert not gpu
             continue
-        learner = {"job": "kuka-train", "tfjob": "TFJob", "distributed": "kuka-learn"}
+        learner = {
+            "job": "kuka-train",
+            "tfjob": "TFJob",
+            "distributed": "kuka-learn",
+            "jobset": "kuka-learn",
+        }
         assert gpu == {learner.get(kind, "TrainingRuntime")}, (kind, gpu)
         (name,) = gpu
         assert pods[name]["nodeSelector"]["cloud.google.com/gke-accelerator"] == "nvidia-tesla-t4"
@@ -172,7 +188,7 @@ def test_spot_queue_priority_and_deadline_reach_every_run(scheduled):
     for kind, objects in scheduled.items():
         pods = _pods_by_name(objects)
         spot = {n for n, p in pods.items() if "cloud.google.com/gke-spot" in p["nodeSelector"]}
-        expected = {"distributed": {"kuka-collect"}, "render": set()}
+        expected = {"distributed": {"kuka-collect"}, "jobset": {"kuka-collect"}, "render": set()}
         trainer = {"job": "kuka-train", "tfjob": "TFJob", "trainjob": "TrainingRuntime"}
         assert spot == expected.get(kind, {trainer.get(kind)}), (kind, spot)
         for name in spot:  # within GKE's 15 s for a Spot node's pods; bench/sigterm.py
@@ -358,6 +374,7 @@ def test_generated_overlay_carries_the_users_values(generated):
         expected = {
             "render": "kuka-render-ppo-test-1",
             "distributed": "kuka-learn",
+            "jobset": "kuka-distributed",
             "tune": "kuka-tune-ppo-test-1",
         }
         assert expected.get(kind, "kuka-train-ppo-test-1") in names
@@ -419,6 +436,57 @@ def test_container_command_lines_are_accepted_by_the_trainer(renders):
                 assert cfg.logdir.startswith("gs://")
                 parsed.add(rest[1])
     assert parsed == {"train", "render", "reverb", "collect", "learn"}
+
+
+def test_every_configmap_a_pod_reads_is_rendered(renders):
+    """kustomize renames generated ConfigMaps; kinds it does not know need its config."""
+    for objects in renders:
+        names = {o["metadata"]["name"] for o in objects if o["kind"] == "ConfigMap"}
+        for obj in objects:
+            for pod in _pod_specs(obj):
+                mounted = [
+                    v["configMap"]["name"] for v in pod.get("volumes", []) if "configMap" in v
+                ]
+                read = [
+                    e["valueFrom"]["configMapKeyRef"]["name"]
+                    for c in pod["containers"]
+                    for e in c.get("env", [])
+                    if "configMapKeyRef" in e.get("valueFrom", {})
+                ]
+                assert set(mounted + read) <= names, (obj["kind"], mounted + read, names)
+
+
+def test_jobset_runs_the_roles_in_order_and_ends_with_the_learner(generated):
+    (jobset,) = [o for o in generated["jobset"] if o["kind"] == "JobSet"]
+    spec = jobset["spec"]
+    assert [j["name"] for j in spec["replicatedJobs"]] == ["reverb", "learner", "collectors"]
+    assert spec["startupPolicy"]["startupPolicyOrder"] == "InOrder"  # Reverb first
+    assert spec["successPolicy"] == {"operator": "Any", "targetReplicatedJobs": ["learner"]}
+    rules = {r["name"]: r for r in spec["failurePolicy"]["rules"]}
+    bad_input = rules["learner-bad-input"]
+    assert (bad_input["action"], bad_input["onJobFailureReasons"]) == (
+        "FailJobSet",
+        ["PodFailurePolicy"],
+    )
+    assert rules["collectors-restart"]["action"] == "RestartJob"
+    jobs = {j["name"]: j["template"]["spec"] for j in spec["replicatedJobs"]}
+    learner_exit_2 = jobs["learner"]["podFailurePolicy"]["rules"][0]
+    assert learner_exit_2["action"] == "FailJob" and learner_exit_2["onExitCodes"]["values"] == [2]
+    assert jobs["collectors"]["parallelism"] == jobs["collectors"]["completions"] == 3
+    # The same pods as the Deployment + Jobs layout, the server's now a Job's.
+    others = {o["metadata"]["name"]: o for o in generated["distributed"]}
+    copies = {
+        "reverb": others["kuka-reverb"]["spec"]["template"],
+        "learner": others["kuka-learn"]["spec"]["template"],
+        "collectors": others["kuka-collect"]["spec"]["template"],
+    }
+    for name, template in copies.items():
+        pod = dict(jobs[name]["template"]["spec"])
+        if name == "reverb":
+            assert pod.pop("restartPolicy") == "Never"
+        assert pod == template["spec"], name
+    kinds = {o["kind"] for o in generated["jobset"]}
+    assert not kinds & {"Job", "Deployment"} - {"Deployment"} and "JobSet" in kinds
 
 
 def test_distributed_roles_find_each_other(generated):

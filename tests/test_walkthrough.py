@@ -161,7 +161,8 @@ EXPECTED_ORDER = [
     rf"^kubectl -n {NAMESPACE} delete jobs.batch kuka-train-ppo-run-1 --ignore-not-found$",
     rf"^docker push {IMAGE}:",
     r"^kubectl apply -k k8s/overlays/local/distributed-ppo-dist-1$",
-    rf"^kubectl -n {NAMESPACE} get deployments,jobs,pods ",
+    rf"^kubectl -n {NAMESPACE} get jobsets.jobset.x-k8s.io,deployments,jobs -l app.kubernetes.io/component=distributed$",
+    rf"^kubectl -n {NAMESPACE} get pods -l app.kubernetes.io/name in \(kuka-reverb,kuka-collect,kuka-learn\) ",
     rf"^kubectl -n {NAMESPACE} delete .* -l app.kubernetes.io/component=distributed ",
 ]
 
