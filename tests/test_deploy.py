@@ -88,6 +88,21 @@ def _local_overlays() -> set[str]:
             "networkpolicies.networking.k8s.io,"
             "jobs.batch,configmaps -l app.kubernetes.io/component=distributed --ignore-not-found",
         ),
+        (["tune", "BUCKET=b", "RUN=t1"], "kubectl apply -k k8s/overlays/local/tune-t1"),
+        (
+            ["status-tune", "RUN=t1"],
+            "kubectl -n rl get trials.kubeflow.org -l katib.kubeflow.org/experiment=kuka-tune-t1",
+        ),
+        (
+            ["delete-tune", "RUN=t1"],
+            "kubectl -n rl delete experiments.kubeflow.org kuka-tune-t1 --ignore-not-found",
+        ),
+        (["push", "GPU=1"], f"docker push {AR_IMAGE}:v9-gpu"),
+        (["push", "GPU=1"], f"docker push {AR_IMAGE}:v9"),  # TensorBoard's and collectors'
+        (
+            ["submit-distributed", "BUCKET=b", "RUN=d1", "LAYOUT=jobs"],
+            "kubectl apply -k k8s/overlays/local/distributed-d1",
+        ),
         (
             ["setup", "BUCKET=b", "ZONE=europe-west4-b"],
             "gcloud container clusters get-credentials kuka --location=europe-west4-b --project=my-project",

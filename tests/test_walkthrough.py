@@ -30,16 +30,15 @@ GSA = f"kuka-trainer@{PROJECT}.iam.gserviceaccount.com"
 
 
 def readme_blocks() -> list[str]:
-    """The README's cluster walk-through: its section's block, then the distributed one."""
+    """Every command block of the README's cluster section, in order: the walk-through,
+    then Tune, Scale out, and GPU and Spot."""
     text = open(os.path.join(ROOT, "README.md")).read()
     sections = dict(re.findall(r"^## (.+?)\n(.*?)(?=^## |\Z)", text, re.M | re.S))
-    blocks = []
-    for title, must_hold in [
-        ("The same job on Kubernetes / Kubeflow", "make setup"),
-        ("Distributed training: Reverb, collectors and a learner", "make submit-distributed"),
-    ]:
-        found = re.findall(r"```bash\n(.*?)```", sections[title], re.S)
-        blocks.append(next(b for b in found if must_hold in b))
+    blocks = re.findall(
+        r"```bash\n(.*?)```", sections["The same job on Kubernetes / Kubeflow"], re.S
+    )
+    for must_hold in ("make setup", "make tune", "make submit-distributed", "GPU=1", "SPOT=1"):
+        assert any(must_hold in block for block in blocks), must_hold
     return blocks
 
 
@@ -160,10 +159,17 @@ EXPECTED_ORDER = [
     r"^kubectl apply -k k8s/overlays/local/render-ppo-run-1$",
     rf"^kubectl -n {NAMESPACE} delete jobs.batch kuka-train-ppo-run-1 --ignore-not-found$",
     rf"^docker push {IMAGE}:",
+    r"^kubectl apply -k k8s/overlays/local/tune-tune-1$",
+    rf"^kubectl -n {NAMESPACE} get experiments.kubeflow.org kuka-tune-tune-1 ",
+    rf"^kubectl -n {NAMESPACE} delete experiments.kubeflow.org kuka-tune-tune-1 ",
     r"^kubectl apply -k k8s/overlays/local/distributed-ppo-dist-1$",
     rf"^kubectl -n {NAMESPACE} get jobsets.jobset.x-k8s.io,deployments,jobs -l app.kubernetes.io/component=distributed$",
     rf"^kubectl -n {NAMESPACE} get pods -l app.kubernetes.io/name in \(kuka-reverb,kuka-collect,kuka-learn\) ",
     rf"^kubectl -n {NAMESPACE} delete .* -l app.kubernetes.io/component=distributed ",
+    r"^docker build .*REQUIREMENTS=requirements-gpu.txt .*:[^ ]*-gpu \.$",
+    r"^kubectl apply -k k8s/overlays/local/ppo-gpu-1$",
+    r"^kubectl apply -k k8s/overlays/local/ppo-spot-1$",
+    r"^kubectl apply -k k8s/overlays/local/ppo-q-1$",
 ]
 
 
@@ -192,9 +198,14 @@ def test_every_applied_manifest_is_valid_and_runs_the_pushed_image(walkthrough):
     jsonschema = pytest.importorskip("jsonschema")
     records, _ = walkthrough
     pushed = {r["argv"][1] for r in records if r["tool"] == "docker" and r["argv"][0] == "push"}
-    assert len(pushed) == 1
+    # One image for every run; GPU=1 pushes its GPU image beside it, TAG-gpu.
+    assert {image.removesuffix("-gpu") for image in pushed} == {min(pushed)}
     applies = _applied(records)
-    assert len(applies) == 4  # the namespace, the run, the render, the distributed run
+    # The namespace, the run, the render, the tune, the distributed run, and the GPU,
+    # Spot and queued runs.
+    assert len(applies) == 8
+    kinds = {obj["kind"] for objects in applies for obj in objects}
+    assert {"Experiment", "JobSet", "Job"} <= kinds
     for objects in applies:
         for obj in objects:
             if obj["kind"] in CRD_SCHEMAS:
