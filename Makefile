@@ -67,7 +67,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 REGION := $(shell echo '$(LOCATION)' | sed -E 's/^([a-z]+-[a-z]+[0-9]+)-[a-z]$$/\1/')
 IMAGE := $(or $(IMAGE),$(if $(PROJECT),$(REGION)-docker.pkg.dev/$(PROJECT)/$(REPOSITORY)/kuka-trainer))
 # Cluster runs need a run id up front: it names the Job and the bucket folder.
-RUN_ID := $(or $(RUN),$(shell $(PY3) -m trainer.runs '$(AGENT)' '$(ENV_ID)'))
+RUN_ID := $(or $(RUN),$(shell $(PY3) -m deploy.values run-id '$(AGENT)' '$(ENV_ID)'))
 # DRY_RUN=1 prints the cluster commands instead of running them.
 run := $(if $(DRY_RUN),@echo,)
 need = $(if $($(1)),,$(error $(1) is not set: make $@ $(1)=...))
@@ -176,7 +176,7 @@ else
 	@$(MAKE) --no-print-directory $(VENV)/.runtime
 	@# TF_CPP_MIN_LOG_LEVEL=3: no CUDA/cuDNN/TensorRT probing notes on a CPU machine;
 	@# --load_fast=true: the fast loader without its "experimental" banner.
-	TF_CPP_MIN_LOG_LEVEL=3 $(VENV)/bin/tensorboard --logdir="$${LOGDIR:-$$($(PY) -m trainer.config logdir)}" --host=127.0.0.1 \
+	TF_CPP_MIN_LOG_LEVEL=3 $(VENV)/bin/tensorboard --logdir="$${LOGDIR:-$$($(PY) -m deploy.values default logdir)}" --host=127.0.0.1 \
 		--port='$(TB_PORT)' --load_fast=true
 endif
 
@@ -203,7 +203,7 @@ bench-ablation: $(VENV)/.runtime ## Every variant of bench/variants.py, 3 seeds 
 .PHONY: bucket
 bucket: $(if $(DRY_RUN),,$(VENV)/.runtime) ## Check gs://BUCKET (create it if missing); runs go to LOGDIR=gs://BUCKET/runs
 	$(call need,BUCKET)
-	$(run) $(PY) -m trainer.storage check 'gs://$(BUCKET)' --create
+	$(run) $(PY) -m deploy.bucket 'gs://$(BUCKET)' --create
 
 ##@ Kubernetes / Kubeflow (DRY_RUN=1 prints the commands)
 

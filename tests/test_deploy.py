@@ -76,7 +76,7 @@ def _local_overlays() -> set[str]:
             f"--substitutions=_IMAGE={AR_IMAGE}:v9\\,_REQUIREMENTS=requirements.txt .",
         ),
         (["auth"], "gcloud config set project my-project"),
-        (["bucket", "BUCKET=b"], ".venv/bin/python -m trainer.storage check gs://b --create"),
+        (["bucket", "BUCKET=b"], ".venv/bin/python -m deploy.bucket gs://b --create"),
         (
             ["status-distributed"],
             "kubectl -n rl get jobsets.jobset.x-k8s.io,deployments,jobs "
@@ -248,3 +248,17 @@ def test_overlay_is_yaml_for_kustomize(tmp_path):
     assert any(c.endswith("components/key-file") for c in data["components"])
     job = next(o for o in _kustomize(str(tmp_path / "j")) if o["kind"] == "Job")
     assert job["spec"]["template"]["spec"]["containers"][0]["args"][-1] == "--seed=3"
+
+
+def test_values_give_the_makefile_run_ids_and_defaults(capsys):
+    from deploy import values
+    from trainer import runs
+    from trainer.config import Config
+
+    assert values.main(["run-id", "sac", "KukaBulletEnv-v0"]) == 0
+    run_id = capsys.readouterr().out.strip()
+    runs.check_run_id(run_id)
+    assert run_id.startswith("sac-kukabulletenv-v0-")
+    assert values.main(["default", "eval_episodes"]) == 0
+    assert capsys.readouterr().out.strip() == str(Config.eval_episodes)
+    assert values.main(["default", "no_such_field"]) == 2

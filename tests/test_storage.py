@@ -151,7 +151,7 @@ def test_no_credentials(tmp_path):
         GCE_METADATA_IP="127.0.0.1:9",
     )
     result = subprocess.run(
-        [sys.executable, "-m", "trainer.storage", "check", "gs://kuka-runs"],
+        [sys.executable, "-m", "deploy.bucket", "gs://kuka-runs"],
         cwd=ROOT,
         env=env,
         capture_output=True,

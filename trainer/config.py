@@ -279,9 +279,3 @@ def from_dict(data: dict[str, Any]) -> Config:
         name: tuple(value) if isinstance(value, list) else value for name, value in data.items()
     }
     return Config(**{**_LEGACY, **values})
-
-
-if __name__ == "__main__":  # `python -m trainer.config logdir`: a default, for the Makefile
-    import sys
-
-    print(getattr(Config, sys.argv[1]))

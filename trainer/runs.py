@@ -191,12 +191,3 @@ def load_config(path: str) -> Config:
         return config.from_dict(data)
     except (OSError, ValueError, TypeError) as e:
         raise ValueError(f"cannot read {path}: {e}") from e
-
-
-if __name__ == "__main__":
-    # `python3 -m trainer.runs [AGENT] [ENV_ID]`: a new run id, for the Makefile's
-    # cluster targets (standard library only: runs before .venv exists).
-    import sys
-
-    agent, env_id = ([*sys.argv[1:], "", ""])[:2]
-    print(make_run_id(agent or Config.agent, env_id or Config.env_id))

@@ -16,7 +16,6 @@ from trainer.storage.bucket import (  # noqa: E402
     StorageError,
     check_bucket,
     join,
-    main,
     make_client,
     parse_url,
 )
@@ -36,7 +35,6 @@ __all__ = [
     "check_bucket",
     "join",
     "latest_run",
-    "main",
     "make_client",
     "parse_url",
 ]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import sys
 
 from google.api_core import exceptions as api_exceptions
 from google.auth import exceptions as auth_exceptions
@@ -87,27 +86,3 @@ def check_bucket(client, bucket: str, create: bool = False, location: str = "US"
     except api_exceptions.Conflict:
         raise StorageError(f"bucket name gs://{bucket} is taken by another project") from None
     return BucketCheck(bucket, exists=True, created=True)
-
-
-def main(argv: list[str]) -> int:
-    """`python -m trainer.storage check gs://BUCKET[/PATH] [--create]`: can runs go there?"""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m trainer.storage", description=main.__doc__)
-    parser.add_argument("command", choices=["check"], help="what to do")
-    parser.add_argument("url", help="gs://BUCKET or gs://BUCKET/PATH")
-    parser.add_argument("--create", action="store_true", help="create the bucket if missing")
-    parser.add_argument("--location", default="US", help="location of a bucket to create")
-    args = parser.parse_args(argv)
-    try:
-        bucket, _ = parse_url(args.url)
-        found = check_bucket(make_client(), bucket, create=args.create, location=args.location)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except StorageError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    verb = "created" if found.created else "exists and is usable"
-    print(f"gs://{bucket} {verb}")
-    return 0
