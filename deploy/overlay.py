@@ -31,6 +31,9 @@ from deploy.kinds import (
 )
 from trainer.config import RoleConfig
 
+# Where a Katib trial's Job takes the Kueue label (the kueue component adds it).
+QUEUED_TRIAL = "/spec/trialTemplate/trialSpec/{key}"
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 K8S = os.path.join(ROOT, "k8s")
 # The image name the tracked manifests use; `images:` replaces it.
@@ -133,13 +136,13 @@ def _setting_patches(args) -> list[dict]:
             ]
             patches.append({"target": _run_target(kind, GPU_JOBS), "patch": json.dumps(operations)})
     if args.queue:
-        label = {"op": "replace", "path": "/metadata/labels/kueue.x-k8s.io~1queue-name"}
-        patches.append(
-            {
-                "target": {"kind": "(Job|TFJob|TrainJob|JobSet)"},
-                "patch": json.dumps([{**label, "value": args.queue}]),
-            }
-        )
+        key = "metadata/labels/kueue.x-k8s.io~1queue-name"
+        for kind, path in (
+            ("(Job|TFJob|TrainJob|JobSet)", f"/{key}"),
+            ("Experiment", QUEUED_TRIAL),
+        ):
+            label = [{"op": "replace", "path": path.format(key=key), "value": args.queue}]
+            patches.append({"target": {"kind": kind}, "patch": json.dumps(label)})
     return patches
 
 
@@ -274,8 +277,6 @@ def main(argv: list[str] | None = None) -> int:
                 f"PARALLEL_TRIALS ({args.parallel_trials}) must be 1 to "
                 f"MAX_TRIALS ({args.max_trials})"
             )
-        if args.kind == "tune" and (args.gpu or args.spot or args.queue or args.priority_class):
-            raise ValueError("make tune's trials take no GPU, SPOT, QUEUE or PRIORITY_CLASS yet")
         if args.deadline < 0:
             raise ValueError(f"DEADLINE must be seconds (1 or more), got {args.deadline}")
     except ValueError as e:

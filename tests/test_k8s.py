@@ -99,8 +99,6 @@ def scheduled(tmp_path_factory):
     out = tmp_path_factory.mktemp("scheduled")
     rendered = {}
     for kind in KINDS:
-        if kind == "tune":  # Katib's trials take none of these yet
-            continue
         argv = [f"--kind={kind}", f"--name=s-{kind}", *USER, *SCHEDULING, f"--out={out}"]
         assert overlay.main(argv) == 0
         rendered[kind] = _kustomize(str(out / f"s-{kind}"))
@@ -143,6 +141,8 @@ def _pod_specs(obj: dict) -> list[dict]:
 def _pod_templates(obj: dict) -> list[dict]:
     if obj["kind"] == "JobSet":
         return [j["template"]["spec"]["template"] for j in obj["spec"]["replicatedJobs"]]
+    if obj["kind"] == "Experiment":
+        return [obj["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]]
     return [{"spec": pod} for pod in _pod_specs(obj)]
 
 
@@ -165,6 +165,7 @@ def test_gpu_goes_to_the_learning_pod_only(scheduled):
             assert not gpu
             continue
         learner = {
+            "tune": "kuka-train",  # each trial is the batch Job
             "job": "kuka-train",
             "tfjob": "TFJob",
             "distributed": "kuka-learn",
@@ -189,12 +190,20 @@ def test_spot_queue_priority_and_deadline_reach_every_run(scheduled):
         pods = _pods_by_name(objects)
         spot = {n for n, p in pods.items() if "cloud.google.com/gke-spot" in p["nodeSelector"]}
         expected = {"distributed": {"kuka-collect"}, "jobset": {"kuka-collect"}, "render": set()}
-        trainer = {"job": "kuka-train", "tfjob": "TFJob", "trainjob": "TrainingRuntime"}
+        trainer = {
+            "job": "kuka-train",
+            "tune": "kuka-train",
+            "tfjob": "TFJob",
+            "trainjob": "TrainingRuntime",
+        }
         assert spot == expected.get(kind, {trainer.get(kind)}), (kind, spot)
         for name in spot:  # within GKE's 15 s for a Spot node's pods; bench/sigterm.py
             assert pods[name]["terminationGracePeriodSeconds"] == 15
             assert pods[name]["tolerations"][0]["key"] == "cloud.google.com/gke-spot"
         runs = [o for o in objects if o["kind"] in ("Job", "TFJob", "TrainJob", "JobSet")]
+        runs += [
+            o["spec"]["trialTemplate"]["trialSpec"] for o in objects if o["kind"] == "Experiment"
+        ]
         assert runs and all(
             o["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-q" for o in runs
         )
