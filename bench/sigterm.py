@@ -1,11 +1,12 @@
 """Seconds from SIGTERM to exit for a trainer writing to gs://, final upload included.
 
-Kubernetes sends SIGTERM, waits terminationGracePeriodSeconds, then SIGKILLs; GKE
-gives Spot pods about 30 s. This starts `make train`'s trainer against a real
-storage server (gcp-storage-emulator on 127.0.0.1), lets it upload, sends SIGTERM in
-the middle of an iteration, and times the exit: the trainer saves a checkpoint,
-exports the policy and uploads the rest before it exits 143. Each trial is a fresh
-run; the report gives every trial, the median and the largest.
+Kubernetes sends SIGTERM, waits terminationGracePeriodSeconds, then SIGKILLs; on a
+Spot node GKE gives non-system pods 15 s of its 30 s notice. This starts `make
+train`'s trainer against a real storage server (gcp-storage-emulator on 127.0.0.1),
+lets it upload, sends SIGTERM in the middle of an iteration, and times the exit: the
+trainer saves a checkpoint, exports the policy and uploads the rest before it exits
+143. Each trial is a fresh run; the report gives every trial, the median and the
+largest.
 
     python bench/sigterm.py --trials 5
 """
@@ -16,7 +17,6 @@ import argparse
 import os
 import random
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,12 +26,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench import common  # noqa: E402
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from trainer.launch import free_port  # noqa: E402
 
 
 def _trial(index: int, url: str, staging: str, warmup: float, rng: random.Random) -> float:
@@ -72,7 +67,7 @@ def main() -> None:
 
     rng = random.Random(0)
     with tempfile.TemporaryDirectory() as tmp:
-        port = _free_port()
+        port = free_port()
         server = emulator.create_server("127.0.0.1", port, data_dir=os.path.join(tmp, "gcs"))
         server.start()
         url = f"http://127.0.0.1:{port}"

@@ -69,6 +69,7 @@ def _space_variants() -> dict[str, tuple[str, list[str]]]:
     return out
 
 
+_SPACE_VARIANTS = _space_variants()
 NAMED = list(VARIANTS)  # `--variants` default; `--variants space` studies the search's
-SPACE = list(_space_variants())
-VARIANTS.update(_space_variants())
+SPACE = list(_SPACE_VARIANTS)
+VARIANTS.update(_SPACE_VARIANTS)

@@ -118,9 +118,8 @@ def _setting_patches(args) -> list[dict]:
             ops[kind] += [{"op": "replace", "path": p, "value": args.deadline} for p in paths]
     if args.priority_class:
         for kind, pods in POD_SPECS.items():
-            value = args.priority_class
             ops[kind] += [
-                {"op": "replace", "path": f"{pod}/priorityClassName", "value": value}
+                {"op": "replace", "path": f"{pod}/priorityClassName", "value": args.priority_class}
                 for pod in pods
             ]
     patches = [

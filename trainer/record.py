@@ -258,7 +258,6 @@ def evaluate_run(cfg: Config, run_dir: str) -> tuple[str, dict]:
     Writes eval-<step>.json beside the run's eval.json and returns (its path, the
     result); ValueError when the run has no checkpoint.
     """
-
     from trainer import actors
 
     checkpoints = os.path.join(run_dir, "checkpoints")
