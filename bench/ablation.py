@@ -54,6 +54,35 @@ def _row(name: str, results: list[tuple[dict, list]]) -> str:
     )
 
 
+def largest_fall(rows, threshold: float = 0.8) -> float:
+    """The largest drop in success, in points, after a run first reached `threshold`."""
+    rates = [rate for _, rate, _, _, _ in rows]
+    start = next((i for i, rate in enumerate(rates) if rate >= threshold), None)
+    if start is None:
+        return 0.0
+    peak, fall = rates[start], 0.0
+    for rate in rates[start:]:
+        peak, fall = max(peak, rate), max(fall, peak - rate)
+    return 100 * fall
+
+
+def stability_row(name: str, results: list[tuple[dict, list]], interval: int) -> str:
+    """Seeds at 80% by 0.2M / 0.3M / the end, worst final success, the largest fall."""
+    reached = [common.first(rows, 0.8) for _, rows in results]
+    # Evaluations fall on the first iteration past each multiple of the interval.
+    nominal = [hit[0] - hit[0] % interval if hit else None for hit in reached]
+    by = lambda steps: sum(n is not None and n <= steps for n in nominal)  # noqa: E731
+    finals = [100 * r["success_rate"] for r, _ in results]
+    falls = [largest_fall(rows) for _, rows in results]
+    worst_fall = max(range(len(falls)), key=falls.__getitem__)
+    return (
+        f"| {name} | {by(200_000)}/{len(results)} | {by(300_000)}/{len(results)}"
+        f" | {sum(f >= 80 for f in finals)}/{len(results)}"
+        f" | {statistics.median(finals):.0f}% (worst {min(finals):.0f}%)"
+        f" | {falls[worst_fall]:.0f} points (seed {worst_fall}) |"
+    )
+
+
 def _report(args, done: dict, commands: list[str]) -> str:
     lines = [
         f"# Ablation at {args.steps:,} env steps",
@@ -74,6 +103,18 @@ def _report(args, done: dict, commands: list[str]) -> str:
     for key, results in done.items():
         if results:
             lines.append(_row(f"`{key}`: {VARIANTS[key][0]}", results))
+    lines += [
+        "",
+        "Stability: seeds at 80% greedy success by 0.2M and 0.3M env steps (the first "
+        "evaluation past each), seeds that end at 80% or more, final success (median and "
+        "worst seed), and the largest fall in success after a seed first reached 80%:",
+        "",
+        "| variant | 80% by 0.2M | 80% by 0.3M | ends at 80%+ | final success | largest fall |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key, results in done.items():
+        if results:
+            lines.append(stability_row(f"`{key}`", results, args.eval_interval))
     lines += ["", "Per run, final success and mean greedy episode length:", ""]
     for key, results in done.items():
         cells = ", ".join(
@@ -105,6 +146,11 @@ def main() -> None:
     parser.add_argument(
         "--out", default=os.path.join(common.ROOT, "docs", "ablation.md"), help="report file"
     )
+    parser.add_argument(
+        "--report",
+        action="store_true",
+        help="write the report from the runs that finished, and train nothing",
+    )
     parser.add_argument("extra", nargs="*", help="further trainer flags for every run, after --")
     args = parser.parse_args()
     keys = [
@@ -132,7 +178,10 @@ def main() -> None:
             ]
             command = common.trainer_command(logdir, run, flags)
             commands.append(common.shown(command))
-            result = common.run_unless_done(command, os.path.join(logdir, run))
+            run_dir = os.path.join(logdir, run)
+            if args.report and not os.path.exists(os.path.join(run_dir, "eval.json")):
+                continue
+            result = common.run_unless_done(command, run_dir)
             done[key].append((result, common.evals(os.path.join(logdir, run))))
             os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
             with open(args.out, "w") as f:

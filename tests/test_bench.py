@@ -41,6 +41,25 @@ def test_ablation_interleaves_variants_resumes_and_reports(tmp_path):
     again = _bench("ablation.py", *args, f"--out={out}")
     assert "python -m trainer.task" not in again.split("# Ablation")[0]
     assert out.read_text() == report
+    # --report with more seeds than have run: trains nothing, reports the finished ones.
+    again = _bench("ablation.py", *args, "--seeds=2", "--report", f"--out={out}")
+    assert "python -m trainer.task" not in again.split("# Ablation")[0]
+    assert "| `old-reward` | " in out.read_text()
+
+
+def test_stability_counts_seeds_by_step_and_thelargest_fall():
+    from bench import ablation
+
+    def rows(*rates):  # evaluations at the first iteration past each 100k
+        return [(100_000 * i + 2_048, r, 0.0, 208.0, 60.0 * i) for i, r in enumerate(rates, 1)]
+
+    results = [
+        ({"success_rate": 0.70}, rows(0.2, 0.6, 0.8, 0.82, 0.78, 0.70)),  # seed 11's shape
+        ({"success_rate": 1.00}, rows(0.6, 0.9, 0.95, 1.0, 1.0, 1.0)),
+    ]
+    assert ablation.largest_fall(results[0][1]) == pytest.approx(12)
+    row = ablation.stability_row("`default`", results, 100_000)
+    assert row == "| `default` | 1/2 | 2/2 | 1/2 | 85% (worst 70%) | 12 points (seed 0) |"
 
 
 def test_learning_bench_reports_intervals(tmp_path):

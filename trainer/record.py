@@ -5,6 +5,7 @@ the exported policy and uploads, on the env-step axis.
 from __future__ import annotations
 
 import collections
+import contextlib
 import math
 import os
 import shutil
@@ -25,34 +26,71 @@ SYNC_SECONDS = 60
 
 
 class Progress:
-    """One line per iteration on stderr: steps, recent speed, ETA, return and success.
+    """One line per iteration on stderr: steps, steady speed, ETA, return and success.
 
-    Speed and ETA come from the iterations after the first, over the last few: start-up
-    and TensorFlow's tracing of the first iteration would make the first ETAs several
-    times too long, so until a second iteration has finished they read "?".
+    The speed is that of training alone, over the last few iterations after the first:
+    start-up, TensorFlow's tracing of the first iteration and the evaluations would
+    otherwise make it read low, so until a second iteration has finished it reads "?",
+    and time spent evaluating is left out. The ETA adds to the training left at that
+    speed the greedy episodes still due in evaluations (`eval_episodes_left(steps)`),
+    each as long as in the last evaluation, or before any has run as long as a training
+    episode at the training speed. Before
+    each evaluation a line says that it runs and how long it should take.
     """
 
-    def __init__(self, total: int, stream=sys.stderr):
-        self._total, self._stream = total, stream
+    def __init__(self, total: int, eval_episodes_left=lambda steps: 0, stream=sys.stderr):
+        self._total, self._eval_episodes_left, self._stream = total, eval_episodes_left, stream
         self._marks: collections.deque = collections.deque(maxlen=6)
+        self._paused = 0.0  # seconds spent evaluating, left out of the speed
+        self._episode_seconds: float | None = None  # per eval episode, as last measured
+        self._episode_length: float | None = None  # mean training episode length
+        self._rate: float | None = None
 
-    def update(self, steps: int, avg_return: float | None, success: float | None) -> None:
-        self._marks.append((time.time(), steps))
-        rate, eta = None, float("inf")
+    def update(self, steps: int, avg_return=None, success=None, episode_length=None) -> None:
+        self._marks.append((time.time() - self._paused, steps))
+        self._episode_length = episode_length or self._episode_length
+        eta = float("inf")
         if len(self._marks) > 1:
             (t0, s0), (t1, s1) = self._marks[0], self._marks[-1]
-            rate = (s1 - s0) / max(t1 - t0, 1e-9)
-            eta = max(self._total - steps, 0) / rate if rate > 0 else float("inf")
+            self._rate = (s1 - s0) / max(t1 - t0, 1e-9)
+            if self._rate > 0:
+                eta = max(self._total - steps, 0) / self._rate
+                eta += self._eval_seconds(self._eval_episodes_left(steps)) or 0
         parts = [
             f"step {steps:,}/{self._total:,} ({100 * min(steps / self._total, 1):.0f}%)",
-            f"{rate:,.0f} steps/s" if rate is not None else "? steps/s",
+            f"{self._rate:,.0f} steps/s" if self._rate is not None else "? steps/s",
             f"ETA {_duration(eta)}",
         ]
         if avg_return is not None:
             parts.append(f"return {avg_return:,.0f}")
         if success is not None:
             parts.append(f"success {100 * success:.0f}%")
-        print(" | ".join(parts), file=self._stream, flush=True)
+        self._print(" | ".join(parts))
+
+    def _eval_seconds(self, episodes: int) -> float | None:
+        """How long `episodes` greedy episodes should take, or None before anything is known."""
+        if self._episode_seconds is not None:
+            return episodes * self._episode_seconds
+        if self._rate and self._episode_length:
+            return episodes * self._episode_length / self._rate
+        return None
+
+    @contextlib.contextmanager
+    def evaluating(self, episodes: int):
+        """Says that `episodes` greedy episodes run and for how long; times them."""
+        expected = self._eval_seconds(episodes)
+        about = f", about {_duration(expected)}" if expected is not None else ""
+        self._print(f"evaluating: {episodes} greedy episodes{about} (training waits)")
+        start = time.time()
+        try:
+            yield
+        finally:
+            seconds = time.time() - start
+            self._paused += seconds
+            self._episode_seconds = seconds / max(episodes, 1)
+
+    def _print(self, line: str) -> None:
+        print(line, file=self._stream, flush=True)
 
 
 def _duration(seconds: float) -> str:
@@ -83,6 +121,13 @@ def eval_due(cfg: Config, before: int, after: int) -> bool:
         and after < cfg.total_steps
         and after // cfg.eval_interval > before // cfg.eval_interval
     )
+
+
+def evals_left(cfg: Config, steps: int) -> int:
+    """Evaluations still due after env step `steps`, the final one included."""
+    if not cfg.eval_interval:
+        return 1
+    return max(0, (cfg.total_steps - 1) // cfg.eval_interval - steps // cfg.eval_interval) + 1
 
 
 def _recover_policy(run_dir: str) -> None:
@@ -187,7 +232,9 @@ class RunRecorder:
         )
         self._train_writer = tf.summary.create_file_writer(os.path.join(run_dir, "train"))
         self._eval_writer = tf.summary.create_file_writer(os.path.join(run_dir, "eval"))
-        self._progress = Progress(cfg.total_steps)
+        self._progress = Progress(
+            cfg.total_steps, lambda steps: evals_left(cfg, steps) * cfg.eval_episodes
+        )
         self._last_sync = time.time()
 
     def _sync(self, force: bool = False) -> None:
@@ -203,7 +250,8 @@ class RunRecorder:
         self._sync(force=True)
 
     def _evaluate(self, final: bool) -> dict:
-        episodes = self._episodes(self._cfg.eval_episodes)
+        with self._progress.evaluating(self._cfg.eval_episodes):
+            episodes = self._episodes(self._cfg.eval_episodes)
         result = evaluate.summarize(episodes, int(self.env_steps.numpy()), self._cfg.env_id)
         evaluate.write_summaries(self._eval_writer, result)
         if final:
@@ -219,20 +267,19 @@ class RunRecorder:
         avg_return = float(np.mean([e.ret for e in recent])) if recent else None
         successes = [e.success for e in recent if e.success is not None]
         success = float(np.mean(successes)) if successes else None
+        length = float(np.mean([e.length for e in recent])) if recent else None
         with self._train_writer.as_default(step=self.steps):
             tf.summary.scalar("Metrics/EnvStepsPerSecond", new_steps / seconds)
             if recent:
                 tf.summary.scalar("Metrics/AverageReturn", avg_return)
-                tf.summary.scalar(
-                    "Metrics/AverageEpisodeLength", np.mean([e.length for e in recent])
-                )
+                tf.summary.scalar("Metrics/AverageEpisodeLength", length)
             if success is not None:
                 tf.summary.scalar("Metrics/SuccessRate", success)
             for name, value in _loss_scalars(loss_info).items():
                 tf.summary.scalar(f"Losses/{name}", value)
             for tag, value in (extra or {}).items():
                 tf.summary.scalar(tag, value)
-        self._progress.update(self.steps, avg_return, success)
+        self._progress.update(self.steps, avg_return, success, length)
         self._sync()
         if self.steps // self._cfg.checkpoint_interval > previous // self._cfg.checkpoint_interval:
             self._save()
