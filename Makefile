@@ -25,9 +25,10 @@ POLICY ?=
 
 # Cluster
 PROJECT ?=
-# The cluster's zone or region (ZONE is the older name for it).
+# The cluster's region (Autopilot clusters are regional), or a Standard cluster's zone
+# (ZONE is the older name for it). The registry and a new bucket go to its region.
 ZONE ?=
-LOCATION ?= $(or $(ZONE),us-central1-a)
+LOCATION ?= $(or $(ZONE),us-central1)
 # The Artifact Registry repository (in the cluster's region) that images go to.
 REPOSITORY ?= kuka
 CLUSTER ?= kuka
@@ -71,14 +72,23 @@ RUN_ID := $(or $(RUN),$(shell $(PY3) -m deploy.values run-id '$(AGENT)' '$(ENV_I
 # DRY_RUN=1 prints the cluster commands instead of running them.
 run := $(if $(DRY_RUN),@echo,)
 need = $(if $($(1)),,$(error $(1) is not set: make $@ $(1)=...))
+# Stops, in one line, when run id $(2) cannot name a $(1) run (deploy/kinds.py: the names
+# the controllers derive from it must fit Kubernetes' 63 characters, Katib's 40), before
+# anything is built or contacted: make expands a recipe whole before its first line runs.
+fits = $(eval fits_error := $(shell $(PY3) -m deploy.values check-run '$(2)' '$(1)'))$(if $(fits_error),$(error $(fits_error)))
 # --FLAG from VARIABLE only when it is set: locally through the environment (any
 # value, quotes included, reaches the trainer intact), on the cluster quoted.
 flag = $(if $($(1)),--$(2)="$${$(1)}")
 kflag = $(if $($(1)),--$(2)='$($(1))')
 DISTRIBUTED_KINDS = jobsets.jobset.x-k8s.io,deployments.apps,services,networkpolicies.networking.k8s.io,jobs.batch,configmaps
+# kubectl on the resource types the cluster serves only (the JobSet CRD is optional), and a
+# check that a run's object is not already there: apply would leave it or refuse the change.
+SERVED = $(PY3) -m deploy.cluster --prog='make $@' served --namespace='$(NAMESPACE)' $(if $(DRY_RUN),--dry-run)
+ABSENT = $(PY3) -m deploy.cluster --prog='make $@' absent --namespace='$(NAMESPACE)' $(if $(DRY_RUN),--dry-run)
+APPLY_WOULD = kubectl apply would leave it as it is or refuse the change
 POD_COLUMNS = custom-columns=POD:.metadata.name,PHASE:.status.phase,RESTARTS:.status.containerStatuses[0].restartCount,EXIT:.status.containerStatuses[0].state.terminated.exitCode,REASON:.status.containerStatuses[0].state.terminated.reason,LAST-REASON:.status.containerStatuses[0].lastState.terminated.reason
 OVERLAY = $(PY3) -m deploy.overlay --namespace='$(NAMESPACE)' --image='$(IMAGE)' --tag='$(TAG)' \
-	--bucket='$(BUCKET)' --project='$(PROJECT)' --auth='$(AUTH)' $(if $(GPU),--gpu) $(if $(DRY_RUN),--dry-run) \
+	--bucket='$(BUCKET)' --auth='$(AUTH)' $(if $(GPU),--gpu) $(if $(DRY_RUN),--dry-run) \
 	$(if $(SPOT),--spot) $(call kflag,ACCELERATOR,accelerator) $(call kflag,QUEUE,queue) \
 	$(call kflag,PRIORITY_CLASS,priority-class) $(call kflag,DEADLINE,deadline)
 JOB_RESOURCE = $(if $(filter tfjob,$(KIND)),tfjobs.kubeflow.org,$(if $(filter trainjob,$(KIND)),trainjobs.trainer.kubeflow.org,jobs.batch))
@@ -145,7 +155,7 @@ train-distributed: $(VENV)/.runtime ## Train with Reverb, COLLECTORS collector p
 .PHONY: render
 render: ## Film the latest run's policy, or RUN's (EPISODES, WIDTH, HEIGHT, FPS; POLICY=random; TARGET=cluster)
 ifeq ($(TARGET),cluster)
-	$(call need,RUN)$(call need,BUCKET)$(call need,IMAGE)
+	$(call need,RUN)$(call need,BUCKET)$(call need,IMAGE)$(call fits,render,$(RUN))
 	$(OVERLAY) --kind=render --name='render-$(RUN)' --run='$(RUN)' -- $(call kflag,SEED,seed) \
 		$(call kflag,EPISODES,episodes) $(call kflag,WIDTH,width) $(call kflag,HEIGHT,height) $(call kflag,FPS,fps) $(ARGS)
 	@$(MAKE) --no-print-directory push
@@ -201,9 +211,9 @@ bench-ablation: $(VENV)/.runtime ## Every variant of bench/variants.py, 3 seeds 
 ##@ Google Cloud Storage
 
 .PHONY: bucket
-bucket: $(if $(DRY_RUN),,$(VENV)/.runtime) ## Check gs://BUCKET (create it if missing); runs go to LOGDIR=gs://BUCKET/runs
+bucket: $(if $(DRY_RUN),,$(VENV)/.runtime) ## Check gs://BUCKET (create it in LOCATION's region if missing); runs go to LOGDIR=gs://BUCKET/runs
 	$(call need,BUCKET)
-	$(run) $(PY) -m deploy.bucket 'gs://$(BUCKET)' --create
+	$(run) $(PY) -m deploy.bucket 'gs://$(BUCKET)' --create --location='$(REGION)' $(if $(PROJECT),--project='$(PROJECT)')
 
 ##@ Kubernetes / Kubeflow (DRY_RUN=1 prints the commands)
 
@@ -223,12 +233,12 @@ setup: ## APIs, cluster credentials, namespace, bucket access, image registry (P
 
 .PHONY: build
 build: ## Build the trainer image IMAGE:TAG, or with GPU=1 the GPU image IMAGE:TAG-gpu (Docker, or CLOUD_BUILD=1)
-	$(call need,IMAGE)
+	$(call need,IMAGE)$(if $(CLOUD_BUILD),$(call need,BUCKET))
 	./build.sh $(if $(CLOUD_BUILD),--cloud-build) $(if $(DRY_RUN),--dry-run)
 
 .PHONY: push
 push: ## Build and push IMAGE:TAG, and with GPU=1 IMAGE:TAG-gpu too (TensorBoard and collectors run the first)
-	$(call need,IMAGE)
+	$(call need,IMAGE)$(if $(CLOUD_BUILD),$(call need,BUCKET))
 	GPU= ./build.sh --push $(if $(CLOUD_BUILD),--cloud-build) $(if $(DRY_RUN),--dry-run)
 	$(if $(GPU),GPU=1 ./build.sh --push $(if $(CLOUD_BUILD),--cloud-build) $(if $(DRY_RUN),--dry-run))
 
@@ -238,29 +248,39 @@ manifests: ## Write the git-ignored overlay k8s/overlays/local/RUN (KIND=job|tfj
 	$(OVERLAY) --kind='$(KIND)' --name='$(RUN_ID)' --run='$(RUN_ID)' -- $(call kflag,STEPS,total_steps) \
 		$(call kflag,NUM_ENVS,num_envs) $(call kflag,SEED,seed) $(call kflag,AGENT,agent) $(call kflag,ENV_ID,env_id) $(ARGS)
 
+SUBMIT_HINT = $(APPLY_WOULD): make delete RUN=$(RUN_ID)$(if $(filter-out job,$(KIND)), KIND=$(KIND)), then make submit RUN=$(RUN_ID) again to go on from its last checkpoint in gs://$(BUCKET)/runs/$(RUN_ID), or choose another RUN
 .PHONY: submit
-submit: ## Build and push the image, write the overlay, start training RUN on the cluster
-	$(call need,BUCKET)$(call need,IMAGE)
+submit: ## Build and push the image, write the overlay, start training RUN on the cluster (stops first if RUN is there)
+	$(call need,BUCKET)$(call need,IMAGE)$(call fits,$(KIND),$(RUN_ID))
+	@$(ABSENT) '$(JOB_RESOURCE)/kuka-train-$(RUN_ID)' --hint='$(SUBMIT_HINT)'
 	@$(MAKE) --no-print-directory manifests RUN='$(RUN_ID)'
 	@$(MAKE) --no-print-directory push
 	$(run) kubectl apply -k 'k8s/overlays/local/$(RUN_ID)'
 	@echo "Run $(RUN_ID): make status / make logs RUN=$(RUN_ID); logs in gs://$(BUCKET)/runs/$(RUN_ID)"
 
+STUDY_HINT = $(APPLY_WOULD): make delete RUN=$(RUN_ID)-sN for each seed N, then make study RUN=$(RUN_ID) again to go on from the last checkpoints in the bucket, or choose another RUN
 .PHONY: study
 study: ## The tutorial's study: SEEDS runs of one experiment, RUN-s1 ... under one TensorBoard
-	$(call need,BUCKET)$(call need,IMAGE)
+	$(call need,BUCKET)$(call need,IMAGE)$(call fits,$(KIND),$(RUN_ID)-s$(SEEDS))
+	@$(ABSENT) $(foreach s,$(shell seq 1 '$(SEEDS)'),'$(JOB_RESOURCE)/kuka-train-$(RUN_ID)-s$(s)') --hint='$(STUDY_HINT)'
 	@$(MAKE) --no-print-directory push
 	for seed in $$(seq 1 '$(SEEDS)'); do \
 		$(MAKE) --no-print-directory manifests RUN='$(RUN_ID)-s'$$seed SEED=$$seed \
 		&& $(if $(DRY_RUN),echo ,)kubectl apply -k 'k8s/overlays/local/$(RUN_ID)-s'$$seed; \
 	done
 
+TUNE_HINT = Katib lets only its trial counts change (kubectl -n $(NAMESPACE) edit experiments.kubeflow.org kuka-tune-$(RUN_ID)): make delete-tune RUN=$(RUN_ID) first (the trials stay in the bucket), or choose another RUN
+# Katib's Experiment is kuka-tune-RUN, at most 40 characters: the default run id is cut to
+# fit. Katib's pod webhook adds the metrics collector only in namespaces with the label set.
+tune: RUN_ID := $(or $(RUN),$(shell $(PY3) -m deploy.values run-id '$(AGENT)' '$(ENV_ID)' tune))
 .PHONY: tune
 tune: ## Search PPO's settings with Katib: MAX_TRIALS trials of `make submit`'s Job, PARALLEL_TRIALS at a time (RUN names the Experiment)
-	$(call need,BUCKET)$(call need,IMAGE)
+	$(call need,BUCKET)$(call need,IMAGE)$(call fits,tune,$(RUN_ID))
+	@$(ABSENT) 'experiments.kubeflow.org/kuka-tune-$(RUN_ID)' --hint='$(TUNE_HINT)'
 	$(OVERLAY) --kind=tune --name='tune-$(RUN_ID)' --run='$(RUN_ID)' $(call kflag,MAX_TRIALS,max-trials) \
 		$(call kflag,PARALLEL_TRIALS,parallel-trials) -- $(call kflag,STEPS,total_steps) $(call kflag,ENV_ID,env_id) $(ARGS)
 	@$(MAKE) --no-print-directory push
+	$(run) kubectl label namespace '$(NAMESPACE)' katib.kubeflow.org/metrics-collector-injection=enabled --overwrite
 	$(run) kubectl apply -k 'k8s/overlays/local/tune-$(RUN_ID)'
 	@echo "Experiment kuka-tune-$(RUN_ID): make status-tune RUN=$(RUN_ID); every trial in gs://$(BUCKET)/runs/kuka-tune-$(RUN_ID)-*"
 
@@ -275,10 +295,14 @@ delete-tune: ## Delete RUN's Katib Experiment and its trials (their runs stay in
 	$(call need,RUN)
 	$(run) kubectl -n '$(NAMESPACE)' delete experiments.kubeflow.org 'kuka-tune-$(RUN)' --ignore-not-found
 
+DISTRIBUTED_HINT = a namespace holds one distributed run: make delete-distributed once it is done, then make submit-distributed again (the same RUN goes on from its last checkpoint in the bucket)
 .PHONY: submit-distributed
 submit-distributed: ## Build and push the image, start Reverb, COLLECTORS collectors and a learner for RUN (LAYOUT=jobset|jobs)
 	$(call need,BUCKET)$(call need,IMAGE)
 	$(if $(filter jobset jobs,$(LAYOUT)),,$(error LAYOUT must be jobset or jobs, not '$(LAYOUT)'))
+	$(call fits,$(if $(filter jobs,$(LAYOUT)),distributed,jobset),$(RUN_ID))
+	@$(ABSENT) --selector=app.kubernetes.io/component=distributed --hint='$(DISTRIBUTED_HINT)' \
+		$(if $(filter jobset,$(LAYOUT)),--require=jobsets.jobset.x-k8s.io) jobsets.jobset.x-k8s.io,deployments.apps,jobs.batch
 	$(OVERLAY) --kind='$(if $(filter jobs,$(LAYOUT)),distributed,jobset)' --name='distributed-$(RUN_ID)' \
 		--run='$(RUN_ID)' $(call kflag,COLLECTORS,collectors) \
 		-- $(call kflag,STEPS,total_steps) $(call kflag,SEED,seed) $(call kflag,ENV_ID,env_id) $(ARGS)
@@ -287,13 +311,13 @@ submit-distributed: ## Build and push the image, start Reverb, COLLECTORS collec
 	@echo "Run $(RUN_ID): make status-distributed; make delete-distributed RUN=$(RUN_ID) when it is done"
 
 .PHONY: status-distributed
-status-distributed: ## The distributed run's Reverb server, collectors and learner in NAMESPACE
-	$(run) kubectl -n '$(NAMESPACE)' get jobsets.jobset.x-k8s.io,deployments,jobs -l app.kubernetes.io/component=distributed
+status-distributed: ## The distributed run's Reverb server, collectors and learner in NAMESPACE (either LAYOUT)
+	@$(SERVED) get jobsets.jobset.x-k8s.io,deployments,jobs -l app.kubernetes.io/component=distributed
 	$(run) kubectl -n '$(NAMESPACE)' get pods -l 'app.kubernetes.io/name in (kuka-reverb,kuka-collect,kuka-learn)' -o '$(POD_COLUMNS)'
 
 .PHONY: delete-distributed
-delete-distributed: ## Delete the distributed run's Reverb, collectors and learner, not the shared objects (logs stay in the bucket)
-	$(run) kubectl -n '$(NAMESPACE)' delete '$(DISTRIBUTED_KINDS)' -l app.kubernetes.io/component=distributed --ignore-not-found
+delete-distributed: ## Delete the distributed run's Reverb, collectors and learner (either LAYOUT), not the shared objects (logs stay in the bucket)
+	@$(SERVED) delete '$(DISTRIBUTED_KINDS)' -l app.kubernetes.io/component=distributed --ignore-not-found
 
 .PHONY: status
 status: ## Training jobs (KIND) in NAMESPACE, and their pods with the exit code and reason (OOMKilled ...) of each

@@ -2,7 +2,7 @@
 # Builds the trainer image and pushes it: with a local Docker engine, or with Cloud
 # Build when there is none (--cloud-build). --dry-run prints the commands instead;
 # --print-tag prints the tag it would use and exits. GPU=1 builds the GPU image
-# (requirements-gpu.txt: tensorflow[and-cuda]), tagged TAG-gpu.
+# (requirements-gpu.txt: tensorflow[and-cuda]), tagged TAG-gpu. --cloud-build needs BUCKET.
 #   IMAGE=us-central1-docker.pkg.dev/PROJECT/kuka/kuka-trainer ./build.sh [--push] [--cloud-build] [--dry-run]
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -43,8 +43,20 @@ fi
 echo "image: $image:$tag" >&2
 
 if [ -n "$cloud" ]; then
-  # Cloud Build pushes the image it built.
-  run gcloud builds submit --config=docker/cloudbuild.yaml \
+  # The project: PROJECT, or the one in an Artifact Registry IMAGE (HOST/PROJECT/REPO/NAME).
+  project="${PROJECT:-}"
+  if [ -z "$project" ] && [[ "$image" == *-docker.pkg.dev/* ]]; then
+    project="$(cut -d/ -f2 <<<"$image")"
+  fi
+  [ -n "$project" ] || die "PROJECT is not set (the project Cloud Build runs in)"
+  [ -n "${BUCKET:-}" ] || die "BUCKET is not set (Cloud Build reads the source from gs://BUCKET/cloudbuild/)"
+  # The build runs as kuka-builder (make setup gives it exactly the roles a build needs:
+  # deploy/access.py), since a new project's default build account may have none, or be
+  # none; it reads the source from our bucket, and logs to Cloud Logging only
+  # (docker/cloudbuild.yaml). Cloud Build pushes the image it built.
+  run gcloud builds submit --project="$project" --config=docker/cloudbuild.yaml \
+    --service-account="projects/$project/serviceAccounts/kuka-builder@$project.iam.gserviceaccount.com" \
+    --gcs-source-staging-dir="gs://$BUCKET/cloudbuild/source" \
     --substitutions="_IMAGE=$image:$tag,_REQUIREMENTS=$requirements" .
   exit 0
 fi

@@ -1,10 +1,12 @@
-"""The README's cluster set-up, automated and safe to re-run (`make setup`).
+"""The README's cluster set-up, automated and safe to re-run (`make setup`, `sh setup.sh`).
 
 In order: the tools it needs, the Google Cloud APIs, kubectl credentials for the
-cluster, a check that Workload Identity is on for the cluster and every node pool,
-the namespace, the pods' Google service account and its bucket role, the Workload
-Identity binding (or a key Secret with --auth=key-file), and the Artifact Registry
-repository that `make push` pushes to, readable by the nodes.
+cluster, a check that Workload Identity is on for the cluster and every node pool
+(and, for it, that the bucket has uniform bucket-level access), the namespace, the
+pods' access to the bucket (deploy/access.py: their Kubernetes ServiceAccount bound
+directly, or with --auth=key-file a Google service account and a key Secret), the
+Artifact Registry repository that `make push` pushes to, readable by the nodes, and
+the service account CLOUD_BUILD=1 builds run as.
 
     python3 -m deploy.gke_setup --project=P --location=us-central1 --cluster=kuka \\
         --bucket=B [--namespace=rl] [--auth=key-file] [--dry-run]
@@ -19,9 +21,9 @@ import subprocess
 import sys
 import tempfile
 
-from deploy import commands
+from deploy import access, commands
 from deploy.commands import Failed, query, run
-from deploy.kinds import AUTHS, gsa_email
+from deploy.kinds import AUTHS
 
 APIS = [
     "container.googleapis.com",  # the cluster
@@ -31,15 +33,15 @@ APIS = [
     "iamcredentials.googleapis.com",  # Workload Identity's tokens
     "storage.googleapis.com",  # the bucket
 ]
-# The pods list, read, write and delete the run's objects: objectAdmin has all of
-# that, and the trainer needs nothing more (its bucket check lists one object).
-BUCKET_ROLE = "roles/storage.objectAdmin"
 # Nodes pull the image with their own service account.
 REGISTRY_ROLE = "roles/artifactregistry.reader"
+# `gcloud components install` refuses where gcloud came from a package manager (apt,
+# Cloud Shell): there the tools are packages of Google's apt repository.
 TOOLS = {
     "gcloud": "https://cloud.google.com/sdk/docs/install",
-    "kubectl": "gcloud components install kubectl",
-    "gke-gcloud-auth-plugin": "gcloud components install gke-gcloud-auth-plugin",
+    "kubectl": "gcloud components install kubectl, or sudo apt-get install kubectl",
+    "gke-gcloud-auth-plugin": "gcloud components install gke-gcloud-auth-plugin, or sudo "
+    "apt-get install google-cloud-cli-gke-gcloud-auth-plugin",
 }
 
 
@@ -103,14 +105,36 @@ def check_workload_identity(args) -> list[str]:
     return sorted(set(accounts))
 
 
-def _node_accounts(args, accounts: list[str]) -> list[str]:
-    if "default" not in accounts:
-        return accounts
-    _, number = query(
+def project_number(args) -> str:
+    code, number = query(
         ["gcloud", "projects", "describe", args.project, "--format=value(projectNumber)"]
     )
-    default = f"{number}-compute@developer.gserviceaccount.com"
-    return sorted({default if a == "default" else a for a in accounts})
+    if code != 0 or not number:
+        raise Failed(f"cannot read the number of project {args.project}")
+    return number
+
+
+def check_uniform_access(args) -> None:
+    """Workload Identity's principals may be granted roles on a bucket only with uniform access."""
+    code, found = query(
+        [
+            "gcloud",
+            "storage",
+            "buckets",
+            "describe",
+            f"gs://{args.bucket}",
+            f"--project={args.project}",
+            "--format=value(uniform_bucket_level_access)",
+        ]
+    )
+    if code != 0:
+        raise Failed(f"cannot read bucket gs://{args.bucket}: create it first with `make bucket`")
+    if found.lower() != "true":
+        raise Failed(
+            f"bucket gs://{args.bucket} has fine-grained access control, and Workload Identity "
+            f"needs uniform access: run `gcloud storage buckets update gs://{args.bucket} "
+            "--uniform-bucket-level-access`, or use AUTH=key-file"
+        )
 
 
 def apply_stdin(argv: list[str], dry_run: bool) -> None:
@@ -122,60 +146,24 @@ def apply_stdin(argv: list[str], dry_run: bool) -> None:
     run(["kubectl", "apply", "-f", "-"], dry_run=False, stdin=rendered, echo=False)
 
 
-def service_account(args) -> None:
-    """The pods' GSA, its role on the bucket, and how pods act as it (WI or a key)."""
-    gsa = gsa_email(args.project)
-    describe = ["gcloud", "iam", "service-accounts", "describe", gsa, f"--project={args.project}"]
-    exists = not args.dry_run and query(describe)[0] == 0
-    if not exists:
-        run(
-            [
-                "gcloud",
-                "iam",
-                "service-accounts",
-                "create",
-                "kuka-trainer",
-                f"--project={args.project}",
-                "--display-name=Kuka trainer pods",
-            ],
-            args.dry_run,
-        )
-    run(
-        [
-            "gcloud",
-            "storage",
-            "buckets",
-            "add-iam-policy-binding",
-            f"gs://{args.bucket}",
-            f"--member=serviceAccount:{gsa}",
-            f"--role={BUCKET_ROLE}",
-        ],
-        args.dry_run,
-    )
+def pods_access(args, number: str) -> None:
+    """The pods' role on the bucket: as their Kubernetes ServiceAccount, or through a key."""
+    gsa = ""
     if args.auth == "workload-identity":
-        member = f"serviceAccount:{args.project}.svc.id.goog[{args.namespace}/kuka-trainer]"
-        run(
-            [
-                "gcloud",
-                "iam",
-                "service-accounts",
-                "add-iam-policy-binding",
-                gsa,
-                f"--project={args.project}",
-                "--role=roles/iam.workloadIdentityUser",
-                f"--member={member}",
-            ],
-            args.dry_run,
-        )
-        return
-    key_secret(args, gsa)
+        member = access.principal(number, args.project, args.namespace)
+    else:
+        gsa = access.service_account(access.POD_GSA, args.project, "Kuka pods", args.dry_run)
+        member = f"serviceAccount:{gsa}"
+    access.retrying(access.bucket_binding(args.bucket, member, access.BUCKET_ROLE), args.dry_run)
+    if gsa:
+        key_secret(args, gsa)
 
 
 def key_secret(args, gsa: str) -> None:
     """AUTH=key-file: a key of the GSA, straight into the gcp-credentials Secret."""
     with tempfile.TemporaryDirectory() as tmp:  # the key never leaves this directory
         key = os.path.join(tmp, "key.json")
-        run(
+        access.retrying(
             ["gcloud", "iam", "service-accounts", "keys", "create", key, f"--iam-account={gsa}"],
             args.dry_run,
         )
@@ -197,8 +185,7 @@ def key_secret(args, gsa: str) -> None:
         )
 
 
-def registry(args, node_accounts: list[str]) -> None:
-    where = [f"--location={region(args.location)}", f"--project={args.project}"]
+def registry(args, node_accounts: list[str], where: list[str]) -> None:
     exists = not args.dry_run and (
         query(["gcloud", "artifacts", "repositories", "describe", args.repository, *where])[0] == 0
     )
@@ -217,19 +204,8 @@ def registry(args, node_accounts: list[str]) -> None:
             args.dry_run,
         )
     for account in node_accounts:
-        run(
-            [
-                "gcloud",
-                "artifacts",
-                "repositories",
-                "add-iam-policy-binding",
-                args.repository,
-                *where,
-                f"--member=serviceAccount:{account}",
-                f"--role={REGISTRY_ROLE}",
-            ],
-            args.dry_run,
-        )
+        member = f"serviceAccount:{account}"
+        run(access.repository_binding(args.repository, where, member, REGISTRY_ROLE), args.dry_run)
 
 
 def setup(args) -> None:
@@ -249,18 +225,22 @@ def setup(args) -> None:
         ],
         args.dry_run,
     )
-    # A dry run contacts nothing, so it names the node pools' accounts instead of reading them.
-    accounts = (
-        ["NODE_SERVICE_ACCOUNT"]
-        if args.dry_run
-        else _node_accounts(args, check_workload_identity(args))
-    )
+    # A dry run contacts nothing, so it names what it would read instead.
+    accounts, number = ["NODE_SERVICE_ACCOUNT"], "PROJECT_NUMBER"
+    if not args.dry_run:
+        pools, number = check_workload_identity(args), project_number(args)
+        default = f"{number}-compute@developer.gserviceaccount.com"
+        accounts = sorted({default if a == "default" else a for a in pools})
+        if args.auth == "workload-identity":
+            check_uniform_access(args)
     apply_stdin(
         ["kubectl", "create", "namespace", args.namespace, "--dry-run=client", "-o", "yaml"],
         args.dry_run,
     )
-    service_account(args)
-    registry(args, accounts)
+    pods_access(args, number)
+    where = [f"--location={region(args.location)}", f"--project={args.project}"]
+    registry(args, accounts, where)
+    access.builder(args, where)
     if not args.dry_run:
         print(
             f"Cluster {args.cluster} is ready: namespace {args.namespace}, bucket "
@@ -275,7 +255,9 @@ def parser() -> argparse.ArgumentParser:
         prog="python3 -m deploy.gke_setup", description=__doc__.split("\n\n")[0]
     )
     p.add_argument("--project", required=True, help="the Google Cloud project")
-    p.add_argument("--location", required=True, help="the cluster's zone or region")
+    p.add_argument(
+        "--location", required=True, help="the cluster's region (Autopilot), or zone (Standard)"
+    )
     p.add_argument("--cluster", required=True, help="the GKE cluster's name")
     p.add_argument("--bucket", required=True, help="the bucket the runs go to")
     p.add_argument("--namespace", default="rl", help="the namespace the pods run in")

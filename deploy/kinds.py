@@ -10,6 +10,9 @@ import re
 
 NAME_LIMIT = 63  # a DNS label, and a label value such as batch.kubernetes.io/job-name
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# A LocalQueue name, as Kueue's webhooks check the queue-name label (kubernetes-sigs/kueue
+# v0.19.2, pkg/controller/jobframework/validation.go, ValidateQueueName); 63 as a label value.
+_QUEUE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,10 +24,15 @@ class Kind:
     prefix: str  # that object's name is PREFIX-RUN
     args_path: str  # JSON pointer to its container arguments
     command: str  # the trainer command it runs
-    # Names Kubernetes derives from the object's name: the longest one must fit
-    # NAME_LIMIT (the TFJob's pod and Service NAME-worker-0, the TrainJob's child
-    # Job NAME-node-0).
+    # Names the controllers derive from the object's name: the longest one must fit
+    # name_limit (training-operator's pod and Service NAME-worker-0; the TrainJob's
+    # JobSet, whose webhook checks its pod name NAME-node-0-0 plus a 5-character
+    # suffix, kubernetes-sigs/jobset v0.12.0 pkg/webhooks/jobset_webhook.go).
     derived_suffix: str = ""
+    # Katib's Experiment validator allows 40 characters (kubeflow/katib v0.19.0,
+    # pkg/webhook/v1beta1/experiment/validator/validator.go), so that its trials
+    # (EXPERIMENT-xxxxxxxx), their Jobs and their pods fit Kubernetes' 63.
+    name_limit: int = NAME_LIMIT
 
 
 KINDS = {
@@ -38,7 +46,12 @@ KINDS = {
         "-worker-0",
     ),
     "trainjob": Kind(
-        "overlays/trainjob", "TrainJob", "kuka-train", "/spec/trainer/args", "train", "-node-0"
+        "overlays/trainjob",
+        "TrainJob",
+        "kuka-train",
+        "/spec/trainer/args",
+        "train",
+        "-node-0-0-xxxxx",
     ),
     "render": Kind(
         "render", "Job", "kuka-render", "/spec/template/spec/containers/0/args", "render"
@@ -50,7 +63,7 @@ KINDS = {
         "kuka-tune",
         "/spec/trialTemplate/trialSpec/spec/template/spec/containers/0/args",
         "train",
-        "-xxxxxxxx",
+        name_limit=40,
     ),
     # The roles' names are fixed (one distributed run per namespace); the run id
     # reaches them through the flags ConfigMap. jobset: the roles as one JobSet.
@@ -69,29 +82,39 @@ _JOBSET_POD = "/spec/replicatedJobs/{}/template/spec/template/spec"  # reverb, l
 POD_SPECS = {
     "Job": ["/spec/template/spec"],
     "TFJob": ["/spec/tfReplicaSpecs/Worker/template/spec"],
+    # Only a PriorityClass's own runtime (runtime_name) is patched: kuka-tf-agents is shared.
     "TrainingRuntime": ["/spec/template/spec/replicatedJobs/0/template/spec/template/spec"],
     "Experiment": ["/spec/trialTemplate/trialSpec/spec/template/spec"],
     "JobSet": [_JOBSET_POD.format(i) for i in range(3)],
 }
+# A TrainJob's own pod settings: its runtime patch of the `node` pods (k8s/overlays/trainjob).
+TRAINJOB_POD = (
+    "/spec/runtimePatches/0/trainingRuntimeSpec/template/spec/replicatedJobs/0/template/spec"
+    "/template/spec"
+)
 # The pods the gpu component gives a GPU (Jobs: those GPU_JOBS selects).
-GPU_PODS = {**POD_SPECS, "JobSet": [_JOBSET_POD.format(1)]}
+GPU_PODS = {
+    **{kind: pods for kind, pods in POD_SPECS.items() if kind != "TrainingRuntime"},
+    "TrainJob": [TRAINJOB_POD],
+    "JobSet": [_JOBSET_POD.format(1)],
+}
 RUN_JOBS = "app.kubernetes.io/name in (kuka-train,kuka-learn,kuka-collect,kuka-render)"
 GPU_JOBS = "app.kubernetes.io/name in (kuka-train,kuka-learn)"
 DEADLINES = {
     "Job": ["/spec/activeDeadlineSeconds"],
     "TFJob": ["/spec/runPolicy/activeDeadlineSeconds"],
-    "TrainingRuntime": ["/spec/template/spec/replicatedJobs/0/template/spec/activeDeadlineSeconds"],
+    "TrainJob": ["/spec/activeDeadlineSeconds"],
     "Experiment": ["/spec/trialTemplate/trialSpec/spec/activeDeadlineSeconds"],
     "JobSet": [f"/spec/replicatedJobs/{i}/template/spec/activeDeadlineSeconds" for i in range(3)],
 }
 
 
 def max_run_length(kind: str) -> int:
-    """The longest run id whose derived object names fit Kubernetes' limits."""
+    """The longest run id whose derived object names fit the controllers' limits."""
     spec = KINDS[kind]
     if not spec.prefix:
         return NAME_LIMIT
-    return NAME_LIMIT - len(spec.prefix) - 1 - len(spec.derived_suffix)
+    return spec.name_limit - len(spec.prefix) - 1 - len(spec.derived_suffix)
 
 
 def check_run(run: str, kind: str) -> None:
@@ -105,11 +128,20 @@ def check_run(run: str, kind: str) -> None:
     if len(run) > limit:
         raise ValueError(
             f"run id {run!r} has {len(run)} characters; a {kind} run allows at most {limit}, "
-            f"since Kubernetes names {KINDS[kind].prefix}-RUN{KINDS[kind].derived_suffix} "
-            f"from it and names have at most {NAME_LIMIT}"
+            f"since {KINDS[kind].prefix}-RUN{KINDS[kind].derived_suffix} is named from it "
+            f"and may have at most {KINDS[kind].name_limit}"
         )
 
 
-def gsa_email(project: str) -> str:
-    """The Google service account the pods act as (deploy.gke_setup creates it)."""
-    return f"kuka-trainer@{project}.iam.gserviceaccount.com"
+def check_queue(queue: str) -> None:
+    """ValueError, in one line, if Kueue would refuse `queue` as a LocalQueue name."""
+    if len(queue) > NAME_LIMIT or not _QUEUE.match(queue):
+        raise ValueError(
+            f"QUEUE {queue!r} is not a LocalQueue name: lowercase letters, digits, dashes and "
+            f"dots, at most {NAME_LIMIT} characters"
+        )
+
+
+def runtime_name(priority_class: str = "") -> str:
+    """The TrainingRuntime a TrainJob runs: one per PriorityClass, whose content its name fixes."""
+    return f"kuka-tf-agents-{priority_class}" if priority_class else "kuka-tf-agents"

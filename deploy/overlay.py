@@ -5,7 +5,7 @@ so that no tracked manifest changes at deploy time. It is JSON, which is YAML, s
 no YAML library is needed: this runs with any Python 3.9+, before .venv exists.
 
     python3 -m deploy.overlay --kind=job --name=NAME --run=RUN --bucket=B --image=I \\
-        --tag=T --project=P [--dry-run] -- [TRAINER FLAGS...]
+        --tag=T [--dry-run] -- [TRAINER FLAGS...]
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ from deploy.kinds import (
     ROLES,
     RUN_JOBS,
     Kind,
+    check_queue,
     check_run,
-    gsa_email,
+    runtime_name,
 )
 from trainer.config import RoleConfig
 
@@ -84,20 +85,8 @@ def _patches(args, spec: Kind, flags: list[str]) -> list[dict]:
                 ],
             )
         )
-    if args.auth == "workload-identity" and args.kind != "render":
-        patches.append(
-            _json_patch(
-                "ServiceAccount",
-                "kuka-trainer",
-                [
-                    {
-                        "op": "add",
-                        "path": "/metadata/annotations",
-                        "value": {"iam.gke.io/gcp-service-account": gsa_email(args.project)},
-                    }
-                ],
-            )
-        )
+    # Workload Identity needs no annotation: `make setup` grants the bucket role to the
+    # ServiceAccount itself (its principal:// identity), not to a Google service account.
     return patches
 
 
@@ -112,7 +101,7 @@ def _run_target(kind: str, jobs: str = "") -> dict:
 
 def _setting_patches(args) -> list[dict]:
     """DEADLINE, ACCELERATOR, QUEUE and PRIORITY_CLASS over the components' defaults."""
-    ops: dict[str, list[dict]] = {kind: [] for kind in POD_SPECS}
+    ops: dict[str, list[dict]] = {kind: [] for kind in [*POD_SPECS, *DEADLINES]}
     if args.deadline:
         for kind, paths in DEADLINES.items():
             ops[kind] += [{"op": "replace", "path": p, "value": args.deadline} for p in paths]
@@ -122,6 +111,10 @@ def _setting_patches(args) -> list[dict]:
                 {"op": "replace", "path": f"{pod}/priorityClassName", "value": args.priority_class}
                 for pod in pods
             ]
+        # A TrainJob runs its class's own runtime, named after it (components/priority).
+        runtime = runtime_name(args.priority_class)
+        ops["TrainingRuntime"].append({"op": "replace", "path": "/metadata/name", "value": runtime})
+        ops["TrainJob"].append({"op": "replace", "path": "/spec/runtimeRef/name", "value": runtime})
     patches = [
         {"target": _run_target(kind), "patch": json.dumps(operations)}
         for kind, operations in ops.items()
@@ -234,7 +227,6 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--image", required=True, help="the trainer image, without the tag")
     p.add_argument("--tag", required=True, help="the image tag")
     p.add_argument("--bucket", required=True, help="the bucket; runs go to gs://BUCKET/runs")
-    p.add_argument("--project", default="", help="the project of the pods' Google service account")
     p.add_argument("--auth", default="workload-identity", choices=AUTHS, help="bucket access")
     p.add_argument("--gpu", action="store_true", help="one GPU for the trainer or the learner")
     p.add_argument(
@@ -267,8 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     args, flags = parser().parse_args(argv[:split]), argv[split + 1 :]
     try:
         check_run(args.run, args.kind)
-        if args.auth == "workload-identity" and not args.project:
-            raise ValueError("PROJECT is not set: the pods' Google service account lives there")
+        if args.queue:
+            check_queue(args.queue)
         if args.collectors < 1:
             raise ValueError(f"COLLECTORS must be at least 1, got {args.collectors}")
         if not 1 <= args.parallel_trials <= args.max_trials:

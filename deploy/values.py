@@ -1,7 +1,14 @@
 """Values the Makefile needs from the trainer, with the standard library only.
 
-    python3 -m deploy.values run-id [AGENT] [ENV_ID]   a new run id (runs.make_run_id)
-    python3 -m deploy.values default FIELD             a default of trainer/config.py
+    python3 -m deploy.values run-id [AGENT] [ENV_ID] [KIND]   a new run id (runs.make_run_id)
+    python3 -m deploy.values default FIELD                    a default of trainer/config.py
+    python3 -m deploy.values check-run RUN KIND               why RUN cannot name a KIND run
+
+check-run prints the one-line reason (nothing when RUN fits) and exits 0, so that
+the Makefile can stop with it through $(error) before it builds or contacts anything.
+
+KIND (deploy/kinds.py) cuts the id to what that run kind allows: `tune` 30, since
+Katib's Experiment name kuka-tune-RUN has at most 40 characters.
 
 Cluster targets name their objects after the run id before .venv exists, and the
 Makefile repeats no default of the trainer's.
@@ -11,17 +18,32 @@ from __future__ import annotations
 
 import sys
 
+from deploy import kinds
 from trainer import runs
 from trainer.config import Config
 
-USAGE = "usage: python3 -m deploy.values run-id [AGENT] [ENV_ID] | default FIELD"
+USAGE = (
+    "usage: python3 -m deploy.values run-id [AGENT] [ENV_ID] [KIND] | default FIELD"
+    " | check-run RUN KIND"
+)
 
 
 def main(argv: list[str]) -> int:
     what, *rest = argv or [""]
-    if what == "run-id" and len(rest) <= 2:
-        agent, env_id = [*rest, "", ""][:2]
-        print(runs.make_run_id(agent or Config.agent, env_id or Config.env_id))
+    if what == "run-id" and len(rest) <= 3:
+        agent, env_id, kind = [*rest, "", "", ""][:3]
+        if kind and kind not in kinds.KINDS:
+            known = ", ".join(sorted(kinds.KINDS))
+            print(f"values: error: KIND {kind!r} is not one of {known}", file=sys.stderr)
+            return 2
+        limit = kinds.max_run_length(kind) if kind else runs.MAX_LEN
+        print(runs.make_run_id(agent or Config.agent, env_id or Config.env_id, max_len=limit))
+        return 0
+    if what == "check-run" and len(rest) == 2 and rest[1] in kinds.KINDS:
+        try:
+            kinds.check_run(*rest)
+        except ValueError as e:
+            print(e)
         return 0
     if what == "default" and len(rest) == 1 and rest[0] in Config.__dataclass_fields__:
         print(getattr(Config, rest[0]))

@@ -12,7 +12,7 @@ import subprocess
 import pytest
 import yaml
 
-from deploy import gke_setup, kinds, overlay
+from deploy import access, gke_setup, kinds, overlay
 from tests.conftest import ROOT, make_env
 from tests.test_k8s import _kustomize
 
@@ -71,12 +71,29 @@ def _local_overlays() -> set[str]:
         ),
         (["push"], "gcloud auth configure-docker us-central1-docker.pkg.dev --quiet"),
         (
-            ["push", "CLOUD_BUILD=1"],
-            "gcloud builds submit --config=docker/cloudbuild.yaml "
+            ["push", "CLOUD_BUILD=1", "BUCKET=b"],
+            "gcloud builds submit --project=my-project --config=docker/cloudbuild.yaml "
+            "--service-account=projects/my-project/serviceAccounts/"
+            f"{access.email(access.BUILDER, 'my-project')} "
+            "--gcs-source-staging-dir=gs://b/cloudbuild/source "
             f"--substitutions=_IMAGE={AR_IMAGE}:v9\\,_REQUIREMENTS=requirements.txt .",
         ),
         (["auth"], "gcloud config set project my-project"),
-        (["bucket", "BUCKET=b"], ".venv/bin/python -m deploy.bucket gs://b --create"),
+        (
+            ["bucket", "BUCKET=b"],
+            ".venv/bin/python -m deploy.bucket gs://b --create --location=us-central1 "
+            "--project=my-project",
+        ),
+        (
+            ["bucket", "BUCKET=b", "LOCATION=europe-west4-b"],
+            ".venv/bin/python -m deploy.bucket gs://b --create --location=europe-west4 "
+            "--project=my-project",
+        ),
+        (  # Autopilot clusters are regional: the default location is a region
+            ["setup", "BUCKET=b"],
+            "gcloud container clusters get-credentials kuka --location=us-central1 "
+            "--project=my-project",
+        ),
         (
             ["status-distributed"],
             "kubectl -n rl get jobsets.jobset.x-k8s.io,deployments,jobs "
@@ -149,7 +166,13 @@ def test_dry_run_writes_no_overlay_and_shows_it():
 
 
 @pytest.mark.parametrize(
-    "target, missing", [(["submit"], "BUCKET"), (["logs"], "RUN"), (["setup"], "BUCKET")]
+    "target, missing",
+    [
+        (["submit"], "BUCKET"),
+        (["logs"], "RUN"),
+        (["setup"], "BUCKET"),
+        (["push", "CLOUD_BUILD=1"], "BUCKET"),  # Cloud Build reads the source from it
+    ],
 )
 def test_missing_variables_are_named(target, missing):
     result = _make(*target)
@@ -160,8 +183,8 @@ def test_missing_variables_are_named(target, missing):
 @pytest.mark.parametrize("kind", ["job", "tfjob", "trainjob", "render"])
 def test_run_ids_at_the_limit_fit_and_longer_ones_are_refused(kind, tmp_path, capsys):
     limit = kinds.max_run_length(kind)
-    assert limit == {"job": 52, "tfjob": 43, "trainjob": 45, "render": 51}[kind]
-    common = ["--image=i", "--tag=t", "--bucket=b", "--project=p", f"--out={tmp_path}"]
+    assert limit == {"job": 52, "tfjob": 43, "trainjob": 37, "render": 51}[kind]
+    common = ["--image=i", "--tag=t", "--bucket=b", f"--out={tmp_path}"]
     longest = "r" * limit
     assert overlay.main([f"--kind={kind}", "--name=ok", f"--run={longest}", *common]) == 0
     spec = kinds.KINDS[kind]
@@ -191,7 +214,7 @@ def _key(obj: dict) -> tuple[str, str]:
 
 def test_delete_distributed_selects_the_runs_objects_only(tmp_path):
     args = ["--kind=distributed", "--name=d", "--run=r", "--image=i", "--tag=t", "--bucket=b"]
-    assert overlay.main([*args, "--project=p", f"--out={tmp_path}"]) == 0
+    assert overlay.main([*args, f"--out={tmp_path}"]) == 0
     shared = {_key(o) for o in _kustomize(os.path.join(ROOT, "k8s/base"))}
     makefile = open(os.path.join(ROOT, "Makefile")).read()
     line = next(x for x in makefile.splitlines() if x.startswith("DISTRIBUTED_KINDS ="))
@@ -215,23 +238,47 @@ def test_setup_dry_run_runs_every_step_in_order(capsys):
         "gcloud services enable container.googleapis.com",
         "gcloud container clusters get-credentials",
         "kubectl create namespace rl",
-        "gcloud iam service-accounts create",
-        "gcloud storage buckets add-iam-policy-binding",
-        "gcloud iam service-accounts add-iam-policy-binding",
+        "gcloud storage buckets add-iam-policy-binding",  # the pods
         "gcloud artifacts repositories create",
+        "gcloud artifacts repositories add-iam-policy-binding",  # the nodes
+        "gcloud iam service-accounts create",  # kuka-builder
+        "gcloud projects add-iam-policy-binding p",
+        "gcloud storage buckets add-iam-policy-binding",
         "gcloud artifacts repositories add-iam-policy-binding",
     ]
-    assert "--role=roles/storage.objectAdmin" in lines[4]
-    assert "--location=europe-west4 " in lines[6]  # the registry lives in the region
+    # Workload Identity Federation for GKE: the KSA itself, as a principal, holds the role.
+    pods = "principal://iam.googleapis.com/projects/PROJECT_NUMBER/locations/global/"
+    pods += "workloadIdentityPools/p.svc.id.goog/subject/ns/rl/sa/kuka-trainer"
+    assert lines[3].endswith(f"--member={pods} --role=roles/storage.objectAdmin")
+    assert "--location=europe-west4 " in lines[4]  # the registry lives in the region
+    assert "kuka-builder --project=p" in lines[6]
+    builder = f"--member=serviceAccount:{access.email(access.BUILDER, 'p')}"
+    assert lines[7].endswith(f"{builder} --role=roles/logging.logWriter --condition=None")
+    assert lines[8].endswith(f"{builder} --role=roles/storage.objectViewer")
+    assert lines[9].endswith(f"{builder} --role=roles/artifactregistry.writer")
+    assert "gcp-service-account" not in "".join(lines)
 
 
-def test_setup_with_a_key_file_makes_a_secret_and_no_binding(capsys):
+def test_setup_with_a_key_file_makes_a_secret_and_binds_its_account(capsys):
     argv = ["--project=p", "--location=us-east1", "--cluster=c", "--bucket=b", "--auth=key-file"]
     assert gke_setup.main([*argv, "--dry-run"]) == 0
     out = capsys.readouterr().out
+    assert "gcloud iam service-accounts create kuka-trainer --project=p" in out
+    assert (
+        "gcloud storage buckets add-iam-policy-binding gs://b "
+        "--member=serviceAccount:kuka-trainer@p.iam.gserviceaccount.com "
+        "--role=roles/storage.objectAdmin"
+    ) in out
     assert "gcloud iam service-accounts keys create" in out
     assert "kubectl -n rl create secret generic gcp-credentials" in out
-    assert "workloadIdentityUser" not in out
+    assert "principal://" not in out and "workloadIdentityUser" not in out
+
+
+def test_overlay_adds_no_workload_identity_annotation(tmp_path):
+    args = ["--kind=job", "--name=j", "--run=r", "--image=i", "--tag=t", "--bucket=b"]
+    assert overlay.main([*args, f"--out={tmp_path}"]) == 0
+    account = next(o for o in _kustomize(str(tmp_path / "j")) if o["kind"] == "ServiceAccount")
+    assert "iam.gke.io/gcp-service-account" not in account["metadata"].get("annotations", {})
 
 
 def test_region_of_a_location():

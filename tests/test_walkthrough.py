@@ -26,7 +26,12 @@ from tests.test_storage import Emulator
 
 PROJECT, BUCKET, NAMESPACE = "my-project", "my-kuka-runs", "rl"
 IMAGE = f"us-central1-docker.pkg.dev/{PROJECT}/kuka/kuka-trainer"
-GSA = f"kuka-trainer@{PROJECT}.iam.gserviceaccount.com"
+BUILDER = f"kuka-builder@{PROJECT}.iam.gserviceaccount.com"
+# The pods' Kubernetes ServiceAccount as an IAM principal (Workload Identity Federation for GKE).
+PODS = (
+    "principal://iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/"
+    f"{PROJECT}.svc.id.goog/subject/ns/{NAMESPACE}/sa/kuka-trainer"
+)
 
 
 def readme_blocks() -> list[str]:
@@ -130,22 +135,27 @@ EXPECTED_ORDER = [
     r"^gcloud auth application-default login$",
     rf"^gcloud config set project {PROJECT}$",
     r"^gcloud services enable container.googleapis.com artifactregistry.googleapis.com .*iamcredentials",
-    rf"^gcloud container clusters get-credentials kuka --location=us-central1-a --project={PROJECT}$",
+    rf"^gcloud container clusters get-credentials kuka --location=us-central1 --project={PROJECT}$",
     r"^gcloud container clusters describe kuka .*workloadIdentityConfig.workloadPool",
     r"^gcloud container node-pools list --cluster=kuka .*workloadMetadataConfig.mode",
+    rf"^gcloud projects describe {PROJECT} --format=value\(projectNumber\)$",
+    rf"^gcloud storage buckets describe gs://{BUCKET} .*uniform_bucket_level_access",
     rf"^kubectl create namespace {NAMESPACE} --dry-run=client -o yaml$",
     r"^kubectl apply -f -$",
-    rf"^gcloud iam service-accounts describe {GSA}",
-    rf"^gcloud iam service-accounts create kuka-trainer --project={PROJECT}",
-    rf"^gcloud storage buckets add-iam-policy-binding gs://{BUCKET} --member=serviceAccount:{GSA} "
+    rf"^gcloud storage buckets add-iam-policy-binding gs://{BUCKET} --member={re.escape(PODS)} "
     r"--role=roles/storage.objectAdmin$",
-    rf"^gcloud iam service-accounts add-iam-policy-binding {GSA} .*--role=roles/iam.workloadIdentityUser "
-    rf"--member=serviceAccount:{PROJECT}.svc.id.goog\[{NAMESPACE}/kuka-trainer\]$",
     r"^gcloud artifacts repositories describe kuka --location=us-central1 ",
     r"^gcloud artifacts repositories create kuka --location=us-central1 .*--repository-format=docker",
     r"^gcloud artifacts repositories add-iam-policy-binding kuka --location=us-central1 .*"
     r"--member=serviceAccount:123456789012-compute@developer.gserviceaccount.com "
     r"--role=roles/artifactregistry.reader$",
+    rf"^gcloud iam service-accounts create kuka-builder --project={PROJECT}",
+    rf"^gcloud projects add-iam-policy-binding {PROJECT} --member=serviceAccount:{BUILDER} "
+    r"--role=roles/logging.logWriter --condition=None$",
+    rf"^gcloud storage buckets add-iam-policy-binding gs://{BUCKET} --member=serviceAccount:{BUILDER} "
+    r"--role=roles/storage.objectViewer$",
+    rf"^gcloud artifacts repositories add-iam-policy-binding kuka .*--member=serviceAccount:{BUILDER} "
+    r"--role=roles/artifactregistry.writer$",
     rf"^docker build -f docker/trainer.Dockerfile --build-arg REQUIREMENTS=requirements.txt -t {IMAGE}:",
     r"^gcloud auth configure-docker us-central1-docker.pkg.dev --quiet$",
     rf"^docker push {IMAGE}:",
@@ -159,6 +169,7 @@ EXPECTED_ORDER = [
     r"^kubectl apply -k k8s/overlays/local/render-ppo-run-1$",
     rf"^kubectl -n {NAMESPACE} delete jobs.batch kuka-train-ppo-run-1 --ignore-not-found$",
     rf"^docker push {IMAGE}:",
+    rf"^kubectl label namespace {NAMESPACE} katib.kubeflow.org/metrics-collector-injection=enabled --overwrite$",
     r"^kubectl apply -k k8s/overlays/local/tune-tune-1$",
     rf"^kubectl -n {NAMESPACE} get experiments.kubeflow.org kuka-tune-tune-1 ",
     rf"^kubectl -n {NAMESPACE} delete experiments.kubeflow.org kuka-tune-tune-1 ",
@@ -218,8 +229,11 @@ def test_every_applied_manifest_is_valid_and_runs_the_pushed_image(walkthrough):
             for image in re.findall(r"'image': '([^']+)'", str(obj)):
                 assert image in pushed, (obj["kind"], image)
             if obj["kind"] == "ServiceAccount":
+                # IAM binds the ServiceAccount itself (PODS): no Google service account to name.
                 assert obj["metadata"]["namespace"] == NAMESPACE
-                assert obj["metadata"]["annotations"]["iam.gke.io/gcp-service-account"] == GSA
+                assert "iam.gke.io/gcp-service-account" not in obj["metadata"].get(
+                    "annotations", {}
+                )
             for logdir in re.findall(r"--logdir=([^'\"\\\\]+)", str(obj)):
                 assert logdir in (f"gs://{BUCKET}/runs", "$(LOGDIR)"), (obj["kind"], logdir)
             if obj["metadata"]["name"].startswith("kuka-run-"):
@@ -245,7 +259,25 @@ def test_setup_stops_when_workload_identity_is_off(tmp_path):
     assert "gcloud container clusters update c --location=europe-west4 --project=p " in line
     assert "--workload-pool=p.svc.id.goog" in line
     made = [json.loads(x)["argv"][:3] for x in open(tmp_path / "calls.jsonl")]
-    assert ["iam", "service-accounts", "create"] not in made  # it stopped before changing IAM
+    assert ["storage", "buckets", "add-iam-policy-binding"] not in made  # it stopped before IAM
+
+
+def test_setup_stops_when_the_bucket_has_fine_grained_access(tmp_path):
+    """Workload Identity's principal:// members need uniform bucket-level access."""
+    env = {**fake_env(tmp_path), "FAKE_FINE_GRAINED_BUCKET": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "deploy.gke_setup", *SETUP],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert "gcloud storage buckets update gs://b --uniform-bucket-level-access" in line
+    made = [json.loads(x)["argv"][:3] for x in open(tmp_path / "calls.jsonl")]
+    assert ["storage", "buckets", "add-iam-policy-binding"] not in made
 
 
 def test_setup_names_a_missing_auth_plugin(tmp_path):
@@ -267,6 +299,7 @@ def test_setup_names_a_missing_auth_plugin(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip() == (
         "setup: error: gke-gcloud-auth-plugin is not installed "
-        "(install it with: gcloud components install gke-gcloud-auth-plugin)"
+        "(install it with: gcloud components install gke-gcloud-auth-plugin, or sudo apt-get "
+        "install google-cloud-cli-gke-gcloud-auth-plugin)"
     )
     assert not os.path.exists(tmp_path / "calls.jsonl")  # nothing ran

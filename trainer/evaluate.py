@@ -44,6 +44,12 @@ def write_summaries(writer, result: dict) -> None:
         tf.summary.scalar("Eval/AverageEpisodeLength", result["mean_length"])
         if result["success_rate"] is not None:
             tf.summary.scalar("Eval/SuccessRate", result["success_rate"])
+        # The same values under tags Katib's TensorFlowEvent collector can tell apart: it
+        # reads metric `eval/SuccessRate` as the tags starting with `SuccessRate` in a
+        # directory ending in `eval`, and every Eval/ tag starts with `Eval`.
+        tf.summary.scalar("AverageReturn", result["mean_return"])
+        if result["success_rate"] is not None:
+            tf.summary.scalar("SuccessRate", result["success_rate"])
 
 
 def write_json(result: dict, path: str) -> None:

@@ -39,12 +39,18 @@ def slug(text: str) -> str:
     return re.sub(r"-+", "-", re.sub(r"[^a-z0-9]", "-", text.lower())).strip("-")
 
 
-def make_run_id(agent: str, env_id: str, now: datetime.datetime | None = None) -> str:
-    """`<agent>-<env>-<yyyymmdd-hhmmss>`, cut to a valid Kubernetes name."""
+def make_run_id(
+    agent: str, env_id: str, now: datetime.datetime | None = None, max_len: int = MAX_LEN
+) -> str:
+    """`<agent>-<env>-<yyyymmdd-hhmmss>`, cut to a valid Kubernetes name of `max_len`.
+
+    A run kind may allow fewer than 63 characters (a Katib Experiment's name, 40, holds
+    the run id after a prefix); the agent and env part is cut, never the time stamp.
+    """
     now = now or datetime.datetime.now()
     stamp = now.strftime("%Y%m%d-%H%M%S")
-    head = slug(f"{agent}-{env_id}")[: MAX_LEN - len(stamp) - 1].strip("-")
-    return f"{head}-{stamp}"
+    head = slug(f"{agent}-{env_id}")[: min(max_len, MAX_LEN) - len(stamp) - 1].strip("-")
+    return f"{head}-{stamp}" if head else stamp
 
 
 def check_run_id(run_id: str) -> None:
@@ -144,10 +150,15 @@ def lock_run(local_root: str, run_id: str):
         ) from None
     handle.seek(0)
     handle.truncate()
-    handle.write(
-        json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()})
-    )
-    handle.flush()
+    try:
+        handle.write(
+            json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()})
+        )
+        handle.flush()
+    except OSError:  # a full disk: closed now, or its garbage collection says it again
+        with contextlib.suppress(OSError):
+            handle.close()
+        raise
     _HELD[path] = handle
     return handle
 
@@ -164,16 +175,44 @@ def disk_full_message(run_dir: str) -> str:
     import shutil
 
     free = shutil.disk_usage(run_dir).free if os.path.exists(run_dir) else 0
-    pointer = os.path.join(run_dir, "checkpoints", "checkpoint")
-    last = "none yet"
-    if os.path.exists(pointer):  # TensorFlow's pointer names only complete checkpoints
-        with open(pointer) as f:
-            first = f.readline()
-        last = first.split('"')[1] if '"' in first else last
     return (
         f"no space left on the disk of {run_dir} ({free / 2**20:.1f} MB free); the last "
-        f"intact checkpoint is {last}; free some space and run the same command to resume"
+        f"intact checkpoint is {_last_checkpoint(run_dir)}; free some space and run the "
+        "same command to resume"
     )
+
+
+def is_unwritable(error: BaseException) -> bool:
+    """Whether `error` (OSError, TensorFlow's) says a file may not be written there:
+    permissions, or a file system turned read-only."""
+    import errno
+
+    return (
+        getattr(error, "errno", None) in (errno.EACCES, errno.EPERM, errno.EROFS)
+        or type(error).__name__ == "PermissionDeniedError"  # TensorFlow's, for EACCES
+        or "Read-only file system" in str(error)  # TensorFlow's EROFS is another class
+    )
+
+
+def unwritable_message(run_dir: str, error: BaseException) -> str:
+    """One line: what could not be written, why, and the last intact checkpoint."""
+    if isinstance(error, OSError) and error.strerror:
+        reason = f"{error.strerror}: {error.filename}"
+    else:  # TensorFlow's "{{function_node ...}} PATH; Permission denied [Op:SaveV2]"
+        reason = re.sub(r"^\{\{.*?\}\}\s*|\s*\[Op:\w+\]$", "", str(error).splitlines()[0])
+    return (
+        f"cannot write in {run_dir} ({reason}); the last intact checkpoint is "
+        f"{_last_checkpoint(run_dir)}; make it writable and run the same command to resume"
+    )
+
+
+def _last_checkpoint(run_dir: str) -> str:
+    pointer = os.path.join(run_dir, "checkpoints", "checkpoint")
+    if not os.path.exists(pointer):
+        return "none yet"
+    with open(pointer) as f:  # TensorFlow's pointer names only complete checkpoints
+        first = f.readline()
+    return first.split('"')[1] if '"' in first else "none yet"
 
 
 def save_config(cfg: Config, path: str) -> None:

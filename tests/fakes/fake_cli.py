@@ -53,9 +53,16 @@ def gcloud(argv: list[str]) -> int:
         if not os.environ.get("FAKE_NO_WORKLOAD_IDENTITY"):
             print(f"{_flag(argv, 'project')}.svc.id.goog")
     elif command == "container node-pools list":
-        print("default-pool\tGKE_METADATA\tdefault")
+        # FAKE_NO_POOL_WORKLOAD_IDENTITY: a node pool made before Workload Identity was on.
+        mode = (
+            "GCE_METADATA" if os.environ.get("FAKE_NO_POOL_WORKLOAD_IDENTITY") else "GKE_METADATA"
+        )
+        print(f"default-pool\t{mode}\tdefault")
     elif command.startswith("projects describe"):
         print(PROJECT_NUMBER)
+    elif command == "storage buckets describe":
+        # Uniform bucket-level access, as `make bucket` creates it, unless asked otherwise.
+        print("False" if os.environ.get("FAKE_FINE_GRAINED_BUCKET") else "True")
     elif command in ("iam service-accounts describe", "artifacts repositories describe"):
         if f"{command.rsplit(' ', 1)[0]} {words[3]}" not in _state()["created"]:
             print(f"ERROR: (gcloud.{words[0]}) NOT_FOUND: {words[3]}", file=sys.stderr)
@@ -67,7 +74,9 @@ def gcloud(argv: list[str]) -> int:
         _remember(f"{command.rsplit(' ', 1)[0]} {name}")
         print(f"Created [{name}].", file=sys.stderr)
     elif (
-        words[:2] in OK_VERBS or command in OK_COMMANDS or words[:2] == ["auth", "configure-docker"]
+        words[:2] in OK_VERBS
+        or command in OK_COMMANDS
+        or words[:2] in (["auth", "configure-docker"], ["projects", "add-iam-policy-binding"])
     ):
         pass  # these print nothing the scripts read
     else:
@@ -91,6 +100,15 @@ def kubectl(argv: list[str], record: dict) -> int:
             print(rendered.stderr, file=sys.stderr, end="")
             return 1
         record["rendered"] = rendered.stdout
+        return 0
+    if argv == ["api-resources", "-o", "name"]:
+        # A cluster with every optional controller (as tests/fakes/discovery.py lists them).
+        from discovery import ALL_CRDS, BUILTIN  # beside this script, on its sys.path
+
+        print("\n".join(sorted({r.name for r in BUILTIN} | ALL_CRDS)))
+        return 0
+    if argv[:2] == ["label", "namespace"] and "--overwrite" in argv:
+        print(f"namespace/{argv[2]} labeled")  # as the real kubectl says it
         return 0
     verb = argv[argv.index("-n") + 2] if "-n" in argv else argv[0]
     if verb in ("get", "logs", "delete", "port-forward"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
+import requests
 from google.api_core import exceptions as api_exceptions
 from google.auth import exceptions as auth_exceptions
 from google.cloud import storage
@@ -15,6 +16,20 @@ _URL = re.compile(r"^gs://([a-z0-9][a-z0-9._-]{1,220}[a-z0-9])(?:/(.*))?$")
 
 class StorageError(Exception):
     """Storage could not be reached or used; one line for the user."""
+
+
+class StorageUnavailable(StorageError):
+    """Storage did not answer, or answered only server errors, for the whole retry time."""
+
+
+# What a request that never got a usable answer ends in (DEFAULT_RETRY retries each of
+# them, then raises RetryError).
+UNAVAILABLE = (
+    api_exceptions.RetryError,
+    api_exceptions.ServerError,
+    requests.exceptions.ConnectionError,
+    requests.exceptions.Timeout,
+)
 
 
 def parse_url(url: str) -> tuple[str, str]:
@@ -57,16 +72,38 @@ class BucketCheck:
     created: bool = False
 
 
-def check_bucket(client, bucket: str, create: bool = False, location: str = "US") -> BucketCheck:
+def check_bucket(
+    client,
+    bucket: str,
+    create: bool = False,
+    location: str = "US",
+    *,
+    project: str | None = None,
+    uniform_access: bool = False,
+    soft_delete_seconds: int | None = None,
+    deadline: float = 30.0,
+) -> BucketCheck:
     """Tells apart a missing bucket (created when asked) from one you cannot use.
 
     Lists at most one object rather than reading the bucket's metadata: listing
     needs storage.objects.list, which roles/storage.objectAdmin (all the pods are
     granted) includes, while get_bucket needs storage.buckets.get, which it does not.
+    A bucket it creates goes to `project` (the client's by default), with uniform
+    bucket-level access if asked, and `soft_delete_seconds` of soft delete (None: the
+    bucket's default, 7 days; 0: none). Storage that does not answer within `deadline`
+    seconds (retries included) is StorageUnavailable.
     """
     try:
-        next(iter(client.list_blobs(bucket, max_results=1, retry=retry_policy(30))), None)
+        blobs = client.list_blobs(
+            bucket, max_results=1, retry=retry_policy(deadline), timeout=deadline
+        )
+        next(iter(blobs), None)
         return BucketCheck(bucket, exists=True)
+    except UNAVAILABLE as e:
+        raise StorageUnavailable(
+            f"storage did not answer usably for {deadline:.0f} s while checking gs://{bucket}: "
+            + describe(e)
+        ) from None
     except api_exceptions.NotFound:
         if not create:
             raise StorageError(
@@ -81,8 +118,28 @@ def check_bucket(client, bucket: str, create: bool = False, location: str = "US"
         ) from None
     except auth_exceptions.RefreshError as e:
         raise StorageError(f"Google Cloud credentials were refused: {e}") from None
+    new = client.bucket(bucket)
+    if uniform_access:
+        new.iam_configuration.uniform_bucket_level_access_enabled = True
+    if soft_delete_seconds is not None:
+        new.soft_delete_policy.retention_duration_seconds = soft_delete_seconds
     try:
-        client.create_bucket(bucket, location=location)
+        client.create_bucket(new, location=location, project=project)
     except api_exceptions.Conflict:
         raise StorageError(f"bucket name gs://{bucket} is taken by another project") from None
     return BucketCheck(bucket, exists=True, created=True)
+
+
+# Whatever a storage call may raise besides bugs: ours, the client's, the transport's.
+FAILURES = (StorageError, api_exceptions.GoogleAPIError, *UNAVAILABLE)
+
+
+def describe(error: BaseException) -> str:
+    """One line for a storage failure: its type and the first line of its message."""
+    return f"{type(error).__name__}: {_first_line(error)}"
+
+
+def _first_line(error: BaseException) -> str:
+    """An exception's message without the chained detail a RetryError carries."""
+    text = str(getattr(error, "cause", None) or error)
+    return text.splitlines()[0][:200] if text else ""
