@@ -225,7 +225,7 @@ auth: ## Log in to Google Cloud for gcloud and for the libraries (PROJECT)
 	$(run) gcloud config set project '$(PROJECT)'
 
 .PHONY: setup
-setup: ## APIs, cluster credentials, namespace, bucket access, image registry (PROJECT, LOCATION, CLUSTER, BUCKET, AUTH)
+setup: ## APIs, cluster credentials, namespace, bucket access, image registry, Cloud Build account (PROJECT, LOCATION, CLUSTER, BUCKET, AUTH)
 	$(call need,PROJECT)$(call need,BUCKET)
 	$(PY3) -m deploy.gke_setup --project='$(PROJECT)' --location='$(LOCATION)' --cluster='$(CLUSTER)' \
 		--bucket='$(BUCKET)' --namespace='$(NAMESPACE)' --auth='$(AUTH)' --repository='$(REPOSITORY)' \
@@ -280,7 +280,8 @@ tune: ## Search PPO's settings with Katib: MAX_TRIALS trials of `make submit`'s 
 	$(OVERLAY) --kind=tune --name='tune-$(RUN_ID)' --run='$(RUN_ID)' $(call kflag,MAX_TRIALS,max-trials) \
 		$(call kflag,PARALLEL_TRIALS,parallel-trials) -- $(call kflag,STEPS,total_steps) $(call kflag,ENV_ID,env_id) $(ARGS)
 	@$(MAKE) --no-print-directory push
-	$(run) kubectl label namespace '$(NAMESPACE)' katib.kubeflow.org/metrics-collector-injection=enabled --overwrite
+	@$(PY3) -m deploy.cluster label --namespace='$(NAMESPACE)' $(if $(DRY_RUN),--dry-run) \
+		katib.kubeflow.org/metrics-collector-injection=enabled
 	$(run) kubectl apply -k 'k8s/overlays/local/tune-$(RUN_ID)'
 	@echo "Experiment kuka-tune-$(RUN_ID): make status-tune RUN=$(RUN_ID); every trial in gs://$(BUCKET)/runs/kuka-tune-$(RUN_ID)-*"
 
@@ -308,7 +309,7 @@ submit-distributed: ## Build and push the image, start Reverb, COLLECTORS collec
 		-- $(call kflag,STEPS,total_steps) $(call kflag,SEED,seed) $(call kflag,ENV_ID,env_id) $(ARGS)
 	@$(MAKE) --no-print-directory push
 	$(run) kubectl apply -k 'k8s/overlays/local/distributed-$(RUN_ID)'
-	@echo "Run $(RUN_ID): make status-distributed; make delete-distributed RUN=$(RUN_ID) when it is done"
+	@echo "Run $(RUN_ID): make status-distributed; make delete-distributed when it is done"
 
 .PHONY: status-distributed
 status-distributed: ## The distributed run's Reverb server, collectors and learner in NAMESPACE (either LAYOUT)

@@ -9,6 +9,9 @@
         TYPES with --selector) is already in NS: kubectl apply would leave a run's
         object as it is, or refuse the change, since their specs are immutable; exit 1
         if the cluster lacks the type of a TYPE/NAME or --require (before a build)
+    python3 -m deploy.cluster label --namespace=NS [--dry-run] KEY=VALUE
+        kubectl label namespace NS KEY=VALUE, unless NS has that label already (a
+        Kubeflow profile's namespace has Katib's; its users may not patch namespaces)
 
 With --dry-run each prints the kubectl command and contacts nothing. A kubectl that
 fails passes its own one-line error and exit code on.
@@ -112,13 +115,28 @@ def absent(args: argparse.Namespace) -> int:
     )
 
 
+def label(args: argparse.Namespace) -> int:
+    key, _, value = args.label.partition("=")
+    if not args.dry_run:
+        get = ["kubectl", "get", "namespace", args.namespace, "-o", "json"]
+        result = subprocess.run(get, capture_output=True, text=True)
+        found = json.loads(result.stdout) if result.returncode == 0 and result.stdout else {}
+        if (found.get("metadata", {}).get("labels") or {}).get(key) == value:
+            print(f"namespace {args.namespace} has {args.label} already")
+            return 0
+    argv = ["kubectl", "label", "namespace", args.namespace, args.label, "--overwrite"]
+    _echo(argv, args.dry_run)
+    return 0 if args.dry_run else subprocess.run(argv).returncode
+
+
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python3 -m deploy.cluster")
     parser.add_argument("--prog", default="deploy.cluster", help="names the target in errors")
     commands = parser.add_subparsers(dest="command", required=True)
     one = commands.add_parser("served", help="kubectl VERB on the served TYPES only")
     two = commands.add_parser("absent", help="fail if the run's object exists")
-    for sub in (one, two):
+    three = commands.add_parser("label", help="label the namespace unless it has the label")
+    for sub in (one, two, three):
         sub.add_argument("--namespace", required=True)
         sub.add_argument("--dry-run", action="store_true")
     one.add_argument("verb", choices=("get", "delete"))
@@ -128,13 +146,14 @@ def parse(argv: list[str]) -> argparse.Namespace:
     two.add_argument("--selector", default="", help="a label selector; TARGETs are TYPES then")
     two.add_argument("--require", default="", help="a type the cluster must serve")
     two.add_argument("targets", nargs="+", help="TYPE/NAME, or TYPES with --selector")
+    three.add_argument("label", help="KEY=VALUE")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str]) -> int:
     args = parse(argv)
     try:
-        return served(args) if args.command == "served" else absent(args)
+        return {"served": served, "absent": absent, "label": label}[args.command](args)
     except Failed as e:
         print(f"{args.prog}: error: {e}", file=sys.stderr)
         return 1

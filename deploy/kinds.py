@@ -126,10 +126,15 @@ def check_run(run: str, kind: str) -> None:
             "dashes, starting and ending with a letter or digit"
         )
     if len(run) > limit:
+        spec = KINDS[kind]
+        why = (
+            f"{spec.prefix}-RUN{spec.derived_suffix} is named from it and may have"
+            if spec.prefix
+            else "it is a label value, which may have"
+        )
         raise ValueError(
             f"run id {run!r} has {len(run)} characters; a {kind} run allows at most {limit}, "
-            f"since {KINDS[kind].prefix}-RUN{KINDS[kind].derived_suffix} is named from it "
-            f"and may have at most {KINDS[kind].name_limit}"
+            f"since {why} at most {spec.name_limit}"
         )
 
 

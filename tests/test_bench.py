@@ -47,7 +47,7 @@ def test_ablation_interleaves_variants_resumes_and_reports(tmp_path):
     assert "| `old-reward` | " in out.read_text()
 
 
-def test_stability_counts_seeds_by_step_and_thelargest_fall():
+def test_stability_counts_seeds_by_step_and_the_largest_fall():
     from bench import ablation
 
     def rows(*rates):  # evaluations at the first iteration past each 100k

@@ -105,37 +105,42 @@ def _commands(tmp_path) -> list[list[str]]:
     return unique
 
 
-@pytest.mark.slow  # about 40 gcloud starts, a second or two each
-def test_every_gcloud_command_parses(tmp_path):
+# What the scripts run, at least (so that a change of their output is noticed).
+EXPECTED_STARTS = (
+    "services enable",
+    "container clusters get-credentials",
+    "storage buckets add-iam-policy-binding gs://b --member=principal://",
+    "storage buckets add-iam-policy-binding gs://b --member=serviceAccount:",
+    "iam service-accounts create",
+    "iam service-accounts keys create",
+    "projects add-iam-policy-binding",
+    "artifacts repositories create",
+    "artifacts repositories add-iam-policy-binding",
+    "auth login",
+    "auth application-default login",
+    "config set project",
+    "auth configure-docker",
+    "builds submit",
+    "container clusters update",
+    "container node-pools update",
+    "storage buckets update",
+    "container node-pools create",
+)
+
+
+def _checked_commands(tmp_path) -> list[list[str]]:
+    """_commands, after checking that each of EXPECTED_STARTS begins one of them."""
     commands = _commands(tmp_path)
     lines = [" ".join(argv) for argv in commands]
-    # What the scripts run, at least (so that a change of their output is noticed).
-    for start in (
-        "services enable",
-        "container clusters get-credentials",
-        "storage buckets add-iam-policy-binding gs://b --member=principal://",
-        "storage buckets add-iam-policy-binding gs://b --member=serviceAccount:",
-        "iam service-accounts create",
-        "iam service-accounts keys create",
-        "projects add-iam-policy-binding",
-        "artifacts repositories create",
-        "artifacts repositories add-iam-policy-binding",
-        "auth login",
-        "auth application-default login",
-        "config set project",
-        "auth configure-docker",
-        "builds submit",
-        "container clusters update",
-        "container node-pools update",
-        "storage buckets update",
-        "container node-pools create",
-    ):
+    for start in EXPECTED_STARTS:
         assert any(line.startswith(start) for line in lines), (start, lines)
-    work = tmp_path / "work"  # builds submit reads the config from here, not the repository
-    (work / "docker").mkdir(parents=True)
-    shutil.copy(os.path.join(ROOT, "docker", "cloudbuild.yaml"), work / "docker")
+    return commands
+
+
+def _gcloud_env(tmp_path) -> dict[str, str]:
+    """An empty gcloud configuration that cannot reach the network."""
     (tmp_path / "home").mkdir()
-    env = {
+    return {
         "PATH": os.environ["PATH"],
         "HOME": str(tmp_path / "home"),  # configure-docker writes ~/.docker/config.json
         "CLOUDSDK_CONFIG": str(tmp_path / "gcloud"),
@@ -147,6 +152,15 @@ def test_every_gcloud_command_parses(tmp_path):
         "CLOUDSDK_PROXY_ADDRESS": "127.0.0.1",
         "CLOUDSDK_PROXY_PORT": "9",  # discard: nothing listens there
     }
+
+
+@pytest.mark.slow  # about 40 gcloud starts, a second or two each
+def test_every_gcloud_command_parses(tmp_path):
+    commands = _checked_commands(tmp_path)
+    work = tmp_path / "work"  # builds submit reads the config from here, not the repository
+    (work / "docker").mkdir(parents=True)
+    shutil.copy(os.path.join(ROOT, "docker", "cloudbuild.yaml"), work / "docker")
+    env = _gcloud_env(tmp_path)
     # The control: a flag gcloud does not know must be refused here too.
     control = ["services", "enable", "storage.googleapis.com", "--project=p", "--no-such-flag"]
     refused = []

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -219,3 +220,23 @@ def test_dry_run_contacts_nothing(tmp_path, repo, target):
     assert cluster.requests == []
     assert any(line.startswith(f"kubectl -n {NS} ") for line in result.stdout.splitlines())
     assert not os.path.exists(os.path.join(repo, "k8s", "overlays", "local"))
+
+
+def test_tune_labels_a_namespace_only_where_katibs_label_is_missing(tmp_path):
+    """A Kubeflow profile's namespace carries Katib's label already, and its users may not
+    patch namespaces: `make tune` then only reads it (kubeflow/katib v0.19.0,
+    manifests/v1beta1/components/webhook/webhooks.yaml, the pod webhook's namespaceSelector)."""
+    key = "katib.kubeflow.org/metrics-collector-injection"
+    with FakeCluster(crds=VARIANTS["crds"]) as cluster:
+        labels = {key: "enabled"}
+        cluster.add({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS, "labels": labels}})  # fmt: skip
+        env = make_env(
+            KUBECONFIG=cluster.kubeconfig(str(tmp_path / "kubeconfig")), HOME=str(tmp_path)
+        )
+        result = subprocess.run(
+            [sys.executable, "-m", "deploy.cluster", "label", f"--namespace={NS}", f"{key}=enabled"],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert f"namespace {NS} has {key}=enabled already" in result.stdout
+        assert calls(cluster) == [f"GET /api/v1/namespaces/{NS}"]

@@ -15,6 +15,7 @@ import pytest
 
 from deploy import kinds, overlay
 from tests.conftest import ROOT, make_env
+from tests.test_k8s import K8S_VERSION
 from tests.upstream import katib, katib_trial, render, write_overlay
 
 SCHEDULING = ["--gpu", "--spot", "--queue=team-q", "--priority-class=low", "--deadline=7200"]
@@ -51,7 +52,7 @@ def test_every_experiment_is_admitted_and_its_trial_job_is_valid(experiments):
         # which a strict schema check of the Job a trial runs stands for.
         name = katib.trial_name(experiment["metadata"]["name"])
         job = katib.trial_job(experiment, name, _minimum_assignments(experiment))
-        kubernetes_validate.validate(job, "1.34.0", strict=True)
+        kubernetes_validate.validate(job, K8S_VERSION, strict=True)
         # The Job's name is its pods' batch.kubernetes.io/job-name label: 63 at most.
         assert len(name) <= kinds.NAME_LIMIT
 
