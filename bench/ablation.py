@@ -84,10 +84,14 @@ def stability_row(name: str, results: list[tuple[dict, list]], interval: int) ->
 
 
 def _report(args, done: dict, commands: list[str]) -> str:
+    # The command that trains what is missing: --report only rewrites this file.
+    command = shlex.join(a for a in sys.argv[1:] if a != "--report")
+    finished, planned = sum(len(r) for r in done.values()), args.seeds * len(done)
     lines = [
         f"# Ablation at {args.steps:,} env steps",
         "",
-        f"Written by `python bench/ablation.py {shlex.join(sys.argv[1:])}` on "
+        *([f"Partial: {finished} of {planned} runs have finished.", ""] * (finished < planned)),
+        f"Written by `python bench/ablation.py {command}` on "
         f"{os.cpu_count()} cores (no GPU); runs interleaved seed by seed. Greedy success over "
         f"{args.eval_episodes} episodes every {args.eval_interval:,} steps. Steps to 50% / 80%: "
         "median over the seeds when every seed reached it, then how many did and each seed's "
