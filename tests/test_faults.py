@@ -6,11 +6,13 @@ that the run ends whole: a checkpoint, an exported policy and an evaluation.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -20,7 +22,9 @@ import pytest
 
 from tests.conftest import ROOT, TINY_FLAGS, run_task
 from tests.test_storage import Emulator
-from trainer import evaluate
+from trainer import evaluate, launch, rundir, runs
+from trainer.config import Config
+from trainer.rundir import UsageError
 
 pytestmark = pytest.mark.slow
 
@@ -29,12 +33,15 @@ FLAGS = [*TINY_FLAGS, f"--collect_steps={INTERVAL}", f"--checkpoint_interval={IN
 
 
 class Trainer:
-    """`python -m trainer.task` in its own process group, its stderr read as it comes."""
+    """`python -m trainer.task` in its own process group, its stderr read as it comes.
 
-    def __init__(self, *args: str, env=None):
+    `prefix` goes before the command (WITHOUT_DAC_OVERRIDE).
+    """
+
+    def __init__(self, *args: str, env=None, prefix=()):
         self.lines: list[str] = []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "trainer.task", *args],
+            [*prefix, sys.executable, "-m", "trainer.task", *args],
             cwd=ROOT,
             stderr=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
@@ -188,6 +195,43 @@ def test_env_processes_die_with_the_trainer(tmp_path):
         time.sleep(0.05)
     time.sleep(0.5)  # anything they printed on the way out has arrived
     assert not [line for line in trainer.lines[seen:] if "Traceback" in line or "Error" in line]
+
+
+def _children(pid: int) -> list[int]:
+    """Pids whose parent is `pid` (field 4 of /proc/PID/stat, after the command's parens)."""
+    found = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError), open(f"/proc/{entry}/stat") as f:
+            if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def test_env_processes_die_quietly_with_a_trainer_killed_during_their_start_up(tmp_path):
+    """kill -9 while the env processes still import TensorFlow. They used to ask for
+    PR_SET_PDEATHSIG only after those imports, when their parent was init already: they
+    lived on for seconds, then failed on the broken pipe (4 tracebacks)."""
+    trainer = Trainer(f"--logdir={tmp_path}", "--run=early", *FLAGS, "--total_steps=100000")
+    deadline = time.time() + 300
+    while not any(line.startswith("Starting 2 env processes") for line in trainer.lines):
+        assert trainer.proc.poll() is None and time.time() < deadline, trainer.lines[-20:]
+        time.sleep(0.05)
+    while len(_children(trainer.proc.pid)) < 2:  # both spawned, still importing
+        assert trainer.proc.poll() is None and time.time() < deadline, trainer.lines[-20:]
+        time.sleep(0.01)
+    time.sleep(0.3)  # the trainer has written each child's start-up data to its pipe
+    seen = len(trainer.lines)
+    trainer.proc.kill()
+    trainer.wait()
+    while True:  # a bound against a hang, not a timing promise
+        try:
+            os.killpg(trainer.proc.pid, 0)
+        except ProcessLookupError:
+            break
+        assert time.time() < deadline + 120, "env processes outlived the trainer"
+        time.sleep(0.1)
+    time.sleep(0.5)  # anything they printed on the way out has arrived
+    assert trainer.lines[seen:] == [], trainer.lines[seen:]
 
 
 def test_crash_between_policy_renames_keeps_a_policy(tiny_run, tmp_path):
@@ -353,6 +397,156 @@ def test_full_disk_is_one_line_and_the_run_resumes_once_there_is_room(small_disk
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"from env step {int(last[5:]):,}" in resumed.stderr
     assert json.loads((small_disk / "full" / "eval.json").read_text())["env_steps"] == 1200
+
+
+def _fill(mount) -> None:
+    """Writes into `mount` until its disk is full (unbuffered: nothing left to flush)."""
+    with open(mount / "filler", "wb", buffering=0) as f, contextlib.suppress(OSError):
+        while True:
+            f.write(b"\0" * 4096)
+
+
+def _one_error(result, code: int) -> str:
+    """The one `error:` line of a command that exited `code`, with no traceback."""
+    assert result.returncode == code, result.stderr[-3000:]
+    errors = [x for x in result.stderr.splitlines() if x.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    return errors[0]
+
+
+def test_a_full_disk_at_the_start_of_a_new_or_resumed_run_is_one_line(small_disk, tiny_run):
+    """A new run fails at the run lock's flush, a resume at writing command.txt: each was
+    a traceback (25 and 30 lines); one line naming the run directory, exit 1, now."""
+    import shutil
+
+    subprocess.run(["mount", "-o", "remount,size=20m", str(small_disk)], check=True)
+    shutil.copytree(tiny_run, small_disk / "tiny", ignore=shutil.ignore_patterns("render"))
+    (small_disk / ".tiny.lock").write_text("{}")  # a lock the earlier trainer left
+    _fill(small_disk)
+    flags = [f"--logdir={small_disk}", *TINY_FLAGS]
+    for run, last in (("tiny", "ckpt-600"), ("fresh", "none yet")):
+        result = run_task(*flags, f"--run={run}", "--total_steps=900", timeout=300)
+        line = _one_error(result, 1)
+        assert line.startswith(f"error: no space left on the disk of {small_disk / run} ("), line
+        assert f"the last intact checkpoint is {last};" in line
+
+
+def test_a_render_on_a_full_disk_is_one_line(small_disk):
+    """ffmpeg's "No space left on device" reached Python only as a broken pipe, which the
+    full-disk check did not recognise: a 90-line traceback."""
+    _fill(small_disk)  # directories take no room on a tmpfs; the film does
+    result = run_task(
+        f"--logdir={small_disk}",
+        "render",
+        "--policy=random",
+        "--episodes=1",
+        "--width=96",
+        "--height=72",
+        "--fps=10",
+        "--frame_stride=40",
+        timeout=300,
+    )
+    line = _one_error(result, 1)
+    assert line.startswith(f"error: no space left on the disk of {small_disk / 'random-policy'}")
+    assert not os.path.exists(small_disk / "random-policy" / "render")
+
+
+def test_a_taken_port_is_refused_naming_it():
+    """gRPC listens with SO_REUSEPORT, so a second Reverb server on a port used to start
+    beside the first; a port another program held failed inside gRPC ("Failed to
+    BuildAndStart gRPC server") without naming it."""
+    with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as grpc_like:
+        grpc_like.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # as gRPC binds
+        grpc_like.bind(("::", 0))
+        grpc_like.listen()
+        port = grpc_like.getsockname()[1]
+        with pytest.raises(ValueError, match=f"^port {port} is taken"):
+            launch.check_port_free(port)
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        result = run_task("reverb", "--run=r", f"--port={port}", timeout=120)
+        line = _one_error(result, 2)
+        assert line.startswith(f"error: port {port} is taken"), line
+    launch.check_port_free(port)  # free again
+
+
+# Root writes anywhere: run as root without CAP_DAC_OVERRIDE, permission bits hold it too.
+WITHOUT_DAC_OVERRIDE = [
+    "setpriv",
+    "--bounding-set=-dac_override,-dac_read_search",
+    "--inh-caps=-all",
+]
+
+
+def _without_dac_override() -> list[str]:
+    if os.geteuid() != 0:
+        return []  # permission bits bind this user already
+    made = subprocess.run([*WITHOUT_DAC_OVERRIDE, "true"], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot drop CAP_DAC_OVERRIDE here: {made.stderr.decode().strip()}")
+    return WITHOUT_DAC_OVERRIDE
+
+
+def _chmod_tree(root, remove: int = 0, add: int = 0) -> None:
+    for path, dirs, files in os.walk(root):
+        for name in [path, *(os.path.join(path, f) for f in dirs + files)]:
+            os.chmod(name, (os.stat(name).st_mode & ~remove) | add)
+
+
+def test_a_log_directory_turning_read_only_mid_run_is_one_line_and_resumes(tmp_path):
+    """The run directory made read-only mid-run (by permissions: the trainer runs without
+    CAP_DAC_OVERRIDE): 100 lines of chained PermissionDeniedError before, one line and
+    exit 1 now; the checkpoints are intact and the same command resumes."""
+    prefix = _without_dac_override()
+    trainer = Trainer(
+        f"--logdir={tmp_path}", "--run=ro", *FLAGS, "--total_steps=100000", prefix=prefix
+    )
+    trainer.wait_for_step(2 * INTERVAL)
+    _chmod_tree(tmp_path / "ro", remove=0o222)
+    assert trainer.wait(timeout=600) == 1, "\n".join(trainer.lines[-30:])
+    errors = [x for x in trainer.lines if x.startswith("error:")]
+    assert len(errors) == 1 and not any("Traceback" in x for x in trainer.lines), trainer.lines
+    assert errors[0].startswith(f"error: cannot write in {tmp_path / 'ro'} (")
+    assert "Permission denied" in errors[0]
+    last = re.search(r"the last intact checkpoint is ckpt-(\d+);", errors[0]).group(1)
+    _chmod_tree(tmp_path / "ro", add=0o200)
+    assert f"from env step {int(last):,}" in _finish(tmp_path, "ro", int(last) + INTERVAL)
+
+
+def test_a_run_directory_of_another_user_is_refused_in_one_line(tmp_path):
+    """It used to fail writing in it: a PermissionError traceback, exit 1."""
+    prefix = _without_dac_override()
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    runs.save_config(Config(run="theirs"), str(theirs / "config.json"))
+    os.chown(theirs, 65534, 65534)  # nobody's
+    os.chmod(theirs, 0o755)
+    result = subprocess.run(
+        [*prefix, sys.executable, "-m", "trainer.task", f"--logdir={tmp_path}", "--run=theirs"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    line = _one_error(result, 2)
+    assert line == (
+        f"error: cannot write to run directory {theirs}: Permission denied (owned by uid "
+        "65534); run as a user who may write there, or choose another --run"
+    )
+    assert sorted(os.listdir(theirs)) == ["config.json"]
+
+
+def test_a_dangling_symlink_or_a_file_as_run_directory_is_refused(tmp_path):
+    """A dangling symlink failed in os.makedirs (FileExistsError traceback); a file in
+    listdir (NotADirectoryError). Both are bad input: UsageError, exit 2."""
+    os.symlink(tmp_path / "elsewhere", tmp_path / "gone")
+    (tmp_path / "afile").write_text("")
+    for run, words in (("gone", "is a symlink to"), ("afile", "is not a directory")):
+        with pytest.raises(UsageError, match=words):
+            rundir.prepare(Config(logdir=str(tmp_path), run=run), "cmd")
+    assert not (tmp_path / "elsewhere").exists()
 
 
 def test_every_test_the_reliability_table_names_exists():

@@ -130,3 +130,34 @@ def test_bad_render_settings_are_usage_errors(tmp_path):
         tmp_path, "--policy=random", "--width=97"
     )
     assert "--episodes must be positive" in _refused(tmp_path, "--policy=random", "--episodes=0")
+
+
+def test_renders_started_in_the_same_second_keep_both_films(tmp_path, monkeypatch):
+    """Another render of the run began this second: it stages in render/.STAMP.tmp (the
+    name every render used before) and an earlier one finished as render/STAMP. A render
+    then shared the other's staging directory, and one of them failed
+    (FileNotFoundError); now each stages apart and the later one is STAMP-2."""
+    import datetime
+
+    from trainer import render
+    from trainer.config import RenderConfig
+
+    class Clock(datetime.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return cls(2026, 1, 2, 3, 4, 5)
+
+    monkeypatch.setattr(render.datetime, "datetime", Clock)  # the same second, every time
+    root = tmp_path / "render"
+    (root / ".20260102-030405.tmp").mkdir(parents=True)
+    (root / ".20260102-030405.tmp" / "video.mp4").write_bytes(b"the other render's film")
+    (root / "20260102-030405").mkdir()
+    (root / "20260102-030405" / "render.json").write_text("{}")
+    plan = render.Plan("KukaGrasp-v0", "random", str(tmp_path), seed=0)
+    cfg = RenderConfig(episodes=1, width=96, height=72, fps=10, frame_stride=40)
+    out = render.render(cfg, plan, log=lambda msg: None)
+    assert out == str(root / "20260102-030405-2")
+    assert json.load(open(os.path.join(out, "render.json")))["frames"] > 0
+    assert (root / ".20260102-030405.tmp" / "video.mp4").read_bytes() == b"the other render's film"
+    assert (root / "20260102-030405" / "render.json").read_text() == "{}"
+    assert sorted(os.listdir(root)) == [".20260102-030405.tmp", "20260102-030405", out[-17:]]

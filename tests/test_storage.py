@@ -6,6 +6,7 @@ import http.server
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -13,8 +14,10 @@ import threading
 import time
 
 import pytest
+from google.api_core import exceptions as api_exceptions
 
 from tests.conftest import ROOT, TINY_FLAGS, run_task
+from tests.fakes import gcs_proxy
 from trainer import evaluate, storage
 
 emulator = pytest.importorskip("gcp_storage_emulator.server")
@@ -27,11 +30,18 @@ def _free_port() -> int:
 
 
 class Emulator:
-    """gcp-storage-emulator on a loopback port, keeping its data on disk across restarts."""
+    """gcp-storage-emulator on a loopback port, keeping its data on disk across restarts,
+    reached through Cloud Storage's preconditions (tests/fakes/gcs_proxy.py).
+
+    `url` is the proxy's: it outlives restarts of the emulator (answering 503 while it
+    is down, as Cloud Storage does in an outage); `direct_url` is the emulator's own.
+    """
 
     def __init__(self, data_dir):
         self.port, self.data_dir = _free_port(), str(data_dir)
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.direct_url = f"http://127.0.0.1:{self.port}"
+        self.proxy = gcs_proxy.PreconditionProxy(self.direct_url).start()
+        self.url = self.proxy.url
         self._server = None
 
     def start(self):
@@ -41,17 +51,21 @@ class Emulator:
     def stop(self):
         self._server.stop()
 
+    def close(self):
+        self.stop()
+        self.proxy.stop()
+
 
 @pytest.fixture
 def gcs(tmp_path, monkeypatch):
-    """A running emulator, the client environment pointed at it, and a fresh client."""
+    """A running emulator behind the proxy, the client environment pointed at it, a client."""
     server = Emulator(tmp_path / "gcs-data")
     server.start()
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", server.url)
     try:
         yield server, storage.make_client()
     finally:
-        server.stop()
+        server.close()
 
 
 def _objects(client, bucket: str, prefix: str = "") -> dict:
@@ -165,6 +179,75 @@ def test_no_credentials(tmp_path):
     )
 
 
+# Writes against an object at generation `g` (metageneration `m`) that Cloud Storage
+# refuses with 412 (https://cloud.google.com/storage/docs/request-preconditions).
+STALE_WRITES = {
+    "simple upload, stale generation": lambda b, g, m: b.blob("x").upload_from_string(
+        "c", if_generation_match=g - 1
+    ),
+    "create-only upload of an existing object": lambda b, g, m: b.blob("x").upload_from_string(
+        "c", if_generation_match=0
+    ),
+    "upload unless generation g": lambda b, g, m: b.blob("x").upload_from_string(
+        "c", if_generation_not_match=g
+    ),
+    "resumable upload, stale generation": lambda b, g, m: b.blob(
+        "x", chunk_size=256 * 1024
+    ).upload_from_string(b"z" * 300_000, if_generation_match=g - 1),
+    "metadata update, stale metageneration": lambda b, g, m: _patched(b, m + 1),
+    "rewrite onto a stale destination": lambda b, g, m: b.copy_blob(
+        b.blob("x"), b, "x", if_generation_match=g - 1
+    ),
+    "rewrite from a stale source": lambda b, g, m: b.copy_blob(
+        b.blob("x"), b, "y", if_source_generation_match=g - 1
+    ),
+    "delete, stale generation": lambda b, g, m: b.blob("x").delete(if_generation_match=g - 1),
+}
+
+
+def _patched(bucket, metageneration: int):
+    blob = bucket.get_blob("x")
+    blob.metadata = {"k": "v"}
+    blob.patch(if_metageneration_match=metageneration)
+
+
+@pytest.mark.parametrize("write", sorted(STALE_WRITES))
+def test_the_emulator_ignores_preconditions_the_proxy_enforces_them(gcs, monkeypatch, write):
+    """Why tests/fakes/gcs_proxy.py exists: each of these writes succeeds on the emulator
+    (2026.7.19) and fails with 412 conditionNotMet on Cloud Storage and the proxy."""
+    server, client = gcs
+    client.create_bucket("runs")
+
+    def attempt(url: str) -> None:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", url)
+        bucket = storage.make_client().bucket("runs")
+        bucket.blob("x").upload_from_string("a")
+        blob = bucket.get_blob("x")
+        STALE_WRITES[write](bucket, blob.generation, blob.metageneration)
+
+    attempt(server.direct_url)  # accepted
+    with pytest.raises(api_exceptions.PreconditionFailed, match="conditionNotMet|pre-conditions"):
+        attempt(server.url)
+
+
+def test_the_proxy_keeps_what_cloud_storage_allows(gcs):
+    _, client = gcs
+    bucket = client.create_bucket("runs")
+    bucket.blob("x").upload_from_string("a", if_generation_match=0)  # absent: created
+    first = bucket.get_blob("x")
+    bucket.blob("x").upload_from_string("b", if_generation_match=first.generation)
+    second = bucket.get_blob("x")
+    assert second.generation != first.generation  # a new generation on every write
+    second.metadata = {"k": "v"}
+    second.patch(if_metageneration_match=second.metageneration)
+    assert bucket.get_blob("x").metageneration == second.metageneration
+    with pytest.raises(api_exceptions.PreconditionFailed):  # no live object: it fails
+        bucket.blob("gone").upload_from_string("c", if_generation_not_match=1)
+    with pytest.raises(api_exceptions.NotModified):  # a read: 304, not 412
+        bucket.blob("x").download_as_bytes(if_generation_not_match=second.generation)
+    bucket.blob("x").delete(if_generation_match=second.generation)
+
+
 def _write(path, text: str) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
@@ -273,7 +356,39 @@ def test_outage_retries_then_catches_up(tmp_path, monkeypatch):
     assert "r/c.txt" not in objects
     last = json.loads(client.bucket("runs").blob("r/SYNCED.json").download_as_text())
     assert last == newer  # nothing incomplete was marked complete
-    server.stop()
+    server.close()
+
+
+def test_a_final_upload_after_sigterm_gives_up_in_time(gcs, tmp_path):
+    """Issue 25, point 14, the syncer alone: slow storage, a SIGTERM budget.
+
+    The deadline logic, not wall seconds: the final upload stops at its deadline,
+    names what stays local in one line and raises nothing (the exit code stays 143);
+    a fresh mirror of the same staging copy then uploads exactly the rest.
+    """
+    server, client = gcs
+    client.create_bucket("runs")
+    local = tmp_path / "run"
+    _write(local / "config.json", "{}")
+    mirror = storage.RunMirror(client, str(local), "gs://runs/r")
+    mirror.take_lease({"host": "a", "pid": 1})
+    mirror.upload()
+    for i in range(12):
+        _write(local / "checkpoints" / f"ckpt-{i}.index", str(i))
+    server.proxy.delay = 1.0
+    messages: list[str] = []
+    syncer = storage.Syncer(mirror, log=messages.append)
+    syncer.stop_within(storage.sync.RESERVE + 1.5)  # 1.5 s left for uploads
+    syncer.close()
+    (line,) = messages
+    assert line.startswith("Out of time after SIGTERM: not uploaded to gs://runs/r: ")
+    assert "nor its marker" in line and "the next start" in line
+    server.proxy.delay = 0.0
+    # (Uploads under way at the deadline may still land here: the test process lives on.)
+    assert storage.RunMirror(client, str(local), "gs://runs/r").upload() <= 12
+    objects = _objects(client, "runs")
+    assert all(f"r/checkpoints/ckpt-{i}.index" in objects for i in range(12))
+    assert "r/.lease.json" not in _objects(client, "runs")  # released on the way out
 
 
 @pytest.mark.slow
@@ -368,6 +483,18 @@ def test_distributed_run_keeps_every_events_file_in_the_bucket(gcs, tmp_path):
     assert json.loads((local / "eval.json").read_text())["env_steps"] == 5120
 
 
+def _renewing(lease: storage.Lease):
+    """A thread renewing `lease` every 0.5 s until the returned event is set."""
+    stop = threading.Event()
+
+    def renew():
+        while not stop.wait(0.5):
+            lease.renew()
+
+    threading.Thread(target=renew, daemon=True).start()
+    return stop
+
+
 def test_lease_one_writer_per_run_across_machines(gcs):
     _, client = gcs
     bucket = client.create_bucket("runs")
@@ -377,24 +504,370 @@ def test_lease_one_writer_per_run_across_machines(gcs):
     # A second machine while the first renews: it waits out the lease, sees it
     # renewed, and refuses in one line naming the holder.
     second = storage.Lease(bucket, "r/.lease.json", {"host": "b", "pid": 2}, 2.0, logs.append)
-    renewing = threading.Event()
-
-    def renew():
-        while not renewing.wait(0.5):
-            first.renew()
-
-    renewer = threading.Thread(target=renew, daemon=True)
-    renewer.start()
+    renewing = _renewing(first)
     with pytest.raises(storage.RunBusy, match="being trained by pid 1 on a"):
         second.take()
     renewing.set()
-    renewer.join()
     assert logs[-1].startswith("The run's lease is held by pid 1 on a; waiting")
     # The first holder dies without releasing: the lease lapses and is taken over.
     second.take()
     held = json.loads(bucket.blob("r/.lease.json").download_as_text())
     assert (held["host"], held["pid"]) == ("b", 2)
+    with pytest.raises(api_exceptions.PreconditionFailed):
+        first.renew()  # the dead holder's generation is gone: Cloud Storage answers 412
     second.release()
     assert bucket.get_blob("r/.lease.json") is None
-    # A mirror renews its lease at each full upload and never uploads or deletes it.
-    assert storage.LEASE == ".lease.json"
+    assert [b.name for b in client.list_blobs("runs")] == []  # no clock probe left either
+
+
+@pytest.mark.parametrize("skew", [600.0, -600.0])
+def test_lease_trusts_no_machine_clock(gcs, skew):
+    """Issue 25, point 4: a machine 10 minutes ahead took over a live lease at once.
+
+    The lease's age is the bucket's time (a probe object's `updated` minus the lease's)
+    and the wait is on the taker's monotonic clock, so a skewed wall clock on either
+    machine changes nothing: the live holder keeps its run.
+    """
+    _, client = gcs
+    bucket = client.create_bucket("runs")
+    ahead = lambda: time.time() + skew  # noqa: E731
+    first = storage.Lease(bucket, "r/.lease.json", {"host": "a", "pid": 1}, 2.0, clock=ahead)
+    first.take()
+    renewing = _renewing(first)
+    logs: list[str] = []
+    second = storage.Lease(
+        bucket, "r/.lease.json", {"host": "b", "pid": 2}, 2.0, logs.append, clock=lambda: 0.0
+    )
+    try:
+        with pytest.raises(storage.RunBusy):
+            second.take()
+    finally:
+        renewing.set()
+    assert "waiting" in logs[0]
+
+
+def test_a_corrupt_lease_is_taken_over_in_one_line(gcs):
+    """Issue 25, point 5: an unreadable .lease.json failed every start with a traceback."""
+    _, client = gcs
+    bucket = client.create_bucket("runs")
+    bucket.blob("r/.lease.json").upload_from_string("{not json")
+    broken = bucket.get_blob("r/.lease.json").generation
+    logs: list[str] = []
+    lease = storage.Lease(bucket, "r/.lease.json", {"host": "b", "pid": 2}, 300.0, logs.append)
+    lease.take()  # at once: nobody can be renewing a lease nobody can read
+    assert len(logs) == 1 and "unreadable" in logs[0] and "taking it over" in logs[0]
+    held = bucket.get_blob("r/.lease.json")
+    assert held.generation != broken and json.loads(held.download_as_text())["host"] == "b"
+
+
+def test_a_new_machine_never_sends_the_lease_back(gcs, tmp_path):
+    """Issue 25, point 1, in one process: a resume on a machine without a staging copy.
+
+    The first machine uploads and dies holding the lease; the second takes it over,
+    downloads the run and uploads it. It must neither download `.lease.json` nor send a
+    copy back (a new generation under its own lease: every renewal then failed 412).
+    """
+    _, client = gcs
+    client.create_bucket("runs")
+    first_dir, second_dir = tmp_path / "machine-a", tmp_path / "machine-b"
+    _write(first_dir / "config.json", "{}")
+    _write(first_dir / "checkpoints" / "ckpt-1.index", "one")
+    first = storage.RunMirror(client, str(first_dir), "gs://runs/r")
+    first.take_lease({"host": "a", "pid": 1}, seconds=1.0)
+    first.upload()
+    # An older trainer's stray local copy of a lease is no file of the run either.
+    _write(first_dir / ".lease.json", '{"host": "stale"}')
+    first.upload()  # then machine a is preempted: no release
+
+    second = storage.RunMirror(client, str(second_dir), "gs://runs/r")
+    second.take_lease({"host": "b", "pid": 2}, seconds=1.0, log=lambda msg: None)
+    lease_generation = client.bucket("runs").get_blob("r/.lease.json").generation
+    assert second.download()
+    assert sorted(os.listdir(second_dir)) == ["checkpoints", "config.json"]
+    _write(second_dir / "checkpoints" / "ckpt-2.index", "two")
+    second.upload()  # renews the lease: a 412 here was the bug
+    renewed = client.bucket("runs").get_blob("r/.lease.json")
+    assert renewed.generation != lease_generation
+    assert json.loads(renewed.download_as_text())["host"] == "b"
+    second.release_lease()
+    assert set(_objects(client, "runs")) == {
+        "r/config.json",
+        "r/checkpoints/ckpt-1.index",
+        "r/checkpoints/ckpt-2.index",
+        "r/SYNCED.json",
+    }
+
+
+def test_storage_down_or_failing_at_the_bucket_check(gcs):
+    """Issue 25, point 6: a RetryError traceback of 66 or 133 lines; now one line, in time."""
+    server, client = gcs
+    client.create_bucket("runs")
+    server.proxy.fail_status = 500
+    with pytest.raises(storage.StorageUnavailable, match="did not answer usably for 2 s"):
+        storage.check_bucket(client, "runs", deadline=2)
+    server.proxy.fail_status = 0
+    server.stop()  # nothing listening: the proxy answers 503
+    with pytest.raises(storage.StorageUnavailable) as failure:
+        storage.check_bucket(client, "runs", deadline=2)
+    assert "\n" not in str(failure.value)
+    server.start()
+
+
+# A trainer whose lease lasts 5 s instead of 300 (lease.SECONDS), so that a resume after
+# a SIGKILL waits seconds, not minutes, for the dead holder's lease to lapse.
+SHORT_LEASE = (
+    "import sys\n"
+    "from trainer.storage import lease\n"
+    "lease.SECONDS = 5.0\n"
+    "from trainer import task\n"
+    "task.run()\n"
+)
+
+
+class _Trainer:
+    """The trainer CLI in its own process group, its stderr read as it comes."""
+
+    def __init__(self, args, env):
+        self.command = [sys.executable, "-c", SHORT_LEASE, *args]
+        self.lines: list[str] = []
+        self.proc = subprocess.Popen(
+            self.command,
+            cwd=ROOT,
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
+            env={**os.environ, **env},
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stderr:
+            self.lines.append(line.rstrip())
+
+    def wait_for(self, ready, what: str, timeout: float = 600) -> None:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            assert self.proc.poll() is None, "\n".join(self.lines[-30:])
+            assert time.monotonic() < deadline, f"no {what}:\n" + "\n".join(self.lines[-30:])
+            time.sleep(0.2)
+
+    def steps(self) -> int:
+        done = [
+            int(x.split()[1].split("/")[0].replace(",", ""))
+            for x in self.lines
+            if x.startswith("step ")
+        ]
+        return max(done, default=0)
+
+    def finish(self, timeout: float = 900) -> int:
+        code = self.proc.wait(timeout=timeout)
+        time.sleep(0.2)  # the reader thread takes the last lines
+        return code
+
+
+def _show(title: str, trainer_or_result, code: int) -> None:
+    """Prints a command, its exit code and its last lines (pytest -s shows them)."""
+    command = getattr(trainer_or_result, "command", None) or trainer_or_result.args
+    lines = getattr(trainer_or_result, "lines", None)
+    if lines is None:
+        lines = trainer_or_result.stderr.splitlines()
+    shown = ["'<trainer.task with lease.SECONDS = 5>'" if c == SHORT_LEASE else c for c in command]
+    print(f"\n$ {' '.join(shown)}   # {title}\nexit code {code}")
+    for line in lines[-6:]:
+        print(f"  | {line}")
+
+
+def _listing(client, bucket: str, prefix: str) -> list[str]:
+    return [
+        f"{b.size:>9}  gen {b.generation}  {b.name}"
+        for b in client.list_blobs(bucket, prefix=prefix)
+    ]
+
+
+@pytest.mark.slow
+def test_kill_and_resume_on_a_new_machine(gcs, tmp_path):
+    """Issue 25, point 1 end to end, through Cloud Storage's preconditions (gcs_proxy).
+
+    A gs:// run is SIGKILLed mid-run (a preempted pod: no SIGTERM, the lease stays),
+    then resumed with a fresh staging directory (a new pod). It must finish with exit
+    0, its lease released, its marker current; before the fix the resume sent the
+    downloaded lease back, every renewal failed 412, and it exited 1 after 300 s.
+    """
+    server, client = gcs
+    client.create_bucket("kuka")
+    env = {"STORAGE_EMULATOR_HOST": server.url}
+    flags = ["--logdir=gs://kuka/runs", "--run=moved", *TINY_FLAGS, "--total_steps=1800"]
+    first = _Trainer([*flags, f"--staging_dir={tmp_path / 'machine-a'}"], env)
+    marker = client.bucket("kuka").blob("runs/moved/SYNCED.json")
+    first.wait_for(lambda: first.steps() >= 600 and marker.exists(), "upload after 600 steps")
+    os.killpg(first.proc.pid, signal.SIGKILL)
+    _show("machine a, killed mid-run", first, first.finish())
+    assert client.bucket("kuka").get_blob("runs/moved/.lease.json") is not None  # left behind
+
+    started = time.time()
+    second = _Trainer([*flags, f"--staging_dir={tmp_path / 'machine-b'}"], env)
+    code = second.finish()
+    _show("machine b, a fresh staging directory", second, code)
+    listing = _listing(client, "kuka", "runs/moved/")
+    print("\nbucket afterwards:\n" + "\n".join(listing))
+    print(f"requests the preconditions refused: {server.proxy.refused}")
+    err = "\n".join(second.lines)
+    assert code == 0, err[-3000:]
+    assert "Downloaded gs://kuka/runs/moved" in err and "Resuming" in err
+    assert ".lease.json" not in err and "will retry" not in err, err[-3000:]
+    objects = _objects(client, "kuka", "runs/moved/")
+    assert "runs/moved/.lease.json" not in objects  # released
+    assert json.loads(objects["runs/moved/eval.json"].download_as_text())["env_steps"] == 1800
+    synced = json.loads(objects["runs/moved/SYNCED.json"].download_as_text())
+    local = storage.RunMirror(client, str(tmp_path / "machine-b" / "moved"), "gs://kuka/runs/moved")
+    assert synced["verified"] and synced["time"] > started
+    assert synced["files"] == len(local.pending()) == len(objects) - 1  # every file, current
+    assert "runs/moved/checkpoints/ckpt-1800.index" in objects
+
+
+def _staged_run(staging, finished: bool) -> str:
+    """A tiny run's files in `staging`/r as training leaves them (no TensorFlow needed)."""
+    from trainer import config, runs
+
+    flags = dict(f[2:].split("=", 1) for f in TINY_FLAGS)
+    cfg = config.Config(
+        total_steps=int(flags["total_steps"]),
+        num_envs=int(flags["num_envs"]),
+        collect_steps=int(flags["collect_steps"]),
+        checkpoint_interval=int(flags["checkpoint_interval"]),
+        eval_interval=0,
+        eval_episodes=int(flags["eval_episodes"]),
+        actor_layers=(16,),
+        value_layers=(16,),
+        logdir="gs://kuka/runs",
+        staging_dir=str(staging),
+        run="r",
+    )
+    run_dir = staging / "r"
+    os.makedirs(run_dir / "checkpoints")
+    runs.save_config(cfg, str(run_dir / "config.json"))
+    _write(run_dir / "checkpoints" / "ckpt-600.index", "index")
+    if finished:
+        _write(run_dir / "eval.json", json.dumps({"env_steps": 600}))
+    return str(run_dir)
+
+
+@pytest.mark.parametrize(
+    "flag, code, words",
+    [
+        ("--seed=7", 2, "exists with another config"),
+        ("--total_steps=600", 0, "already finished at step 600"),
+    ],
+)
+def test_a_refused_start_leaves_no_lease(gcs, tmp_path, flag, code, words):
+    """Issue 25, point 2: a refused gs:// start left .lease.json for 300 s."""
+    server, client = gcs
+    client.create_bucket("kuka")
+    staging = tmp_path / "stage"
+    run_dir = _staged_run(staging, finished=True)
+    storage.RunMirror(client, run_dir, "gs://kuka/runs/r").upload()
+    result = run_task(
+        "--logdir=gs://kuka/runs",
+        f"--staging_dir={staging}",
+        "--run=r",
+        *TINY_FLAGS,
+        flag,
+        env={"STORAGE_EMULATOR_HOST": server.url},
+        timeout=300,
+    )
+    _show("a refused start", result, result.returncode)
+    assert result.returncode == code and words in result.stderr, result.stderr[-2000:]
+    assert "runs/r/.lease.json" not in _objects(client, "kuka")
+
+
+def test_a_finished_run_uploads_what_the_bucket_lacks(gcs, tmp_path):
+    """Issue 25, point 3: after "storage never came back" the next start said "already
+    finished", exited 0 and uploaded nothing; the bucket kept lacking eval.json."""
+    server, client = gcs
+    client.create_bucket("kuka")
+    staging = tmp_path / "stage"
+    run_dir = _staged_run(staging, finished=False)
+    storage.RunMirror(client, run_dir, "gs://kuka/runs/r").upload()  # the last upload that worked
+    _write(staging / "r" / "eval.json", json.dumps({"env_steps": 600}))  # then storage went
+    _write(staging / "r" / "checkpoints" / "checkpoint", 'model_checkpoint_path: "ckpt-600"')
+    result = run_task(
+        "--logdir=gs://kuka/runs",
+        f"--staging_dir={staging}",
+        "--run=r",
+        *TINY_FLAGS,
+        env={"STORAGE_EMULATOR_HOST": server.url},
+        timeout=300,
+    )
+    _show("the next start", result, result.returncode)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert lines[-2] == "Uploaded 2 file(s) gs://kuka/runs/r lacked"
+    assert "already finished at step 600" in lines[-1]
+    objects = _objects(client, "kuka", "runs/r/")
+    assert json.loads(objects["runs/r/eval.json"].download_as_text())["env_steps"] == 600
+    assert "runs/r/checkpoints/checkpoint" in objects and "runs/r/.lease.json" not in objects
+
+
+@pytest.mark.slow
+def test_storage_failing_at_start_is_one_line_exit_1(gcs, tmp_path):
+    """Issue 25, point 6, through the CLI: 500s for the whole bucket check (30 s)."""
+    server, client = gcs
+    client.create_bucket("kuka")
+    server.proxy.fail_status = 500
+    result = run_task(
+        "--logdir=gs://kuka/runs",
+        f"--staging_dir={tmp_path}",
+        "--run=r",
+        *TINY_FLAGS,
+        env={"STORAGE_EMULATOR_HOST": server.url},
+        timeout=300,
+    )
+    _show("storage answering 500", result, result.returncode)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1, result.stderr[-3000:]
+    assert lines[0].startswith("error: storage did not answer usably for 30 s")
+
+
+@pytest.mark.slow
+def test_sigterm_under_slow_storage_keeps_its_budget(gcs, tmp_path):
+    """Issue 25, point 14: at 3 s a request, SIGTERM to exit took 44 s.
+
+    With every request slowed to 2 s and --sigterm_budget=6, the final upload cannot
+    finish: the trainer gives up at its own deadline, names what stays local in one
+    line, exits 143; the next start with that staging directory uploads the rest.
+    """
+    server, client = gcs
+    client.create_bucket("kuka")
+    env = {"STORAGE_EMULATOR_HOST": server.url}
+    staging = tmp_path / "stage"
+    flags = ["--logdir=gs://kuka/runs", f"--staging_dir={staging}", "--run=slow", *TINY_FLAGS]
+    trainer = _Trainer([*flags, "--total_steps=1000000", "--sigterm_budget=6"], env)
+    marker = client.bucket("kuka").blob("runs/slow/SYNCED.json")
+    trainer.wait_for(lambda: trainer.steps() >= 600 and marker.exists(), "a first upload")
+    server.proxy.delay = 2.0
+    sent = time.monotonic()
+    trainer.proc.send_signal(signal.SIGTERM)
+    code = trainer.finish(timeout=120)
+    print(f"\nSIGTERM to exit: {time.monotonic() - sent:.1f} s (budget 6 s)")
+    _show("SIGTERM, storage at 2 s a request", trainer, code)
+    assert code == 143, "\n".join(trainer.lines[-30:])
+    (gave_up,) = [x for x in trainer.lines if x.startswith("Out of time after SIGTERM")]
+    assert "stay in" in gave_up and "the next start" in gave_up
+    assert "nor its marker" in gave_up  # the bucket's marker still vouches for the old state
+    saved = max(
+        int(n[5:-6])
+        for n in os.listdir(staging / "slow" / "checkpoints")
+        if n.startswith("ckpt-") and n.endswith(".index")
+    )
+
+    server.proxy.delay = 0.0
+    again = _Trainer([*flags, f"--total_steps={saved}"], env)
+    code = again.finish()
+    _show("the next start", again, code)
+    assert code == 0, "\n".join(again.lines[-30:])
+    objects = _objects(client, "kuka", "runs/slow/")
+    assert f"runs/slow/checkpoints/ckpt-{saved}.index" in objects
+    assert "runs/slow/eval.json" in objects and "runs/slow/.lease.json" not in objects
+    # Everything the staging copy holds is in the bucket: a fresh mirror finds nothing to send.
+    assert storage.RunMirror(client, str(staging / "slow"), "gs://kuka/runs/slow").upload() == 0

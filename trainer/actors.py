@@ -125,12 +125,19 @@ def _stack(items):
     return np.stack(items)
 
 
-def _worker(conn, env_id: str, seed: int) -> None:
+def env_worker(conn, env_id: str, seed: int) -> None:
+    """An env process: runs the commands from `conn` until "close" or the trainer is gone.
+
+    Started through processes.child_main, which set it to die with the trainer before
+    this module loaded. A broken pipe means the trainer is gone: it ends quietly.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides how to stop
-    # A trainer killed outright takes its env processes along at once, with no
-    # BrokenPipe traceback from a worker still sending its last segment.
-    processes.die_with_parent(signal.SIGKILL)
     envs.silence_env_prints()
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError, EOFError):
+        _serve(conn, env_id, seed)
+
+
+def _serve(conn, env_id: str, seed: int) -> None:
     try:
         runner = _EnvRunner(env_id, seed)
         conn.send(("ok", (runner.time_step_spec, runner.action_spec)))
@@ -139,10 +146,7 @@ def _worker(conn, env_id: str, seed: int) -> None:
         return
     rng_seed = seed
     while True:
-        try:
-            command, params, count = conn.recv()
-        except EOFError:
-            return
+        command, params, count = conn.recv()
         if command == "close":
             return
         rng_seed += 1
@@ -151,15 +155,15 @@ def _worker(conn, env_id: str, seed: int) -> None:
         )
         try:
             if command == "collect":
-                conn.send(("ok", runner.collect(actor, count)))
-            elif command == "evaluate":
-                episodes = [runner.episode(actor) for _ in range(count)]
+                result = runner.collect(actor, count)
+            else:  # "evaluate"
+                result = [runner.episode(actor) for _ in range(count)]
                 # The interrupted training episode is dropped; collection restarts.
                 runner.restart()
-                conn.send(("ok", episodes))
         except Exception as e:  # noqa: BLE001
             conn.send(("error", f"{type(e).__name__}: {e}"))
             return
+        conn.send(("ok", result))
 
 
 @contextlib.contextmanager
@@ -199,8 +203,11 @@ class ActorPool:
     def _start(self, ctx, env_id: str, num_envs: int, seed: int, first_index: int) -> None:
         for index in range(first_index, first_index + num_envs):
             parent, child = ctx.Pipe()
+            args = (os.getpid(), f"{__name__}:env_worker", child, env_id)
             proc = ctx.Process(
-                target=_worker, args=(child, env_id, envs.process_seed(seed, index)), daemon=True
+                target=processes.child_main,
+                args=(*args, envs.process_seed(seed, index)),
+                daemon=True,
             )
             proc.start()
             child.close()

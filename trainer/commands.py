@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import sys
 
-from trainer import config, processes, rundir, runs
+from trainer import config, launch, processes, rundir, runs
 from trainer.config import Config, RenderConfig, RoleConfig
 from trainer.rundir import UsageError
 
@@ -111,7 +112,11 @@ def train(cfg: Config, command_line: str, roles: RoleConfig | None = None) -> in
 
     `command_line` is recorded in the run's command.txt.
     """
-    cfg, run_dir, mirror = rundir.prepare(cfg, command_line)
+    try:
+        cfg, run_dir, mirror = rundir.prepare(cfg, command_line)
+    except (rundir.DiskFull, rundir.StorageDown) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     print(f"Run directory: {run_dir}", file=sys.stderr, flush=True)
     # TensorFlow loads only once the input is known good.
     from trainer import actors, agents, record, train
@@ -122,6 +127,7 @@ def train(cfg: Config, command_line: str, roles: RoleConfig | None = None) -> in
         from trainer import storage
 
         syncer, errors = storage.Syncer(mirror), (*errors, storage.StorageError)
+        _bound_sigterm(syncer, cfg.sigterm_budget)
         print(f"Uploading to {mirror.url}", file=sys.stderr, flush=True)
     try:
         try:
@@ -143,9 +149,10 @@ def train(cfg: Config, command_line: str, roles: RoleConfig | None = None) -> in
         print(f"Interrupted; the last checkpoint is in {run_dir}", file=sys.stderr)
         return 130
     except Exception as e:
-        if not runs.is_disk_full(e):
+        message = _storage_failure(e, run_dir)
+        if message is None:
             raise
-        print(f"error: {runs.disk_full_message(run_dir)}", file=sys.stderr)
+        print(f"error: {message}", file=sys.stderr)
         return 1
     print(
         f"Done: policy in {os.path.join(run_dir, 'policy')}, evaluation in "
@@ -153,6 +160,28 @@ def train(cfg: Config, command_line: str, roles: RoleConfig | None = None) -> in
         file=sys.stderr,
     )
     return 0
+
+
+def _bound_sigterm(syncer, budget: float) -> None:
+    """On SIGTERM, uploads end within `budget` seconds of it; task.py's own handler then
+    stops training as before (a checkpoint, exit 143)."""
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def handler(signum, frame):
+        syncer.stop_within(budget)
+        if callable(previous):
+            previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _storage_failure(error: Exception, run_dir: str) -> str | None:
+    """One line for a disk that filled or turned unwritable mid-run, else None (a bug)."""
+    if runs.is_disk_full(error):
+        return runs.disk_full_message(run_dir)
+    if runs.is_unwritable(error):
+        return runs.unwritable_message(run_dir, error)
+    return None
 
 
 def _config_flags(cfg: Config) -> list[str]:
@@ -177,13 +206,13 @@ def role(command: str, cfg: Config, roles: RoleConfig, command_line: str) -> int
         # On this machine: each collector's env processes, and the learner's eval env.
         here = {"distributed": roles.collectors * cfg.num_envs + 1, "collect": cfg.num_envs}
         processes.check_env_count(here.get(command, 1))
+        if command == "reverb":
+            launch.check_port_free(roles.port)
     except ValueError as e:
         raise UsageError(str(e)) from None
     if cfg.agent != "ppo":
         raise UsageError(f"distributed training runs --agent=ppo, not {cfg.agent}")
     if command == "distributed":
-        from trainer import launch
-
         run_id = cfg.run or runs.make_run_id(cfg.agent, cfg.env_id)
         flags_ = _config_flags(dataclasses.replace(cfg, run=run_id))
         supervisor = launch.Supervisor(flags_, roles.collectors)

@@ -92,6 +92,9 @@ class Config:
         eval_interval: Environment steps between evaluations during training (0: evaluate
             only at the end).
         eval_episodes: Greedy episodes per evaluation.
+        sigterm_budget: Seconds from SIGTERM to exit (a Spot node gives 15): the trainer
+            checkpoints, then uploads to gs:// until this runs out and names what stays
+            local, which the next start uploads.
     """
 
     env_id: str = "KukaGrasp-v0"
@@ -127,6 +130,7 @@ class Config:
     checkpoint_interval: int = 50_000
     eval_interval: int = 100_000
     eval_episodes: int = 50
+    sigterm_budget: float = 15.0
 
     def __post_init__(self):
         if not self.reward_scale:  # frozen: the agent's default is set the one way allowed
@@ -216,7 +220,7 @@ def field_docs(cls: type = Config) -> dict[str, str]:
 _POSITIVE = (
     *("total_steps", "num_envs", "collect_steps", "num_epochs", "eval_episodes"),
     *("checkpoint_interval", "replay_capacity", "batch_size", "minibatch_size"),
-    *("learning_rate", "train_ratio"),
+    *("learning_rate", "train_ratio", "sigterm_budget"),
 )
 
 

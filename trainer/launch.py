@@ -31,6 +31,30 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def check_port_free(port: int) -> None:
+    """ValueError naming `port` if a program listens on it (a Reverb server included).
+
+    gRPC binds its listeners with SO_REUSEPORT (grpc/grpc,
+    src/core/lib/iomgr/tcp_server_utils_posix_common.cc,
+    grpc_tcp_server_prepare_socket, unless GRPC_ARG_ALLOW_REUSEPORT is 0), so a
+    second Reverb server on a port starts beside the first and the kernel splits new
+    clients between them; a port another program holds fails inside gRPC without
+    naming the port. A bind without SO_REUSEPORT fails on both. SO_REUSEADDR lets it
+    past the TIME_WAIT connections a server just stopped leaves, but on Linux never
+    past a listener.
+    """
+    family, host = (socket.AF_INET6, "::") if socket.has_ipv6 else (socket.AF_INET, "")
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as e:
+            raise ValueError(
+                f"port {port} is taken ({e.strerror}): another Reverb server or another "
+                "program listens on it; stop it or choose another --port"
+            ) from None
+
+
 def _log(msg: str) -> None:
     print(f"[distributed] {msg}", file=sys.stderr, flush=True)
 

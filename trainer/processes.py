@@ -4,22 +4,39 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import importlib
 import os
 import signal
 
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
-def die_with_parent(signum: int = signal.SIGTERM) -> None:
+def die_with_parent(signum: int = signal.SIGTERM, parent: int | None = None) -> None:
     """In a child: `signum` when the parent dies, even by SIGKILL (Linux prctl).
 
-    A parent that died before the call leaves this process to init: it exits at once.
+    `parent` is the pid the child was started by (default: its parent now). A parent
+    that died before the call has left this process to init or a subreaper, so
+    getppid() no longer names it: then this process gets `signum` at once.
     """
-    parent = os.getppid()
+    parent = os.getppid() if parent is None else parent
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signum)
     if os.getppid() != parent:
         os.kill(os.getpid(), signum)
+
+
+def child_main(parent: int, target: str, *args) -> None:
+    """A spawned child's entry point: dies with `parent`, then imports and runs `target`.
+
+    `target` is "module:function". A spawned child unpickles its target, importing the
+    target's module, before running any of its code; an env process's module loads
+    TensorFlow, which takes seconds. Its parent killed meanwhile left it running for
+    those seconds and then failing on a broken pipe. This module loads nothing heavy,
+    so the child asks to die with its parent first thing (kill -9 included).
+    """
+    die_with_parent(signal.SIGKILL, parent)
+    module, name = target.split(":")
+    getattr(importlib.import_module(module), name)(*args)
 
 
 # Memory an env process adds (RssAnon of a KukaGrasp-v0 process after start-up:
@@ -29,23 +46,54 @@ ENV_PROCESS_MB = 300
 ENVS_PER_CORE = 4
 
 
-def _available_mb() -> float | None:
-    """Memory this process may still use: the lower of the machine's and its cgroup's."""
+def available_mb(
+    meminfo: str = "/proc/meminfo",
+    own_cgroup: str = "/proc/self/cgroup",
+    cgroup_root: str = "/sys/fs/cgroup",
+) -> float | None:
+    """Memory this process may still use: the lowest of the machine's and its cgroups'.
+
+    The paths are parameters so a test can hand in a fake /proc and cgroup tree.
+    """
     found = []
-    with contextlib.suppress(OSError, ValueError):
-        with open("/proc/meminfo") as f:
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        with open(meminfo) as f:
             info = dict(line.split(":", 1) for line in f)
         found.append(int(info["MemAvailable"].split()[0]) / 1024)
-    for limit, usage in (
-        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-        (
-            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
-            "/sys/fs/cgroup/memory/memory.usage_in_bytes",
-        ),
-    ):
+    for limit, usage in _cgroup_memory_files(own_cgroup, cgroup_root):
         with contextlib.suppress(OSError, ValueError), open(limit) as f, open(usage) as g:
-            found.append((int(f.read()) - int(g.read())) / 2**20)
+            found.append((int(f.read()) - int(g.read())) / 2**20)  # "max": no limit, skipped
     return min(found) if found else None
+
+
+def _cgroup_memory_files(own_cgroup: str, cgroup_root: str):
+    """(limit, usage) files of this process's own memory cgroup and each of its ancestors.
+
+    A limit anywhere on the path binds (a systemd scope inside a slice inside a
+    container), so every level counts, v2 (`0::/path`, memory.max) and v1
+    (`N:memory:/path`, memory.limit_in_bytes). A level missing from the mount (a
+    container that sees only its own cgroup as the root) is skipped.
+    """
+    try:
+        with open(own_cgroup) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return
+    for fields in (line.split(":", 2) for line in lines):
+        if len(fields) != 3:
+            continue
+        _, controllers, path = fields
+        if controllers == "":
+            mount, names = cgroup_root, ("memory.max", "memory.current")
+        elif "memory" in controllers.split(","):
+            mount = os.path.join(cgroup_root, "memory")
+            names = ("memory.limit_in_bytes", "memory.usage_in_bytes")
+        else:
+            continue
+        parts = [part for part in path.split("/") if part]
+        for depth in range(len(parts), -1, -1):
+            level = os.path.join(mount, *parts[:depth])
+            yield os.path.join(level, names[0]), os.path.join(level, names[1])
 
 
 def check_env_count(num_envs: int) -> None:
@@ -56,7 +104,7 @@ def check_env_count(num_envs: int) -> None:
             f"--num_envs={num_envs} is more than {ENVS_PER_CORE} env processes per core "
             f"({cores} cores here); use at most {ENVS_PER_CORE * cores}"
         )
-    available = _available_mb()
+    available = available_mb()
     if available is not None and num_envs * ENV_PROCESS_MB > available:
         raise ValueError(
             f"--num_envs={num_envs} needs about {num_envs * ENV_PROCESS_MB / 1024:.1f} GB "

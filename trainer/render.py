@@ -9,11 +9,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import errno
 import io
 import json
 import os
 import shutil
 import sys
+import tempfile
 import time
 
 from trainer import envs, runs, video
@@ -112,21 +114,36 @@ def render(cfg: RenderConfig, plan_: Plan, log=None) -> str:
     policy = _load_policy(plan_, env, plan_.seed)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     render_root = os.path.join(plan_.out_root, "render")
-    out_dir = os.path.join(render_root, stamp)
-    staging = os.path.join(render_root, f".{stamp}.tmp")
-    os.makedirs(staging, exist_ok=True)
+    os.makedirs(render_root, exist_ok=True)
+    # Unique: two renders of one run started in the same second film side by side.
+    staging = tempfile.mkdtemp(prefix=f".{stamp}-", suffix=".tmp", dir=render_root)
     try:
         result = _film(cfg, plan_, env, policy, staging, imageio, log)
         with open(os.path.join(staging, "render.json"), "w") as f:
             json.dump(result, f, indent=2)
             f.write("\n")
-        os.rename(staging, out_dir)
+        out_dir = _publish(staging, render_root, stamp)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         with contextlib.suppress(OSError):  # no empty render/ left behind
             os.rmdir(render_root)
         raise
     return out_dir
+
+
+def _publish(staging: str, render_root: str, stamp: str) -> str:
+    """Renames `staging` to render/STAMP, or STAMP-2, -3 ... when another render has it."""
+    name, attempt = stamp, 1
+    while True:
+        out_dir = os.path.join(render_root, name)
+        try:  # rename(2) onto a non-empty directory fails, so no film replaces another
+            os.rename(staging, out_dir)
+            return out_dir
+        except OSError as e:
+            if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+        attempt += 1
+        name = f"{stamp}-{attempt}"
 
 
 def _film(cfg, plan_, env, policy, out_dir, imageio, log) -> dict:

@@ -8,6 +8,7 @@ copy, downloaded first when only the bucket has it, and uploaded by storage.Sync
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
 import socket
@@ -21,6 +22,14 @@ from trainer.config import Config
 
 class UsageError(Exception):
     """Bad input: reported in one line with exit code 2."""
+
+
+class DiskFull(Exception):
+    """No room on the run's disk before training: one line naming it, exit code 1."""
+
+
+class StorageDown(Exception):
+    """Storage failed while a gs:// run was being staged: one line, exit code 1."""
 
 
 class AlreadyFinished(Exception):
@@ -44,6 +53,8 @@ def gcs_root(logdir: str, staging_dir: str):
         bucket, _ = storage.parse_url(logdir)
         client = storage.make_client()
         storage.check_bucket(client, bucket)
+    except storage.StorageUnavailable as e:
+        raise StorageDown(str(e)) from None
     except (ValueError, storage.StorageError) as e:
         raise UsageError(str(e)) from None
     return client, staging_root(logdir, staging_dir)
@@ -61,6 +72,7 @@ RESUMABLE_FIELDS = frozenset(
         "checkpoint_interval",
         "eval_interval",
         "eval_episodes",
+        "sigterm_budget",
     }
 )
 
@@ -85,6 +97,73 @@ def prepare(cfg: Config, command: str):
     cfg = _checked(cfg)
     local_root, mirror = _local_root(cfg)
     run_dir = os.path.join(local_root, cfg.run)
+    try:
+        _check_run_dir(run_dir)
+        try:
+            _enter(cfg, command, local_root, run_dir, mirror)
+        except OSError as e:  # the run lock's flush, config.json, command.txt
+            if not runs.is_disk_full(e):
+                raise
+            raise DiskFull(runs.disk_full_message(run_dir)) from None
+    except BaseException as e:
+        if mirror is not None:
+            _leave(mirror, e)
+        raise
+    return cfg, run_dir, mirror
+
+
+def _leave(mirror, error: BaseException) -> None:
+    """A gs:// start that stops here leaves no lease behind in the bucket.
+
+    A finished run first uploads what the bucket lacks (its last upload gave up), so
+    that "already finished" holds there too. Storage failing is StorageDown.
+    """
+    from trainer import storage
+
+    try:
+        if isinstance(error, AlreadyFinished):
+            sent = mirror.upload()
+            if sent:
+                print(f"Uploaded {sent} file(s) {mirror.url} lacked", file=sys.stderr, flush=True)
+    except storage.FAILURES as e:
+        raise StorageDown(
+            f"the run is finished locally, but uploading it to {mirror.url} failed "
+            f"({storage.describe(e)}); the next start tries again"
+        ) from None
+    finally:
+        mirror.release_lease()
+    if isinstance(error, storage.FAILURES):
+        raise StorageDown(f"staging {mirror.url} failed: {storage.describe(error)}") from None
+
+
+def _check_run_dir(run_dir: str) -> None:
+    """UsageError unless `run_dir` is absent or a directory this process can write in.
+
+    A dangling symlink, a file, or a directory of another user (or on a read-only
+    file system) would otherwise fail later with a traceback.
+    """
+    if os.path.islink(run_dir) and not os.path.exists(run_dir):
+        raise UsageError(
+            f"run directory {run_dir} is a symlink to {os.readlink(run_dir)}, which does not "
+            "exist; fix the link or choose another --run"
+        )
+    if not os.path.lexists(run_dir):
+        return
+    if not os.path.isdir(run_dir):
+        raise UsageError(f"{run_dir} exists but is not a directory; choose another --run")
+    try:
+        with tempfile.TemporaryFile(dir=run_dir):
+            pass
+    except OSError as e:
+        owner = f" (owned by uid {os.stat(run_dir).st_uid})" if e.errno == errno.EACCES else ""
+        raise UsageError(
+            f"cannot write to run directory {run_dir}: {e.strerror}{owner}; "
+            "run as a user who may write there, or choose another --run"
+        ) from None
+
+
+def _enter(cfg: Config, command: str, local_root: str, run_dir: str, mirror) -> None:
+    """Locks the run, stages a gs:// run, checks a resume, writes config.json and command.txt."""
     try:  # one writer per run
         runs.lock_run(local_root, cfg.run)
     except runs.RunBusy as e:
@@ -105,7 +184,6 @@ def prepare(cfg: Config, command: str):
         with open(commands) as f:
             before = f.read()
     runs.write_atomic(commands, before + command + "\n")
-    return cfg, run_dir, mirror
 
 
 def _checked(cfg: Config) -> Config:
@@ -132,25 +210,29 @@ def _checked(cfg: Config) -> Config:
 
 
 def _local_root(cfg: Config):
-    """(writable local LOGDIR, RunMirror or None); a gs:// run's lease is taken first."""
-    local_root, mirror = cfg.logdir, None
+    """(writable local LOGDIR, RunMirror or None); a gs:// run's lease is taken last."""
+    local_root, client = cfg.logdir, None
     if cfg.logdir.startswith("gs://"):
-        from trainer import storage
-
         client, local_root = gcs_root(cfg.logdir, cfg.staging_dir)
-        run_url = storage.join(cfg.logdir, cfg.run)
-        mirror = storage.RunMirror(client, os.path.join(local_root, cfg.run), run_url)
-        holder = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}
-        try:  # one writer per run across machines, before anything is downloaded
-            mirror.take_lease(holder)
-        except storage.RunBusy as e:
-            raise UsageError(f"run {cfg.run}: {e}") from None
     try:
         os.makedirs(local_root, exist_ok=True)
         with tempfile.TemporaryFile(dir=local_root):
             pass
     except OSError as e:
         raise UsageError(f"cannot write to log directory {local_root}: {e.strerror}") from None
+    if client is None:
+        return local_root, None
+    from trainer import storage
+
+    run_url = storage.join(cfg.logdir, cfg.run)
+    mirror = storage.RunMirror(client, os.path.join(local_root, cfg.run), run_url)
+    holder = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}
+    try:  # one writer per run across machines, before anything is downloaded
+        mirror.take_lease(holder)
+    except storage.RunBusy as e:
+        raise UsageError(f"run {cfg.run}: {e}") from None
+    except storage.FAILURES as e:
+        raise StorageDown(f"cannot take the lease of {run_url}: {storage.describe(e)}") from None
     return local_root, mirror
 
 

@@ -6,6 +6,11 @@ Headless (pybullet DIRECT, TinyRenderer) with our own camera: the env's own
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import subprocess
+import tempfile
+
 import numpy as np
 from PIL import Image, ImageDraw
 
@@ -60,18 +65,67 @@ def overlay(frame: np.ndarray, lines: list[str]) -> np.ndarray:
     return np.asarray(image)
 
 
-def video_writer(path: str, fps: int):
-    """An H.264 MP4 writer that players and browsers take (yuv420p), any even frame size."""
-    import imageio.v2 as imageio
+class VideoWriter:
+    """Frames piped to ffmpeg (imageio-ffmpeg's binary) as an H.264 MP4 that players and
+    browsers take (yuv420p); frame sizes must be even (config.validate_render).
 
-    return imageio.get_writer(
-        path,
-        fps=fps,
-        codec="libx264",
-        pixelformat="yuv420p",
-        macro_block_size=2,
-        ffmpeg_log_level="error",
-    )
+    ffmpeg's messages go to a temp file, not the terminal, so a failure is one OSError
+    carrying ffmpeg's last line. A full disk stops ffmpeg, and the writer sees only a
+    broken pipe: the error then says ENOSPC, which the full-disk check recognises.
+    """
+
+    def __init__(self, path: str, fps: int):
+        self._path, self._fps = path, fps
+        self._proc: subprocess.Popen | None = None
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115  (closed in close())
+        self._failed = False
+
+    def _start(self, height: int, width: int) -> subprocess.Popen:
+        import imageio_ffmpeg
+
+        command = [
+            imageio_ffmpeg.get_ffmpeg_exe(),
+            *("-y", "-f", "rawvideo", "-vcodec", "rawvideo", "-s", f"{width}x{height}"),
+            *("-pix_fmt", "rgb24", "-r", f"{self._fps:.2f}", "-i", "-", "-an"),
+            *("-vcodec", "libx264", "-pix_fmt", "yuv420p", "-v", "error", self._path),
+        ]
+        return subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log
+        )
+
+    def append_data(self, frame: np.ndarray) -> None:
+        if self._proc is None:
+            self._proc = self._start(*frame.shape[:2])
+        try:
+            self._proc.stdin.write(np.ascontiguousarray(frame, np.uint8).tobytes())
+        except BrokenPipeError:
+            raise self._failure() from None
+
+    def close(self) -> None:
+        """Waits for ffmpeg to finish the file; OSError if it failed (said once)."""
+        try:
+            if self._proc is not None:
+                with contextlib.suppress(BrokenPipeError):
+                    self._proc.stdin.close()
+                if self._proc.wait() != 0 and not self._failed:
+                    raise self._failure()
+        finally:
+            self._log.close()
+
+    def _failure(self) -> OSError:
+        self._failed = True
+        self._proc.wait()
+        self._log.seek(0)
+        lines = self._log.read().decode(errors="replace").strip().splitlines()
+        # ffmpeg's last line may be a consequence ("Error initializing output stream").
+        full = [line for line in lines if "No space left on device" in line]
+        reason = (full or lines or [f"exit code {self._proc.returncode}"])[-1]
+        return OSError(errno.ENOSPC if full else errno.EIO, f"ffmpeg: {reason}", self._path)
+
+
+def video_writer(path: str, fps: int) -> VideoWriter:
+    """An H.264 MP4 writer: `append_data(frame)` per frame, then `close()`."""
+    return VideoWriter(path, fps)
 
 
 def pick_sheet(episodes: list[dict]) -> int:

@@ -1,7 +1,7 @@
 """Google Cloud Storage, the project's only client of it.
 
 Training writes locally (TensorFlow 2.15's own gs:// file system cannot be pointed
-at a test server), and a `Syncer` uploads the run in the background (mirror.py);
+at a test server), and a `Syncer` (sync.py) uploads the run in the background through mirror.py;
 bucket.py checks buckets and parses gs:// URLs; lease.py keeps one writer per run.
 """
 
@@ -12,27 +12,35 @@ import warnings
 warnings.filterwarnings("ignore", category=FutureWarning, module="google")
 
 from trainer.storage.bucket import (  # noqa: E402
+    FAILURES,
     BucketCheck,
     StorageError,
+    StorageUnavailable,
     check_bucket,
+    describe,
     join,
     make_client,
     parse_url,
 )
 from trainer.storage.lease import LEASE, Lease, RunBusy  # noqa: E402
-from trainer.storage.mirror import MARKER, POINTERS, RunMirror, Syncer, latest_run  # noqa: E402
+from trainer.storage.mirror import MARKER, POINTERS, OutOfTime, RunMirror, latest_run  # noqa: E402
+from trainer.storage.sync import Syncer  # noqa: E402
 
 __all__ = [
+    "FAILURES",
     "BucketCheck",
     "LEASE",
     "Lease",
     "MARKER",
+    "OutOfTime",
     "POINTERS",
     "RunBusy",
     "RunMirror",
     "StorageError",
+    "StorageUnavailable",
     "Syncer",
     "check_bucket",
+    "describe",
     "join",
     "latest_run",
     "make_client",

@@ -1,0 +1,129 @@
+"""Uploads a run in the background while it trains, and once more at the end, in time."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+from google.api_core import exceptions as api_exceptions
+
+from trainer.storage.bucket import StorageError
+from trainer.storage.mirror import OutOfTime, RunMirror
+
+# Of a SIGTERM budget, what the uploads leave for the exit: releasing the lease (its
+# request is sent even when its answer is not awaited) and the interpreter's own exit,
+# measured at up to 3.3 s on 2 oversubscribed cores.
+LEASE_RELEASE = 1.0
+RESERVE = LEASE_RELEASE + 4.0
+
+
+class Syncer:
+    """Uploads a run in a background thread whenever asked; training never waits for it.
+
+    A failed upload is retried with growing pauses; `close()` makes a last upload
+    and raises StorageError only if storage never came back. After
+    `stop_within(budget)` (SIGTERM: the pod is killed soon) every upload ends in
+    time, and `close()` names in one line what stays local instead of raising.
+    """
+
+    def __init__(self, mirror: RunMirror, log=None, final_deadline: float = 300.0):
+        self._mirror, self._final_deadline = mirror, final_deadline
+        self._log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        self._wanted = threading.Event()
+        self._stopping = False
+        self._deadline: float | None = None  # time.monotonic() by which uploads end
+        self._lock = threading.Lock()
+        self.failures = 0
+        self._thread = threading.Thread(target=self._loop, name="gcs-sync", daemon=True)
+        self._thread.start()
+
+    def request(self) -> None:
+        self._wanted.set()
+
+    def stop_within(self, budget: float) -> None:
+        """Every upload from now on ends RESERVE seconds before `budget` seconds from now.
+
+        Safe in a signal handler: it only sets the deadline, and only the first time.
+        """
+        if self._deadline is None:
+            self._deadline = time.monotonic() + budget - RESERVE
+            self._mirror.stop_by(self._deadline)
+
+    def _upload_once(self) -> bool:
+        """One full upload: True when done, False when it failed (OutOfTime passes through)."""
+        with self._lock:
+            try:
+                self._mirror.upload()
+                return True
+            except OutOfTime:
+                raise
+            except (StorageError, api_exceptions.GoogleAPIError, OSError) as e:
+                if self._deadline is not None:  # no time to retry: close() says what is left
+                    raise OutOfTime(self._mirror.url, self._mirror.pending()) from e
+                self.failures += 1
+                self._log(f"warning: upload to {self._mirror.url} failed, will retry: {e}")
+                return False
+
+    def _loop(self) -> None:
+        pause = 5.0
+        while not self._stopping:
+            self._wanted.wait()
+            if self._stopping:
+                return
+            self._wanted.clear()
+            try:
+                uploaded = self._upload_once()
+            except OutOfTime:
+                return  # close() says what stays local
+            if uploaded:
+                pause = 5.0
+            else:
+                time.sleep(pause)
+                pause = min(pause * 2, 120.0)
+                self._wanted.set()
+
+    def close(self) -> None:
+        """Stops the thread, then uploads until done: releases the lease. After SIGTERM,
+        gives up in time (one line); otherwise StorageError after `final_deadline` s."""
+        self._stopping = True
+        self._wanted.set()
+        left = None if self._deadline is None else max(0.0, self._deadline - time.monotonic())
+        self._thread.join(timeout=left)
+        if self._thread.is_alive() or not self._final_upload():
+            return self._gave_up()
+        if self._mirror.lease is not None:  # everything is up: the next trainer may start
+            self._mirror.lease.release(timeout=LEASE_RELEASE if self._deadline else 60.0)
+
+    def _final_upload(self) -> bool:
+        """Uploads until done (True), or until the SIGTERM deadline passes (False)."""
+        deadline, pause = time.monotonic() + self._final_deadline, 2.0
+        while True:
+            try:
+                if self._upload_once():
+                    return True
+            except OutOfTime:
+                return False
+            if self._deadline is not None and time.monotonic() + pause > self._deadline:
+                return False
+            if time.monotonic() + pause > deadline:
+                raise StorageError(
+                    f"could not upload the run to {self._mirror.url} for "
+                    f"{self._final_deadline:.0f} s; the local copy in {self._mirror.local_dir} "
+                    "is complete, and the next start uploads it"
+                )
+            time.sleep(pause)
+            pause = min(pause * 2, 30.0)
+
+    def _gave_up(self) -> None:
+        """Says in one line what stays local, and frees the run for the next start."""
+        pending = self._mirror.pending()
+        more = f" and {len(pending) - 3} more" if len(pending) > 3 else ""
+        what = f"{len(pending)} file(s) ({', '.join(pending[:3])}{more})" if pending else "none"
+        self._log(
+            f"Out of time after SIGTERM: not uploaded to {self._mirror.url}: {what}, nor its "
+            f"marker; they stay in {self._mirror.local_dir}, and the next start with that "
+            "staging directory uploads them"
+        )
+        if self._mirror.lease is not None:
+            self._mirror.lease.release(timeout=LEASE_RELEASE)
