@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import http.server
 import json
 import os
@@ -18,9 +19,10 @@ from google.api_core import exceptions as api_exceptions
 
 from tests.conftest import ROOT, TINY_FLAGS, run_task
 from tests.fakes import gcs_proxy
-from trainer import evaluate, storage
+from trainer import commands, evaluate, storage
 
 emulator = pytest.importorskip("gcp_storage_emulator.server")
+emulator_objects = pytest.importorskip("gcp_storage_emulator.handlers.objects")
 
 
 def _free_port() -> int:
@@ -391,6 +393,71 @@ def test_a_final_upload_after_sigterm_gives_up_in_time(gcs, tmp_path):
     assert "r/.lease.json" not in _objects(client, "runs")  # released on the way out
 
 
+def test_a_mirror_past_its_deadline_starts_no_request(gcs, tmp_path):
+    """Review point 5: past the SIGTERM deadline, the CRC32C of every local file was
+    still computed and requests still started (each given at least 0.1 s)."""
+    server, client = gcs
+    client.create_bucket("runs")
+    _write(tmp_path / "run" / "config.json", "{}")
+    mirror = storage.RunMirror(client, str(tmp_path / "run"), "gs://runs/r")
+    mirror.take_lease({"host": "a", "pid": 1})
+    mirror.upload()
+    _write(tmp_path / "run" / "eval.json", "{}")
+    requests: list[str] = []
+    server.proxy.on_request = lambda method, path: requests.append(f"{method} {path}")
+    for uploader in (mirror, storage.RunMirror(client, str(tmp_path / "run"), "gs://runs/r")):
+        uploader.lease = mirror.lease  # the second: a restart's first upload (CRC32C)
+        uploader.stop_by(time.monotonic())
+        with pytest.raises(storage.StorageError, match="ran out of time uploading"):
+            uploader.upload()
+    server.proxy.on_request = None
+    assert requests == []
+    mirror.release_lease()
+
+
+def test_sigterm_during_the_final_upload_still_reports_and_releases(gcs, tmp_path):
+    """Review point 4: training done, the final upload slow, then SIGTERM. task.py's
+    handler raised SystemExit inside close(): no "Out of time" line, lease kept. Now
+    the handler (commands.bound_sigterm) only sets the deadline once close() has
+    begun; the exit (143) follows close()."""
+    server, client = gcs
+    client.create_bucket("runs")
+    local = tmp_path / "run"
+    _write(local / "config.json", "{}")
+    mirror = storage.RunMirror(client, str(local), "gs://runs/r")
+    mirror.take_lease({"host": "a", "pid": 1})
+    mirror.upload()
+    for i in range(12):
+        _write(local / "checkpoints" / f"ckpt-{i}.index", str(i))
+    messages: list[str] = []
+    syncer = storage.Syncer(mirror, log=messages.append)
+
+    def stop(signum, frame):  # task.py's own handler
+        raise SystemExit(128 + signum)
+
+    def sigterm_once(method, path):  # at close()'s first request
+        server.proxy.on_request = None
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        deliver = commands.bound_sigterm(syncer, storage.sync.RESERVE + 1.5)
+        server.proxy.delay, server.proxy.on_request = 1.0, sigterm_once
+        with pytest.raises(SystemExit) as stopped:
+            syncer.close()
+            deliver()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        server.proxy.delay, server.proxy.on_request = 0.0, None
+    assert stopped.value.code == 143
+    (line,) = messages
+    assert line.startswith("Out of time after SIGTERM: not uploaded to gs://runs/r: ")
+    give_up = time.monotonic() + 30  # the release's answer is not awaited: it lands soon
+    while "r/.lease.json" in _objects(client, "runs") and time.monotonic() < give_up:
+        time.sleep(0.1)
+    assert "r/.lease.json" not in _objects(client, "runs")
+
+
 @pytest.mark.slow
 def test_train_resume_and_render_through_gcs(gcs, tmp_path):
     server, client = gcs
@@ -483,67 +550,216 @@ def test_distributed_run_keeps_every_events_file_in_the_bucket(gcs, tmp_path):
     assert json.loads((local / "eval.json").read_text())["env_steps"] == 5120
 
 
-def _renewing(lease: storage.Lease):
-    """A thread renewing `lease` every 0.5 s until the returned event is set."""
-    stop = threading.Event()
+LEASE = "r/.lease.json"
 
-    def renew():
-        while not stop.wait(0.5):
-            lease.renew()
 
-    threading.Thread(target=renew, daemon=True).start()
-    return stop
+class _Clock:
+    """A lease taker's monotonic clock and sleep: a wait passes at once, and `during`
+    (if given) runs in it, as what the world does while the taker waits."""
+
+    def __init__(self, during=None):
+        self.now, self.waited, self.during = 0.0, [], during
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.waited.append(seconds)
+        if self.during is not None:
+            self.during()
+        self.now += seconds
+
+
+def _taker(bucket, host: str, seconds: float, ticks: _Clock, log=None, **kwargs):
+    return storage.Lease(
+        bucket,
+        LEASE,
+        {"host": host, "pid": 2},
+        seconds,
+        log or (lambda msg: None),
+        monotonic=ticks.monotonic,
+        sleep=ticks.sleep,
+        **kwargs,
+    )
 
 
 def test_lease_one_writer_per_run_across_machines(gcs):
+    """Issue 25 review, point 12: the holder's renewals are driven by the taker's
+    (injected) sleep, not raced against a thread on 2 loaded cores."""
     _, client = gcs
     bucket = client.create_bucket("runs")
     logs: list[str] = []
-    first = storage.Lease(bucket, "r/.lease.json", {"host": "a", "pid": 1}, 2.0, logs.append)
+    first = storage.Lease(bucket, LEASE, {"host": "a", "pid": 1}, 2.0, logs.append)
     first.take()
     # A second machine while the first renews: it waits out the lease, sees it
     # renewed, and refuses in one line naming the holder.
-    second = storage.Lease(bucket, "r/.lease.json", {"host": "b", "pid": 2}, 2.0, logs.append)
-    renewing = _renewing(first)
+    second = _taker(bucket, "b", 2.0, _Clock(during=first.renew), logs.append)
     with pytest.raises(storage.RunBusy, match="being trained by pid 1 on a"):
         second.take()
-    renewing.set()
     assert logs[-1].startswith("The run's lease is held by pid 1 on a; waiting")
     # The first holder dies without releasing: the lease lapses and is taken over.
+    second = _taker(bucket, "b", 2.0, _Clock())
     second.take()
-    held = json.loads(bucket.blob("r/.lease.json").download_as_text())
+    held = json.loads(bucket.blob(LEASE).download_as_text())
     assert (held["host"], held["pid"]) == ("b", 2)
-    with pytest.raises(api_exceptions.PreconditionFailed):
+    with pytest.raises(storage.LeaseLost, match="another machine took over"):
         first.renew()  # the dead holder's generation is gone: Cloud Storage answers 412
     second.release()
-    assert bucket.get_blob("r/.lease.json") is None
+    assert bucket.get_blob(LEASE) is None
     assert [b.name for b in client.list_blobs("runs")] == []  # no clock probe left either
 
 
+class _PastClock(datetime.datetime):
+    """The emulator's clock `ago` seconds behind: what it writes now looks that old."""
+
+    ago = 0.0
+
+    @classmethod
+    def now(cls, tz=None):
+        return datetime.datetime.now(tz) - datetime.timedelta(seconds=cls.ago)
+
+
 @pytest.mark.parametrize("skew", [600.0, -600.0])
-def test_lease_trusts_no_machine_clock(gcs, skew):
+@pytest.mark.parametrize("written_ago, waits", [(0.0, True), (600.0, False)])
+def test_lease_trusts_no_machine_clock(gcs, monkeypatch, skew, written_ago, waits):
     """Issue 25, point 4: a machine 10 minutes ahead took over a live lease at once.
 
-    The lease's age is the bucket's time (a probe object's `updated` minus the lease's)
-    and the wait is on the taker's monotonic clock, so a skewed wall clock on either
-    machine changes nothing: the live holder keeps its run.
+    A lease's age is the bucket's time (a probe object's `updated` minus the lease's):
+    a lease the bucket wrote just now is waited out for its full `seconds`, one it
+    wrote 600 s ago is taken over at once, whatever either machine's wall clock says
+    (`clock`, skewed both ways, only fills the lease's unread `renewed`).
     """
     _, client = gcs
     bucket = client.create_bucket("runs")
-    ahead = lambda: time.time() + skew  # noqa: E731
-    first = storage.Lease(bucket, "r/.lease.json", {"host": "a", "pid": 1}, 2.0, clock=ahead)
-    first.take()
-    renewing = _renewing(first)
-    logs: list[str] = []
-    second = storage.Lease(
-        bucket, "r/.lease.json", {"host": "b", "pid": 2}, 2.0, logs.append, clock=lambda: 0.0
-    )
-    try:
-        with pytest.raises(storage.RunBusy):
-            second.take()
-    finally:
-        renewing.set()
-    assert "waiting" in logs[0]
+    skewed = lambda: time.time() + skew  # noqa: E731
+    with monkeypatch.context() as patch:
+        patch.setattr(_PastClock, "ago", written_ago)
+        patch.setattr(emulator_objects, "datetime", _PastClock)
+        storage.Lease(bucket, LEASE, {"host": "a", "pid": 1}, 300.0, clock=skewed).take()
+    clock = _Clock()
+    _taker(bucket, "b", 300.0, clock, clock=lambda: time.time() - skew).take()
+    if waits:  # 300 s less the seconds between the lease's write and the probe's, + 1
+        assert len(clock.waited) == 1 and 290 < clock.waited[0] <= 301
+    else:
+        assert clock.waited == []
+    assert json.loads(bucket.blob(LEASE).download_as_text())["host"] == "b"
+
+
+def test_a_lease_asking_too_long_is_waited_out_for_seconds_at_most(gcs):
+    """Review point 9: a lease with a huge `seconds` made the taker wait without limit."""
+    _, client = gcs
+    bucket = client.create_bucket("runs")
+    bucket.blob(LEASE).upload_from_string(json.dumps({"host": "a", "pid": 1, "seconds": 1e12}))
+    clock = _Clock()
+    _taker(bucket, "b", 300.0, clock).take()
+    assert len(clock.waited) == 1 and clock.waited[0] <= storage.lease.SECONDS + 1
+
+
+def test_a_write_whose_answer_is_lost_keeps_the_lease(gcs):
+    """Review point 2: a lease write done by the bucket but answered 503 is retried by
+    the client and meets its own generation: 412. Taking then waited out its own
+    lease, and every renewal failed. The lease's token tells its own write apart."""
+    server, client = gcs
+    bucket = client.create_bucket("runs")
+
+    def no_wait(seconds):
+        raise AssertionError(f"waited {seconds:.0f} s for its own lease")
+
+    lease = storage.Lease(bucket, LEASE, {"host": "a", "pid": 1}, 300.0, sleep=no_wait)
+    server.proxy.lose_answer.add(LEASE)
+    lease.take()  # created, answer lost, retried: 412 on its own lease
+    server.proxy.lose_answer.add(LEASE)
+    lease.renew()  # the same for a renewal
+    lease.renew()  # and the next one starts from the adopted generation
+    assert server.proxy.lose_answer == set()  # both answers were lost
+    assert sum(r.startswith("POST r/.lease.json") for r in server.proxy.refused) == 2
+    assert json.loads(bucket.blob(LEASE).download_as_text())["host"] == "a"
+    lease.release()
+    assert bucket.get_blob(LEASE) is None
+
+
+def test_a_kept_lease_is_renewed_while_nothing_uploads(gcs, tmp_path):
+    """Review point 1: the lease was renewed only inside a full upload, so a long
+    download, evaluation or retry pause let it lapse under a live trainer.
+
+    A heartbeat renews it every `seconds`/4: a taker waiting it out (its sleep lasts
+    until the lease's generation changes, or 30 s) finds it renewed. A heartbeat that
+    finds the lease taken over marks it lost: the trainer stops at its next request.
+    """
+    _, client = gcs
+    bucket = client.create_bucket("runs")
+    holder = storage.RunMirror(client, str(tmp_path / "run"), "gs://runs/r")
+    holder.take_lease({"host": "a", "pid": 1}, seconds=2.0)
+    written = bucket.get_blob(LEASE).generation
+
+    def until_renewed():
+        give_up = time.monotonic() + 30  # a bound against a hang, not a measurement
+        while bucket.get_blob(LEASE).generation == written and time.monotonic() < give_up:
+            time.sleep(0.1)
+
+    with pytest.raises(storage.RunBusy):
+        _taker(bucket, "b", 2.0, _Clock(during=until_renewed)).take()
+    bucket.blob(LEASE).upload_from_string("{}")  # taken over behind the holder's back
+    syncer = storage.Syncer(holder, log=lambda msg: None)
+    give_up = time.monotonic() + 30
+    while holder.lease.lost is None and time.monotonic() < give_up:
+        time.sleep(0.1)
+    with pytest.raises(storage.LeaseLost):
+        syncer.request()
+    with pytest.raises(storage.LeaseLost):
+        syncer.close()
+    assert bucket.blob(LEASE).download_as_text() == "{}"  # not released: not its own
+
+
+def test_a_lease_taken_over_stops_the_uploads_before_they_write(gcs, tmp_path):
+    """Review point 1: a trainer whose lease lapsed and was taken over sent its data
+    files, then failed to renew (412), called that "will retry" and trained on. Now
+    the renewal comes first: LeaseLost, nothing written, the syncer stops the trainer."""
+    _, client = gcs
+    bucket = client.create_bucket("runs")
+    local = tmp_path / "machine-a"
+    _write(local / "config.json", "{}")
+    first = storage.RunMirror(client, str(local), "gs://runs/r")
+    # Taken without its heartbeat: a trainer stalled for longer than the lease.
+    first.lease = storage.Lease(bucket, LEASE, {"host": "a", "pid": 1}, 1.0)
+    first.lease.take()
+    first.upload()
+    _taker(bucket, "b", 1.0, _Clock()).take()
+    _write(local / "checkpoints" / "ckpt-2.index", "two")
+    messages: list[str] = []
+    syncer = storage.Syncer(first, log=messages.append, final_deadline=5)
+    syncer.request()
+    with pytest.raises(storage.LeaseLost, match="another machine took over"):
+        syncer.close()
+    with pytest.raises(storage.LeaseLost):
+        syncer.request()
+    assert messages == []  # no "will retry"
+    assert "r/checkpoints/ckpt-2.index" not in _objects(client, "runs")
+    assert json.loads(bucket.blob(LEASE).download_as_text())["host"] == "b"
+
+
+def test_a_download_cut_short_leaves_no_run(gcs, tmp_path):
+    """Review point 3: files land in any order, and storage failing part-way left
+    config.json without checkpoints; the next start took that for the run. Now a
+    download lands in RUN.download.tmp and is moved into place only when complete."""
+    server, client = gcs
+    client.create_bucket("runs")
+    _write(tmp_path / "a" / "config.json", "{}")
+    _write(tmp_path / "a" / "checkpoints" / "ckpt-1.index", "one")
+    _write(tmp_path / "a" / "checkpoints" / "checkpoint", 'model_checkpoint_path: "ckpt-1"')
+    storage.RunMirror(client, str(tmp_path / "a"), "gs://runs/r").upload()
+    run_dir, partial = tmp_path / "b" / "r", tmp_path / "b" / "r.download.tmp"
+    copy = storage.RunMirror(client, str(run_dir), "gs://runs/r", retry_deadline=1)
+    server.proxy.failing.add("r/checkpoints/ckpt-1.index")
+    with pytest.raises(storage.StorageError, match="download of gs://runs/r failed"):
+        copy.download()
+    assert not run_dir.exists() and not partial.exists()
+    _write(partial / "config.json", "a crash's leftover")
+    server.proxy.failing.clear()
+    assert copy.download()
+    assert sorted(os.listdir(run_dir)) == ["checkpoints", "config.json"]
+    assert (run_dir / "config.json").read_text() == "{}" and not partial.exists()
+    assert sorted(os.listdir(run_dir / "checkpoints")) == ["checkpoint", "ckpt-1.index"]
 
 
 def test_a_corrupt_lease_is_taken_over_in_one_line(gcs):
@@ -573,7 +789,8 @@ def test_a_new_machine_never_sends_the_lease_back(gcs, tmp_path):
     _write(first_dir / "config.json", "{}")
     _write(first_dir / "checkpoints" / "ckpt-1.index", "one")
     first = storage.RunMirror(client, str(first_dir), "gs://runs/r")
-    first.take_lease({"host": "a", "pid": 1}, seconds=1.0)
+    first.lease = storage.Lease(client.bucket("runs"), LEASE, {"host": "a", "pid": 1}, 1.0)
+    first.lease.take()  # without its heartbeat: machine a is preempted below
     first.upload()
     # An older trainer's stray local copy of a lease is no file of the run either.
     _write(first_dir / ".lease.json", '{"host": "stale"}')
@@ -724,6 +941,28 @@ def test_kill_and_resume_on_a_new_machine(gcs, tmp_path):
     assert synced["verified"] and synced["time"] > started
     assert synced["files"] == len(local.pending()) == len(objects) - 1  # every file, current
     assert "runs/moved/checkpoints/ckpt-1800.index" in objects
+
+
+@pytest.mark.slow
+def test_a_trainer_whose_lease_is_taken_stops_in_one_line(gcs, tmp_path):
+    """Review point 1 through the CLI: another machine overwrites the lease of a
+    training run (it took the lease over). The trainer's heartbeat finds it lost; the
+    trainer stops at its next upload request: one line, exit 1, nothing more written."""
+    server, client = gcs
+    client.create_bucket("kuka")
+    flags = ["--logdir=gs://kuka/runs", "--run=taken", *TINY_FLAGS, "--total_steps=1000000"]
+    trainer = _Trainer([*flags, f"--staging_dir={tmp_path}"], {"STORAGE_EMULATOR_HOST": server.url})
+    marker = client.bucket("kuka").blob("runs/taken/SYNCED.json")
+    trainer.wait_for(lambda: trainer.steps() >= 600 and marker.exists(), "a first upload")
+    theirs = json.dumps({"host": "other", "pid": 9, "seconds": 5.0})
+    client.bucket("kuka").blob("runs/taken/.lease.json").upload_from_string(theirs)
+    code = trainer.finish(timeout=300)
+    _show("the lease taken by another machine", trainer, code)
+    assert code == 1, "\n".join(trainer.lines[-30:])
+    assert trainer.lines[-1].startswith("error: another machine took over the run's lease")
+    assert not any("Traceback" in line for line in trainer.lines)
+    lease = client.bucket("kuka").blob("runs/taken/.lease.json").download_as_text()
+    assert lease == theirs  # neither renewed nor released: not its own
 
 
 def _staged_run(staging, finished: bool) -> str:

@@ -118,17 +118,22 @@ def train(cfg: Config, command_line: str, roles: RoleConfig | None = None) -> in
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(f"Run directory: {run_dir}", file=sys.stderr, flush=True)
-    # TensorFlow loads only once the input is known good.
-    from trainer import actors, agents, record, train
+    try:  # until the Syncer owns it, a gs:// run's lease is released here if anything fails
+        # TensorFlow loads only once the input is known good.
+        from trainer import actors, agents, record, train
 
-    print(f"Learning on {agents.devices()}", file=sys.stderr, flush=True)
-    syncer, errors = None, (actors.ActorError, TimeoutError, record.CheckpointError)
-    if mirror is not None:
-        from trainer import storage
+        print(f"Learning on {agents.devices()}", file=sys.stderr, flush=True)
+        syncer, errors = None, (actors.ActorError, TimeoutError, record.CheckpointError)
+        if mirror is not None:
+            from trainer import storage
 
-        syncer, errors = storage.Syncer(mirror), (*errors, storage.StorageError)
-        _bound_sigterm(syncer, cfg.sigterm_budget)
-        print(f"Uploading to {mirror.url}", file=sys.stderr, flush=True)
+            syncer, errors = storage.Syncer(mirror), (*errors, storage.StorageError)
+            deliver_sigterm = bound_sigterm(syncer, cfg.sigterm_budget)
+            print(f"Uploading to {mirror.url}", file=sys.stderr, flush=True)
+    except BaseException:
+        if mirror is not None:
+            mirror.release_lease()
+        raise
     try:
         try:
             if roles is not None:
@@ -142,6 +147,7 @@ def train(cfg: Config, command_line: str, roles: RoleConfig | None = None) -> in
         finally:
             if syncer is not None:
                 syncer.close()
+                deliver_sigterm()
     except errors as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -162,17 +168,29 @@ def train(cfg: Config, command_line: str, roles: RoleConfig | None = None) -> in
     return 0
 
 
-def _bound_sigterm(syncer, budget: float) -> None:
+def bound_sigterm(syncer, budget: float):
     """On SIGTERM, uploads end within `budget` seconds of it; task.py's own handler then
-    stops training as before (a checkpoint, exit 143)."""
-    previous = signal.getsignal(signal.SIGTERM)
+    stops training as before (a checkpoint, exit 143).
+
+    Once `syncer.close()` has begun, that handler waits: raising inside close() would
+    abandon its final upload, the one line saying what stays local and the lease.
+    Returns what delivers such a waiting SIGTERM, to be called after close().
+    """
+    previous, waiting = signal.getsignal(signal.SIGTERM), []
 
     def handler(signum, frame):
         syncer.stop_within(budget)
-        if callable(previous):
+        if syncer.closing:
+            waiting.append((signum, frame))
+        elif callable(previous):
             previous(signum, frame)
 
+    def deliver():
+        if waiting and callable(previous):
+            previous(*waiting[0])
+
     signal.signal(signal.SIGTERM, handler)
+    return deliver
 
 
 def _storage_failure(error: Exception, run_dir: str) -> str | None:

@@ -102,9 +102,10 @@ def prepare(cfg: Config, command: str):
         try:
             _enter(cfg, command, local_root, run_dir, mirror)
         except OSError as e:  # the run lock's flush, config.json, command.txt
-            if not runs.is_disk_full(e):
-                raise
-            raise DiskFull(runs.disk_full_message(run_dir)) from None
+            if runs.is_disk_full(e):
+                raise DiskFull(runs.disk_full_message(run_dir)) from None
+            # Another user's file, a read-only file system: nothing this run can mend.
+            raise UsageError(runs.unwritable_message(run_dir, e)) from None
     except BaseException as e:
         if mirror is not None:
             _leave(mirror, e)

@@ -29,7 +29,10 @@ This proxy enforces them, as the Cloud Storage JSON API documents:
 Requests are checked and forwarded one at a time (a lock), which makes each
 check-and-write atomic, as it is on Cloud Storage. `delay` slows every request (slow
 storage); `fail_status` answers every request with that status (storage down or
-erroring). Only loopback addresses are served and contacted.
+erroring); `failing` names objects whose requests are answered 503; `lose_answer`
+names objects whose next write is done but answered 503 (an answer lost on the way
+back, which the client retries); `on_request(method, path)` is called as each
+request arrives. Only loopback addresses are served and contacted.
 """
 
 from __future__ import annotations
@@ -82,6 +85,9 @@ class PreconditionProxy:
             raise ValueError(f"the proxy forwards to loopback only, not {upstream}")
         self.upstream = (parsed.hostname, parsed.port)
         self.delay, self.fail_status = delay, 0
+        self.failing: set[str] = set()
+        self.lose_answer: set[str] = set()
+        self.on_request = None
         self.refused: list[str] = []  # "METHOD object: parameter" of each 412/304 answered
         self.lock = threading.Lock()
         self.sessions: dict[str, tuple[str, str, dict]] = {}  # upload_id: bucket, name, query
@@ -187,6 +193,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         owner = self.owner
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
+        if owner.on_request is not None:
+            owner.on_request(self.command, self.path)
         if owner.delay:
             time.sleep(owner.delay)
         if owner.fail_status:
@@ -197,6 +205,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if session is not None:  # a resumable session keeps its start's preconditions
             query = {**session[2], **query}
         headers = {k: v for k, v in self.headers.items() if k.lower() != "content-length"}
+        names = {t[1] for t in owner.targets(self.command, split.path, query, headers, body)}
+        if names & owner.failing:
+            return self._error(503, "backendError", "storage is failing (proxy)")
         try:
             with owner.lock:
                 refused = self._refusal(split.path, query, headers, body)
@@ -206,8 +217,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                     )
                     if query.get("uploadType") == "resumable" and "upload_id" not in query:
                         self._remember_session(answer_headers, split.path, query, headers, body)
+                    lost = names & owner.lose_answer if self.command != "GET" else set()
+                    if lost and status == 200:
+                        owner.lose_answer -= lost
+                        refused = 503
         except OSError:  # the emulator is stopped: Cloud Storage's answer to an outage
             return self._error(503, "backendError", "storage is unavailable (proxy)")
+        if refused == 503:
+            return self._error(503, "backendError", "the answer was lost (proxy)")
         if refused == 304:
             return self._answer(304, [], b"")
         if refused is not None:

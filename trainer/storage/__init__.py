@@ -2,7 +2,8 @@
 
 Training writes locally (TensorFlow 2.15's own gs:// file system cannot be pointed
 at a test server), and a `Syncer` (sync.py) uploads the run in the background through mirror.py;
-bucket.py checks buckets and parses gs:// URLs; lease.py keeps one writer per run.
+bucket.py checks buckets and parses gs:// URLs; lease.py keeps one writer per run;
+staging.py is the local side of a mirrored run.
 """
 
 import warnings
@@ -13,27 +14,25 @@ warnings.filterwarnings("ignore", category=FutureWarning, module="google")
 
 from trainer.storage.bucket import (  # noqa: E402
     FAILURES,
-    BucketCheck,
+    MARKER,
     StorageError,
     StorageUnavailable,
     check_bucket,
     describe,
     join,
+    latest_run,
     make_client,
     parse_url,
 )
-from trainer.storage.lease import LEASE, Lease, RunBusy  # noqa: E402
-from trainer.storage.mirror import MARKER, POINTERS, OutOfTime, RunMirror, latest_run  # noqa: E402
+from trainer.storage.lease import Lease, LeaseLost, RunBusy  # noqa: E402
+from trainer.storage.mirror import RunMirror  # noqa: E402
 from trainer.storage.sync import Syncer  # noqa: E402
 
 __all__ = [
     "FAILURES",
-    "BucketCheck",
-    "LEASE",
-    "Lease",
     "MARKER",
-    "OutOfTime",
-    "POINTERS",
+    "Lease",
+    "LeaseLost",
     "RunBusy",
     "RunMirror",
     "StorageError",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import re
 
@@ -11,6 +12,7 @@ from google.auth import exceptions as auth_exceptions
 from google.cloud import storage
 from google.cloud.storage import retry as storage_retry
 
+MARKER = "SYNCED.json"  # a run's last complete upload (mirror.py writes it last)
 _URL = re.compile(r"^gs://([a-z0-9][a-z0-9._-]{1,220}[a-z0-9])(?:/(.*))?$")
 
 
@@ -143,3 +145,29 @@ def _first_line(error: BaseException) -> str:
     """An exception's message without the chained detail a RetryError carries."""
     text = str(getattr(error, "cause", None) or error)
     return text.splitlines()[0][:200] if text else ""
+
+
+def crc32c(path: str) -> str:
+    """A file's CRC32C as Cloud Storage reports it (base64 of the big-endian digest)."""
+    import google_crc32c
+
+    checksum = google_crc32c.Checksum()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            checksum.update(chunk)
+    return base64.b64encode(checksum.digest()).decode()
+
+
+def latest_run(client, url: str) -> str | None:
+    """The run under gs:// `url` whose last complete upload is the newest."""
+    bucket, prefix = parse_url(url)
+    start = f"{prefix}/" if prefix else ""
+    markers = [
+        blob
+        for blob in client.list_blobs(bucket, prefix=start, retry=retry_policy(60))
+        if blob.name.endswith(f"/{MARKER}") and blob.name[len(start) :].count("/") == 1
+    ]
+    if not markers:
+        return None
+    newest = max(markers, key=lambda blob: blob.updated)
+    return newest.name[len(start) :].split("/")[0]

@@ -4,14 +4,14 @@ Each upload sends data files first, TensorFlow's `checkpoints/checkpoint` pointe
 after them and the `SYNCED.json` marker last, so a pointer on GCS never names a
 checkpoint whose files are missing, and a run without the marker was never
 completely uploaded. The lease object (lease.py) is the bucket's alone: the mirror
-never downloads, uploads or deletes it.
+never downloads, uploads or deletes it, and renews it before every upload.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import os
+import shutil
 import sys
 import threading
 import time
@@ -19,10 +19,10 @@ import time
 from google.api_core import exceptions as api_exceptions
 from google.cloud.storage import transfer_manager
 
-from trainer.storage.bucket import StorageError, parse_url, retry_policy
-from trainer.storage.lease import LEASE, Lease
+from trainer.storage import staging
+from trainer.storage.bucket import MARKER, StorageError, crc32c, describe, parse_url, retry_policy
+from trainer.storage.lease import LEASE, RELEASE_SECONDS, Lease
 
-MARKER = "SYNCED.json"
 # Uploaded after everything else but the marker: TensorFlow follows these to data files.
 POINTERS = ("checkpoints/checkpoint",)
 
@@ -55,16 +55,19 @@ class RunMirror:
         self._retry_deadline = retry_deadline
         self._sent: dict[str, tuple[int, int]] = {}
         self._deadline: float | None = None  # time.monotonic() after which nothing starts
-        self.lease: Lease | None = None  # renewed at every full upload once taken
+        self.lease: Lease | None = None  # renewed before every upload once taken
 
     def take_lease(self, holder: dict, seconds: float | None = None, log=None) -> None:
-        """One writer per run: RunBusy if a live trainer elsewhere holds it (see Lease)."""
+        """One writer per run, renewed from now on: RunBusy if a live trainer elsewhere
+        holds it (see Lease)."""
         self.lease = Lease(self._bucket, self._name(LEASE), holder, seconds, log)
         self.lease.take()
+        self.lease.keep()
 
     def release_lease(self) -> None:
+        """Frees the run for the next start; the only way a trainer gives its lease up."""
         if self.lease is not None:
-            self.lease.release()
+            self.lease.release(timeout=60.0 if self._deadline is None else RELEASE_SECONDS)
 
     def stop_by(self, deadline: float) -> None:
         """From now on every request ends by `deadline` (time.monotonic()): OutOfTime."""
@@ -72,6 +75,11 @@ class RunMirror:
 
     def _left(self) -> float:
         return float("inf") if self._deadline is None else self._deadline - time.monotonic()
+
+    def _in_time(self) -> None:
+        """OutOfTime, naming what is not uploaded, once the deadline has passed."""
+        if self._left() <= 0:
+            raise OutOfTime(self.url, self.pending())
 
     def _timeout(self) -> float:
         """Seconds one request (its retries included) may take now."""
@@ -91,48 +99,42 @@ class RunMirror:
         )
         return {blob.name[start:]: blob for blob in blobs}
 
-    def remote_files(self) -> list[str]:
-        return list(self._listing())
-
-    def is_complete(self) -> bool:
-        """Whether an upload of this run ever finished (its marker is there)."""
-        return self._bucket.blob(self._name(MARKER)).exists(retry=self._retry())
-
     def download(self, only: str = "") -> bool:
-        """Fetches the run (or its `only` subdirectory) if it was ever completely uploaded."""
-        if not self.is_complete():
-            return False
-        names = [n for n in self.remote_files() if mirrored(n) and n.startswith(only)]
-        results = transfer_manager.download_many_to_path(
-            self._bucket,
-            names,
-            blob_name_prefix=self._name(""),
-            destination_directory=self.local_dir,
-            worker_type=transfer_manager.THREAD,
-            download_kwargs={"retry": self._retry()},
-        )
-        _raise_first(results, "download", self.url)
+        """Fetches the run (or its `only` subdirectory) if it was ever completely uploaded.
+
+        Into LOCAL_DIR.download.tmp first, moved into place only once every file has
+        arrived: files land in any order, and a half download holding config.json
+        would pass for the run at the next start. A leftover of a crash is removed.
+        """
+        if not self._bucket.blob(self._name(MARKER)).exists(retry=self._retry()):
+            return False  # no upload of the run ever finished
+        names = [n for n in self._listing() if mirrored(n) and n.startswith(only)]
+        partial = self.local_dir.rstrip(os.sep) + ".download.tmp"
+        shutil.rmtree(partial, ignore_errors=True)
+        try:
+            results = transfer_manager.download_many_to_path(
+                self._bucket,
+                names,
+                blob_name_prefix=self._name(""),
+                destination_directory=partial,
+                worker_type=transfer_manager.THREAD,
+                download_kwargs={"retry": self._retry()},
+            )
+            failed = [r for r in results if isinstance(r, Exception)]
+            if failed:
+                raise StorageError(f"download of {self.url} failed: {describe(failed[0])}")
+            staging.move_into(partial, self.local_dir)
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
         for name in names:
             self._remember(name)
         return True
 
     def _local_files(self, only: str) -> list[str]:
-        found = []
-        for root, dirs, files in os.walk(os.path.join(self.local_dir, only)):
-            # Staging directories are half-written by definition.
-            dirs[:] = [d for d in dirs if not d.endswith((".tmp", ".old"))]
-            for name in files:
-                path = os.path.relpath(os.path.join(root, name), self.local_dir)
-                found.append(path.replace(os.sep, "/"))
-        return sorted(f for f in found if mirrored(f))
+        return [f for f in staging.files(self.local_dir, only) if mirrored(f)]
 
     def _stat(self, relative: str) -> tuple[int, int] | None:
-        """(size, mtime) of a local file; None once the run deleted it (an old checkpoint)."""
-        try:
-            stat = os.stat(os.path.join(self.local_dir, relative))
-        except FileNotFoundError:
-            return None
-        return stat.st_size, stat.st_mtime_ns
+        return staging.stat(self.local_dir, relative)
 
     def _remember(self, relative: str) -> None:
         stat = self._stat(relative)
@@ -159,9 +161,8 @@ class RunMirror:
                 self._sent.update((f, stat) for f, stat in stats.items() if f not in vanished)
 
     def _put(self, names: list[str]) -> set[str]:
-        """Uploads `names` in parallel; returns those the run deleted meanwhile.
-
-        OutOfTime, naming the rest, once the deadline passes.
+        """Uploads `names` in parallel; returns those the run deleted meanwhile; OutOfTime,
+        naming the rest, once the deadline passes.
 
         Daemon threads rather than transfer_manager's pool: a pool is joined at exit,
         so an upload under way would hold up the exit past the deadline.
@@ -204,15 +205,17 @@ class RunMirror:
 
     def _unverified(self, files: list[str]) -> list[str]:
         """Local files the bucket lacks, or holds with another size or CRC32C."""
+        self._in_time()
         remote = self._listing()
         wrong = []
         for name in files:
+            self._in_time()  # a CRC32C of every file takes a while
             blob, stat = remote.get(name), self._stat(name)
             if stat is None:
                 continue  # deleted by the run: nothing to vouch for
             path = os.path.join(self.local_dir, name)
             try:
-                if blob is None or blob.size != stat[0] or blob.crc32c != _crc32c(path):
+                if blob is None or blob.size != stat[0] or blob.crc32c != crc32c(path):
                     wrong.append(name)
             except FileNotFoundError:
                 continue
@@ -240,12 +243,16 @@ class RunMirror:
         if not only and not self._sent:
             self._seed(files)
         changed = self._changed(files)
+        if self.lease is not None:  # nothing is written without the lease: LeaseLost
+            self._in_time()
+            self.lease.renew(timeout=self._timeout())
         self._send(changed)
         if not only:
             changed += self._verify(files)
-        if not only and self.lease is not None:
-            self.lease.renew(timeout=self._timeout())
+        if self.lease is not None:
+            self.lease.check()  # the heartbeat may have found it taken over meanwhile
         if changed or not only:
+            self._in_time()
             marker = {
                 "time": time.time(),
                 "files": len(self._local_files("")),
@@ -283,41 +290,10 @@ class RunMirror:
         Only files this mirror uploaded or downloaded: anything else under the run's
         prefix was written by someone else and is left alone.
         """
-        for name in self.remote_files():
+        for name in self._listing():
             if mirrored(name) and name not in local and name in self._sent:
+                self._in_time()
                 self._bucket.blob(self._name(name)).delete(
                     retry=self._retry(), timeout=self._timeout()
                 )
                 self._sent.pop(name, None)
-
-
-def _crc32c(path: str) -> str:
-    """A file's CRC32C as Cloud Storage reports it (base64 of the big-endian digest)."""
-    import google_crc32c
-
-    checksum = google_crc32c.Checksum()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            checksum.update(chunk)
-    return base64.b64encode(checksum.digest()).decode()
-
-
-def latest_run(client, url: str) -> str | None:
-    """The run under gs:// `url` whose last complete upload is the newest."""
-    bucket, prefix = parse_url(url)
-    start = f"{prefix}/" if prefix else ""
-    markers = [
-        blob
-        for blob in client.list_blobs(bucket, prefix=start, retry=retry_policy(60))
-        if blob.name.endswith(f"/{MARKER}") and blob.name[len(start) :].count("/") == 1
-    ]
-    if not markers:
-        return None
-    newest = max(markers, key=lambda blob: blob.updated)
-    return newest.name[len(start) :].split("/")[0]
-
-
-def _raise_first(results, verb: str, url: str) -> None:
-    for result in results:
-        if isinstance(result, Exception):
-            raise StorageError(f"{verb} of {url} failed: {type(result).__name__}: {result}")

@@ -9,13 +9,13 @@ import time
 from google.api_core import exceptions as api_exceptions
 
 from trainer.storage.bucket import StorageError
+from trainer.storage.lease import RELEASE_SECONDS, LeaseLost
 from trainer.storage.mirror import OutOfTime, RunMirror
 
 # Of a SIGTERM budget, what the uploads leave for the exit: releasing the lease (its
 # request is sent even when its answer is not awaited) and the interpreter's own exit,
 # measured at up to 3.3 s on 2 oversubscribed cores.
-LEASE_RELEASE = 1.0
-RESERVE = LEASE_RELEASE + 4.0
+RESERVE = RELEASE_SECONDS + 4.0
 
 
 class Syncer:
@@ -25,13 +25,16 @@ class Syncer:
     and raises StorageError only if storage never came back. After
     `stop_within(budget)` (SIGTERM: the pod is killed soon) every upload ends in
     time, and `close()` names in one line what stays local instead of raising.
+    Once the lease is lost to another machine (LeaseLost) nothing more is uploaded,
+    and `request()` and `close()` raise it: the trainer stops.
     """
 
     def __init__(self, mirror: RunMirror, log=None, final_deadline: float = 300.0):
         self._mirror, self._final_deadline = mirror, final_deadline
         self._log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         self._wanted = threading.Event()
-        self._stopping = False
+        self._stopping = threading.Event()
+        self.closing = False  # close() has begun: a SIGTERM now only sets the deadline
         self._deadline: float | None = None  # time.monotonic() by which uploads end
         self._lock = threading.Lock()
         self.failures = 0
@@ -39,6 +42,9 @@ class Syncer:
         self._thread.start()
 
     def request(self) -> None:
+        """Asks for an upload; LeaseLost if another machine has taken the run over."""
+        if self._mirror.lease is not None:
+            self._mirror.lease.check()
         self._wanted.set()
 
     def stop_within(self, budget: float) -> None:
@@ -51,12 +57,13 @@ class Syncer:
             self._mirror.stop_by(self._deadline)
 
     def _upload_once(self) -> bool:
-        """One full upload: True when done, False when it failed (OutOfTime passes through)."""
+        """One full upload: True when done, False when it failed (OutOfTime and
+        LeaseLost pass through)."""
         with self._lock:
             try:
                 self._mirror.upload()
                 return True
-            except OutOfTime:
+            except (OutOfTime, LeaseLost):
                 raise
             except (StorageError, api_exceptions.GoogleAPIError, OSError) as e:
                 if self._deadline is not None:  # no time to retry: close() says what is left
@@ -67,33 +74,40 @@ class Syncer:
 
     def _loop(self) -> None:
         pause = 5.0
-        while not self._stopping:
+        while not self._stopping.is_set():
             self._wanted.wait()
-            if self._stopping:
+            if self._stopping.is_set():
                 return
             self._wanted.clear()
             try:
                 uploaded = self._upload_once()
-            except OutOfTime:
-                return  # close() says what stays local
+            except (OutOfTime, LeaseLost):
+                return  # close() says what stays local, or raises LeaseLost
             if uploaded:
                 pause = 5.0
             else:
-                time.sleep(pause)
+                if self._stopping.wait(pause):  # close() takes over at once
+                    return
                 pause = min(pause * 2, 120.0)
                 self._wanted.set()
 
     def close(self) -> None:
-        """Stops the thread, then uploads until done: releases the lease. After SIGTERM,
-        gives up in time (one line); otherwise StorageError after `final_deadline` s."""
-        self._stopping = True
+        """Stops the thread, then uploads until done: releases the lease. After SIGTERM
+        (before or during close), gives up in time (one line); otherwise StorageError
+        after `final_deadline` s; LeaseLost (nothing uploaded) if the lease was lost."""
+        self.closing = True
+        self._stopping.set()
         self._wanted.set()
-        left = None if self._deadline is None else max(0.0, self._deadline - time.monotonic())
-        self._thread.join(timeout=left)
+        # In steps, so that a SIGTERM arriving meanwhile bounds the wait.
+        while self._thread.is_alive() and (
+            self._deadline is None or time.monotonic() < self._deadline
+        ):
+            self._thread.join(timeout=0.2)
+        if self._mirror.lease is not None:
+            self._mirror.lease.check()
         if self._thread.is_alive() or not self._final_upload():
             return self._gave_up()
-        if self._mirror.lease is not None:  # everything is up: the next trainer may start
-            self._mirror.lease.release(timeout=LEASE_RELEASE if self._deadline else 60.0)
+        self._mirror.release_lease()  # everything is up: the next trainer may start
 
     def _final_upload(self) -> bool:
         """Uploads until done (True), or until the SIGTERM deadline passes (False)."""
@@ -112,7 +126,9 @@ class Syncer:
                     f"{self._final_deadline:.0f} s; the local copy in {self._mirror.local_dir} "
                     "is complete, and the next start uploads it"
                 )
-            time.sleep(pause)
+            until = time.monotonic() + pause
+            while time.monotonic() < until and self._deadline is None:
+                time.sleep(0.2)  # in steps: a SIGTERM meanwhile ends the pause
             pause = min(pause * 2, 30.0)
 
     def _gave_up(self) -> None:
@@ -125,5 +141,5 @@ class Syncer:
             f"marker; they stay in {self._mirror.local_dir}, and the next start with that "
             "staging directory uploads them"
         )
-        if self._mirror.lease is not None:
-            self._mirror.lease.release(timeout=LEASE_RELEASE)
+        self._mirror.stop_by(time.monotonic())  # uploads still under way start nothing more
+        self._mirror.release_lease()

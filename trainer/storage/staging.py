@@ -1,0 +1,42 @@
+"""The local side of a mirrored run: its files as the mirror sees them, and moving a
+finished download into place."""
+
+from __future__ import annotations
+
+import os
+
+
+def files(local_dir: str, only: str = "") -> list[str]:
+    """The files under `local_dir`/`only`, relative with "/", sorted."""
+    found = []
+    for root, dirs, names in os.walk(os.path.join(local_dir, only)):
+        # Staging directories are half-written by definition.
+        dirs[:] = [d for d in dirs if not d.endswith((".tmp", ".old"))]
+        for name in names:
+            path = os.path.relpath(os.path.join(root, name), local_dir)
+            found.append(path.replace(os.sep, "/"))
+    return sorted(found)
+
+
+def stat(local_dir: str, relative: str) -> tuple[int, int] | None:
+    """(size, mtime) of a local file; None once the run deleted it (an old checkpoint)."""
+    try:
+        found = os.stat(os.path.join(local_dir, relative))
+    except FileNotFoundError:
+        return None
+    return found.st_size, found.st_mtime_ns
+
+
+def move_into(source: str, target: str) -> None:
+    """Moves the tree `source` into `target`: one rename if `target` is absent, else
+    entry by entry, directories before files (a run's config.json is a file)."""
+    if not os.path.lexists(target):
+        os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
+        os.rename(source, target)
+        return
+    for name in sorted(os.listdir(source), key=lambda n: os.path.isfile(os.path.join(source, n))):
+        here, there = os.path.join(source, name), os.path.join(target, name)
+        if os.path.isdir(here) and os.path.isdir(there):
+            move_into(here, there)
+        else:
+            os.replace(here, there)
