@@ -348,10 +348,12 @@ def test_sigterm_uploads_a_gcs_run_before_exiting(tmp_path, bucket):
 
 
 def test_a_second_trainer_on_a_run_is_refused_naming_the_first(tmp_path):
-    first = Trainer(f"--logdir={tmp_path}", "--run=busy", "--total_steps=1000000", *FLAGS)
+    # --total_steps after FLAGS, which hold the tiny run's 600: the first trainer must
+    # still be training when the second starts, however loaded the machine.
+    first = Trainer(f"--logdir={tmp_path}", "--run=busy", *FLAGS, "--total_steps=1000000")
     try:
         first.wait_for_step(INTERVAL)
-        second = run_task(f"--logdir={tmp_path}", "--run=busy", "--total_steps=1000000", *FLAGS)
+        second = run_task(f"--logdir={tmp_path}", "--run=busy", *FLAGS, "--total_steps=1000000")
         assert second.returncode == 2
         (line,) = [x for x in second.stderr.splitlines() if x.startswith("error:")]
         assert f"run busy is being trained by pid {first.proc.pid} on " in line
