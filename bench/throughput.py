@@ -80,13 +80,20 @@ def training_speed(
         train.train(cfg, run_dir)
         events = evaluate.read_scalar_events(os.path.join(run_dir, "train"))
         marks = [(step, wall) for step, _, wall in events["Metrics/EnvStepsPerSecond"]]
+        idle = {step: share for step, share, _ in events.get("Metrics/EnvIdleShare", [])}
     if len(marks) < 5:
         raise SystemExit("train_steps too small: need at least five iterations")
     # Steps over wall time from the end of the third iteration to the end of the last.
     # Earlier ones are start-up: while the first iteration learns (and TensorFlow traces)
     # the env processes collect the next one, which then looks nearly free, so neither a
     # mean of per-iteration rates nor a clock started at the first iteration is fair.
+    # The last iteration is left out when it is shorter: its new length costs a trace.
+    if len(marks) > 5 and marks[-1][0] - marks[-2][0] != marks[-2][0] - marks[-3][0]:
+        marks = marks[:-1]
     (first_step, first_wall), (last_step, last_wall) = marks[2], marks[-1]
+    shares = [idle[step] for step, _ in marks[3:] if step in idle]
+    if shares:  # where the rest of the bound went: env processes waiting for work
+        print(f"  env processes idle {statistics.mean(shares):.0%} of the steady state", flush=True)
     return (last_step - first_step) / (last_wall - first_wall)
 
 
@@ -131,7 +138,7 @@ def main() -> None:
         names = ("raw bound", f"training ({args.agent})")
         raw = lambda: raw_bound(args.env_id, args.num_envs, args.seconds)  # noqa: E731
         ratios = pairs(raw, train(True), args.pairs, names)
-        goal = "goal >= 0.80"
+        goal = "goal >= 0.85"
     ratios.sort()
     print(
         f"env {args.env_id}, {args.num_envs} env processes, {os.cpu_count()} cores, "

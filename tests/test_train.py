@@ -19,6 +19,7 @@ TRAIN_TAGS = {
     "Metrics/AverageEpisodeLength",
     "Metrics/SuccessRate",
     "Metrics/EnvStepsPerSecond",
+    "Metrics/EnvIdleShare",
     "Losses/total_loss",
     "Losses/policy_gradient_loss",
     "Losses/value_estimation_loss",
@@ -43,6 +44,7 @@ def test_tensorboard_tags(tiny_run):
     train = evaluate.read_scalars(os.path.join(tiny_run, "train"))
     assert set(train) >= TRAIN_TAGS, set(train)
     assert [step for step, _ in train["Metrics/EnvStepsPerSecond"]] == [300, 600]
+    assert all(0 <= share <= 1 for _, share in train["Metrics/EnvIdleShare"])
     eval_ = evaluate.read_scalars(os.path.join(tiny_run, "eval"))
     assert set(eval_) >= EVAL_TAGS, set(eval_)
 
@@ -128,8 +130,9 @@ def test_same_seed_same_run(tiny_run, tmp_path):
     for sub in ("train", "eval"):
         first = evaluate.read_scalars(os.path.join(tiny_run, sub))
         second = evaluate.read_scalars(str(tmp_path / "tiny" / sub))
-        first.pop("Metrics/EnvStepsPerSecond", None)
-        second.pop("Metrics/EnvStepsPerSecond", None)
+        for timing in ("Metrics/EnvStepsPerSecond", "Metrics/EnvIdleShare"):
+            first.pop(timing, None)
+            second.pop(timing, None)
         assert first == second, sub
 
 

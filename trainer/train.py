@@ -48,29 +48,33 @@ def train(cfg: Config, run_dir: str, log=None, syncer=None) -> dict:
         pending = 0  # steps per env of the collection under way, if any
         try:
             while recorder.steps < cfg.total_steps:
-                t0, steps = time.time(), recorder.steps
+                t0, steps, idle = time.time(), recorder.steps, pool.idle_seconds
                 if not pending:
                     pending = share(steps)
                     pool.start_collect(agents.actor_params(agent), pending)
-                results = pool.finish_collect()
-                new_steps, pending = pending * cfg.num_envs, 0
-                after = steps + new_steps
+                after = steps + pending * cfg.num_envs
                 # The env processes keep busy while the learner trains, except before an
                 # evaluation (which needs them) and at the end.
+                then = None
                 if (
                     cfg.overlap
                     and after < cfg.total_steps
                     and not record.eval_due(cfg, steps, after)
                 ):
-                    pending = share(after)
-                    pool.start_collect(agents.actor_params(agent), pending)
+                    then = (agents.actor_params(agent), share(after))
+                results = pool.finish_collect(then)
+                new_steps, pending = pending * cfg.num_envs, then[1] if then else 0
                 experience = learner_lib.to_trajectory(
                     [seg for seg, _ in results], agent.collect_data_spec
                 )
                 for _, episodes in results:
                     recent.extend(episodes)
                 loss_info = learner.learn(experience, new_steps)
-                recorder.record(new_steps, time.time() - t0, loss_info, recent)
+                seconds = time.time() - t0
+                idle_share = (pool.idle_seconds - idle) / (cfg.num_envs * seconds)
+                recorder.record(
+                    new_steps, seconds, loss_info, recent, {"Metrics/EnvIdleShare": idle_share}
+                )
         finally:
             recorder.close()
         return recorder.final_eval()
