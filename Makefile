@@ -70,8 +70,9 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 # repository in the cluster's region (Container Registry takes no pushes since 2025).
 REGION := $(shell echo '$(LOCATION)' | sed -E 's/^([a-z]+-[a-z]+[0-9]+)-[a-z]$$/\1/')
 IMAGE := $(or $(IMAGE),$(if $(PROJECT),$(REGION)-docker.pkg.dev/$(PROJECT)/$(REPOSITORY)/kuka-trainer))
-# Cluster runs need a run id up front: it names the Job and the bucket folder.
-RUN_ID := $(or $(RUN),$(shell $(PY3) -m deploy.values run-id '$(AGENT)' '$(ENV_ID)'))
+# Cluster runs need a run id up front: it names the Job and the bucket folder. It is
+# made at its first use and kept (make help and local targets start no Python for it).
+RUN_ID = $(eval RUN_ID := $(or $(RUN),$(shell $(PY3) -m deploy.values run-id '$(AGENT)' '$(ENV_ID)' '$(RUN_ID_KIND)')))$(RUN_ID)
 # DRY_RUN=1 prints the cluster commands instead of running them.
 run := $(if $(DRY_RUN),@echo,)
 need = $(if $($(1)),,$(error $(1) is not set: make $@ $(1)=...))
@@ -275,7 +276,7 @@ study: ## The tutorial's study: SEEDS runs of one experiment, RUN-s1 ... under o
 TUNE_HINT = Katib lets only its trial counts change (kubectl -n $(NAMESPACE) edit experiments.kubeflow.org kuka-tune-$(RUN_ID)): make delete-tune RUN=$(RUN_ID) first (the trials stay in the bucket), or choose another RUN
 # Katib's Experiment is kuka-tune-RUN, at most 40 characters: the default run id is cut to
 # fit. Katib's pod webhook adds the metrics collector only in namespaces with the label set.
-tune: RUN_ID := $(or $(RUN),$(shell $(PY3) -m deploy.values run-id '$(AGENT)' '$(ENV_ID)' tune))
+tune: RUN_ID_KIND := tune
 .PHONY: tune
 tune: ## Search PPO's settings with Katib: MAX_TRIALS trials of `make submit`'s Job, PARALLEL_TRIALS at a time (RUN names the Experiment)
 	$(call need,BUCKET)$(call need,IMAGE)$(call fits,tune,$(RUN_ID))

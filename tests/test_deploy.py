@@ -7,6 +7,7 @@ tool must refuse, in one line, a run id whose derived names Kubernetes would rej
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 
 import pytest
@@ -137,6 +138,38 @@ def test_dry_run_prints_the_exact_commands(target, expected):
     assert result.returncode == 0, result.stderr
     assert expected in [line.strip() for line in result.stdout.splitlines()]
     assert _local_overlays() == before
+
+
+def _counting_python(tmp_path):
+    """A PY3 for make that logs each call to a file, then runs the system's python3."""
+    log, script = tmp_path / "calls", tmp_path / "py3"
+    script.write_text(f'#!/bin/sh\necho "$*" >> {log}\nexec python3 "$@"\n')
+    script.chmod(0o755)
+    return f"PY3={script}", log
+
+
+def test_make_help_starts_no_python_and_a_run_id_is_made_once(tmp_path):
+    py3, log = _counting_python(tmp_path)
+    assert _make("help", py3).returncode == 0
+    assert not log.exists()
+    result = _make("submit", "BUCKET=b", "KIND=tfjob", py3)
+    assert result.returncode == 0, result.stderr
+    run_id_calls = [call for call in log.read_text().splitlines() if " run-id " in call]
+    assert len(run_id_calls) == 1 and not run_id_calls[0].endswith("tune")
+    run_ids = {
+        line.split("RUN=")[1].split()[0] for line in result.stdout.splitlines() if "RUN=" in line
+    }
+    assert len(run_ids) == 1
+
+
+def test_tune_makes_a_run_id_that_fits_katib(tmp_path):
+    py3, log = _counting_python(tmp_path)
+    result = _make("tune", "BUCKET=b", py3)
+    assert result.returncode == 0, result.stderr
+    run_id_calls = [call for call in log.read_text().splitlines() if " run-id " in call]
+    assert len(run_id_calls) == 1 and run_id_calls[0].endswith(" tune")
+    run = re.search(r"experiments\.kubeflow\.org/kuka-tune-(\S+)", result.stdout)[1]
+    kinds.check_run(run, "tune")  # raises ValueError when Katib would refuse the name
 
 
 def test_dry_run_writes_no_overlay_and_shows_it():
