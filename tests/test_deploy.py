@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
 
 import pytest
 import yaml
@@ -170,6 +171,34 @@ def test_tune_makes_a_run_id_that_fits_katib(tmp_path):
     assert len(run_id_calls) == 1 and run_id_calls[0].endswith(" tune")
     run = re.search(r"experiments\.kubeflow\.org/kuka-tune-(\S+)", result.stdout)[1]
     kinds.check_run(run, "tune")  # raises ValueError when Katib would refuse the name
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        ["submit", "BUCKET=b", "KIND=tfjob"],
+        ["tune", "BUCKET=b"],
+        ["submit-distributed", "BUCKET=b"],
+        ["setup", "BUCKET=b", "CLUSTER=c"],
+        ["render", "TARGET=cluster", "RUN=r1", "BUCKET=b"],
+        ["status-distributed"],
+    ],
+)
+def test_cluster_targets_run_deploy_on_the_standard_library_alone(target):
+    # docs/architecture.md: deploy/ runs on the system's python3 before .venv exists.
+    # `python -S` imports no site-packages at all, and PATH leaves .venv out.
+    bare = f"{sys._base_executable} -S -E"
+    path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if ".venv" not in p)
+    result = subprocess.run(
+        ["make", "-s", *target, "DRY_RUN=1", "PROJECT=my-project", "TAG=v9", f"PY3={bare}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=make_env(PATH=path, VENV="/nonexistent-venv"),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr and "Error" not in result.stderr
 
 
 def test_dry_run_writes_no_overlay_and_shows_it():
