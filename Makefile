@@ -196,21 +196,21 @@ endif
 
 .PHONY: bench
 bench: $(VENV)/.runtime ## Training and distributed throughput against the raw env bound, render speed (minutes)
-	$(PY) bench/throughput.py $(call kflag,NUM_ENVS,num_envs)
-	$(PY) bench/distributed.py
-	$(PY) bench/render.py
+	$(PY) -m bench.throughput $(call kflag,NUM_ENVS,num_envs)
+	$(PY) -m bench.distributed
+	$(PY) -m bench.render
 
 .PHONY: bench-learning
 bench-learning: $(VENV)/.runtime ## Train 3 seeds x 2M steps and write docs/results.md (about 1.5 hours)
-	$(PY) bench/learning.py --seeds 3 --steps 2000000
+	$(PY) -m bench.learning --seeds 3 --steps 2000000
 
 .PHONY: bench-default
 bench-default: $(VENV)/.runtime ## make train's defaults on 5 seeds x 600k steps: docs/default-600k.md (about 30 min; resumable)
-	$(PY) bench/ablation.py --steps 600000 --seeds 5 --variants default --out docs/default-600k.md
+	$(PY) -m bench.ablation --steps 600000 --seeds 5 --variants default --out docs/default-600k.md
 
 .PHONY: bench-ablation
 bench-ablation: $(VENV)/.runtime ## Every variant of bench/variants.py, 3 seeds x 1M steps: docs/ablation.md (hours; resumable)
-	$(PY) bench/ablation.py --steps 1000000 --seeds 3
+	$(PY) -m bench.ablation --steps 1000000 --seeds 3
 
 ##@ Google Cloud Storage
 

@@ -8,8 +8,8 @@ so a noisy hour of the machine does not land on one variant; a finished run
 checkpoint, so the script can be re-run at any time. The report is rewritten
 after every run, so a partial table is always there. Usage:
 
-    python bench/ablation.py --steps 1000000 --seeds 3
-    python bench/ablation.py --steps 300000 --seeds 8 --variants old-reward,default \\
+    python -m bench.ablation --steps 1000000 --seeds 3
+    python -m bench.ablation --steps 300000 --seeds 8 --variants old-reward,default \\
         --out docs/drive-down.md
 """
 
@@ -20,8 +20,6 @@ import os
 import shlex
 import statistics
 import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench import common  # noqa: E402
 from bench.variants import NAMED, SPACE, VARIANTS  # noqa: E402
@@ -91,7 +89,7 @@ def _report(args, done: dict, commands: list[str]) -> str:
         f"# Ablation at {args.steps:,} env steps",
         "",
         *([f"Partial: {finished} of {planned} runs have finished.", ""] * (finished < planned)),
-        f"Written by `python bench/ablation.py {command}` on "
+        f"Written by `python -m bench.ablation {command}` on "
         f"{os.cpu_count()} cores (no GPU); runs interleaved seed by seed. Greedy success over "
         f"{args.eval_episodes} episodes every {args.eval_interval:,} steps. Steps to 50% / 80%: "
         "median over the seeds when every seed reached it, then how many did and each seed's "

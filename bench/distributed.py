@@ -9,7 +9,7 @@
 
 docs/distributed.md turns these into a scaling model. Usage:
 
-    python bench/distributed.py --pairs 3 --collectors 1 2 4
+    python -m bench.distributed --pairs 3 --collectors 1 2 4
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import sys
 import threading
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from bench import common, throughput  # noqa: E402

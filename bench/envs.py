@@ -4,18 +4,14 @@ For each env, in its own process (the Kuka env uses pybullet's global client):
 mean return, mean episode length, grasp success and env steps/s of uniform random
 actions over EPISODES episodes. Usage:
 
-    python bench/envs.py --episodes 100
+    python -m bench.envs --episodes 100
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing
-import os
-import sys
 import time
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 ENV_IDS = ("KukaGrasp-v0", "KukaBulletEnv-v0")
 

@@ -7,7 +7,7 @@ eval.json exists) is not trained again, and an interrupted one resumes from its
 checkpoint, so the script can be re-run after a crash. The report holds the table,
 the learning curves (docs/learning_curves.png) and the commands. Usage:
 
-    python bench/learning.py --seeds 3 --steps 2000000
+    python -m bench.learning --seeds 3 --steps 2000000
 """
 
 from __future__ import annotations
@@ -16,8 +16,6 @@ import argparse
 import os
 import shlex
 import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench import common  # noqa: E402
 
@@ -64,7 +62,7 @@ def _report(args, curves, commands, finals) -> str:
     lines = [
         f"# Learning results{title}",
         "",
-        f"Written by `python bench/learning.py {shlex.join(sys.argv[1:])}` on "
+        f"Written by `python -m bench.learning {shlex.join(sys.argv[1:])}` on "
         f"{os.cpu_count()} cores (no GPU). Default agent and settings (trainer/config.py), "
         f"{args.steps:,} env steps per seed, greedy evaluation of {args.eval_episodes} "
         f"episodes every {args.eval_interval:,} steps.",

@@ -5,7 +5,7 @@ times a burst of the env's 960x720 `render()` and a burst of our camera (overlay
 and H.264 encoding included) in turn, PAIRS times; prints each pair and the
 median ratio with its range. Usage:
 
-    python bench/render.py --pairs 3 --frames 100
+    python -m bench.render --pairs 3 --frames 100
 """
 
 from __future__ import annotations
@@ -13,11 +13,8 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _fps(frames: int, shoot, env) -> float:

@@ -9,7 +9,7 @@ the middle of an iteration, and times the exit. The trainer checkpoints, uploads
 until its --sigterm_budget runs out, names what stays local and exits 143. Each
 trial is a fresh run; the report gives every trial, p50 and p99 against the budget.
 
-    python bench/sigterm.py --trials 10 --delay 3
+    python -m bench.sigterm --trials 10 --delay 3
 """
 
 from __future__ import annotations
@@ -20,11 +20,8 @@ import random
 import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench import common  # noqa: E402
 from trainer.config import Config  # noqa: E402

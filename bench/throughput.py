@@ -9,8 +9,8 @@ a neighbour that slows the machine for a while weighs on both sides alike.
 `--deterministic_cost` pairs training without and with deterministic ops instead.
 Usage:
 
-    python bench/throughput.py --num_envs 2 --pairs 3 --seconds 20 --train_steps 40000
-    python bench/throughput.py --deterministic_cost
+    python -m bench.throughput --num_envs 2 --pairs 3 --seconds 20 --train_steps 40000
+    python -m bench.throughput --deterministic_cost
 """
 
 from __future__ import annotations
@@ -19,11 +19,9 @@ import argparse
 import multiprocessing
 import os
 import statistics
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # no CUDA probing notes between the pairs
 
 

@@ -1,6 +1,6 @@
 """Use a trained policy outside the trainer: load a run's policy/ and play KukaGrasp-v0.
 
-    python demo/use_policy.py runs/RUN/policy --episodes 3
+    python -m demo.use_policy runs/RUN/policy --episodes 3
 
 The SavedModel needs only TensorFlow and TensorFlow Probability (which registers
 its distribution types); the trainer package is imported only to register the
@@ -20,10 +20,8 @@ import argparse
 import contextlib
 import io
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # no CUDA probing chatter on a CPU
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import gym  # noqa: E402
 import numpy as np  # noqa: E402

@@ -15,9 +15,9 @@ pytestmark = pytest.mark.slow
 TINY = [f for f in TINY_FLAGS if not f.startswith(("--total_steps", "--eval_"))]
 
 
-def _bench(script: str, *args: str) -> str:
+def _bench(module: str, *args: str) -> str:
     result = subprocess.run(
-        [sys.executable, f"bench/{script}", *args, "--", *TINY],
+        [sys.executable, "-m", f"bench.{module}", *args, "--", *TINY],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -31,18 +31,18 @@ def test_ablation_interleaves_variants_resumes_and_reports(tmp_path):
     args = ["--steps=600", "--seeds=1", "--variants=old-reward,reward-scale"]
     args += ["--eval_interval=300", "--eval_episodes=2", f"--logdir={tmp_path}/runs"]
     out = tmp_path / "ablation.md"
-    first = _bench("ablation.py", *args, f"--out={out}")
+    first = _bench("ablation", *args, f"--out={out}")
     order = [line for line in first.splitlines() if line.startswith("python -m trainer.task")]
     assert ["--run=old-reward-s0" in order[0], "--run=reward-scale-s0" in order[1]] == [True, True]
     report = out.read_text()
     assert "| `old-reward`:" in report and "| `reward-scale`:" in report
     assert "drive-down" in report
     # A second call trains nothing and writes the same table.
-    again = _bench("ablation.py", *args, f"--out={out}")
+    again = _bench("ablation", *args, f"--out={out}")
     assert "python -m trainer.task" not in again.split("# Ablation")[0]
     assert out.read_text() == report
     # --report with more seeds than have run: trains nothing, reports the finished ones.
-    again = _bench("ablation.py", *args, "--seeds=2", "--report", f"--out={out}")
+    again = _bench("ablation", *args, "--seeds=2", "--report", f"--out={out}")
     assert "python -m trainer.task" not in again.split("# Ablation")[0]
     assert "| `old-reward` | " in out.read_text()
 
@@ -64,7 +64,7 @@ def test_stability_counts_seeds_by_step_and_the_largest_fall():
 
 def test_learning_bench_reports_intervals(tmp_path):
     args = ["--seeds=1", "--steps=600", "--eval_interval=300", "--eval_episodes=2"]
-    _bench("learning.py", *args, f"--logdir={tmp_path}/runs", f"--out={tmp_path}")
+    _bench("learning", *args, f"--logdir={tmp_path}/runs", f"--out={tmp_path}")
     report = (tmp_path / "results.md").read_text()
     assert "final success (95% interval)" in report
     assert (tmp_path / "learning_curves.png").stat().st_size > 0

@@ -65,7 +65,7 @@ def test_use_policy_plays_the_exported_policy(tiny_run):
     import sys
 
     out = subprocess.run(
-        [sys.executable, "demo/use_policy.py", os.path.join(tiny_run, "policy"), "--episodes=1"],
+        [sys.executable, "-m", "demo.use_policy", os.path.join(tiny_run, "policy"), "--episodes=1"],
         cwd=ROOT,
         capture_output=True,
         text=True,
