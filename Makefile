@@ -71,8 +71,10 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 REGION := $(shell echo '$(LOCATION)' | sed -E 's/^([a-z]+-[a-z]+[0-9]+)-[a-z]$$/\1/')
 IMAGE := $(or $(IMAGE),$(if $(PROJECT),$(REGION)-docker.pkg.dev/$(PROJECT)/$(REPOSITORY)/kuka-trainer))
 # Cluster runs need a run id up front: it names the Job and the bucket folder. It is
-# made at its first use and kept (make help and local targets start no Python for it).
-RUN_ID = $(eval RUN_ID := $(or $(RUN),$(shell $(PY3) -m deploy.values run-id '$(AGENT)' '$(ENV_ID)' '$(RUN_ID_KIND)')))$(RUN_ID)
+# made at its first use and kept, one per RUN_ID_KIND (tune's is cut to fit Katib), so
+# make help and local targets start no Python for it.
+RUN_ID_KIND :=
+RUN_ID = $(or $(RUN),$(if $(RUN_ID_$(RUN_ID_KIND)),,$(eval RUN_ID_$(RUN_ID_KIND) := $(shell $(PY3) -m deploy.values run-id '$(AGENT)' '$(ENV_ID)' '$(RUN_ID_KIND)')))$(RUN_ID_$(RUN_ID_KIND)))
 # DRY_RUN=1 prints the cluster commands instead of running them.
 run := $(if $(DRY_RUN),@echo,)
 need = $(if $($(1)),,$(error $(1) is not set: make $@ $(1)=...))

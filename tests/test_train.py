@@ -1,4 +1,5 @@
-"""End-to-end training through the CLI: run directory, TensorBoard tags, policy, resume."""
+"""End-to-end training: through the CLI (run directory, TensorBoard tags, policy, resume),
+and in-process where the loop's scheduling is the question."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from tests.conftest import TINY_FLAGS, run_task
-from trainer import evaluate
+from trainer import actors, evaluate, train
+from trainer.config import Config
 
 pytestmark = pytest.mark.slow
 
@@ -172,3 +175,47 @@ def test_finished_run_is_left_alone_and_eval_writes_beside_it(tiny_run, tmp_path
     missing = run_task(f"--logdir={tmp_path}", "eval", "--run=nope")
     assert missing.returncode == 2
     assert "runs there, newest first: tiny" in missing.stderr
+
+
+def _checkpoint_values(run_dir: str) -> dict:
+    import tensorflow as tf
+
+    reader = tf.train.load_checkpoint(os.path.join(run_dir, "checkpoints"))
+    names = set(reader.get_variable_to_shape_map()) - {"_CHECKPOINTABLE_OBJECT_GRAPH"}
+    return {name: reader.get_tensor(name) for name in names}  # the graph holds Keras' layer names
+
+
+def test_a_run_is_the_same_whether_env_processes_wait_at_a_barrier_or_not(tmp_path, monkeypatch):
+    """The loop hands each env its next share as soon as its own is in: no change to a run.
+
+    Iterations of 300 steps learn between them (new params each time), an evaluation
+    at 600 stops the overlap once, and the last iteration is shorter (100 steps).
+    """
+    cfg = Config(
+        total_steps=1000,
+        num_envs=2,
+        collect_steps=300,
+        checkpoint_interval=300,
+        eval_interval=600,
+        eval_episodes=2,
+        actor_layers=(16,),
+        value_layers=(16,),
+    )
+    quiet = lambda msg: None  # noqa: E731
+    pipelined = train.train(cfg, str(tmp_path / "pipelined"), log=quiet)
+
+    pipelined_finish = actors.ActorPool.finish_collect
+
+    def at_a_barrier(pool, then=None):
+        results = pipelined_finish(pool)  # every env's share, then the next command
+        if then is not None:
+            pool.start_collect(*then)
+        return results
+
+    monkeypatch.setattr(actors.ActorPool, "finish_collect", at_a_barrier)
+    barrier = train.train(cfg, str(tmp_path / "barrier"), log=quiet)
+    assert pipelined == barrier
+    first, second = (_checkpoint_values(str(tmp_path / run)) for run in ("pipelined", "barrier"))
+    assert first.keys() == second.keys()
+    for name in first:
+        assert np.array_equal(first[name], second[name]), name

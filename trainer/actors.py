@@ -140,7 +140,11 @@ def env_worker(conn, env_id: str, seed: int) -> None:
 
 
 def _serve(conn, env_id: str, seed: int) -> None:
-    """Replies ("ok" or "error", payload, seconds this process waited for the command)."""
+    """Replies ("ok" or "error", payload, seconds this process waited for the command).
+
+    A wait is reported with the reply to the command that ended it, so it counts in
+    the iteration that command belongs to: read EnvIdleShare's steady state.
+    """
     try:
         runner = _EnvRunner(env_id, seed)
         conn.send(("ok", (runner.time_step_spec, runner.action_spec), 0.0))
@@ -148,10 +152,10 @@ def _serve(conn, env_id: str, seed: int) -> None:
         conn.send(("error", f"{type(e).__name__}: {e}", 0.0))
         return
     rng_seed = seed
-    replied = time.monotonic()
+    replied = None  # the wait for the first command is the trainer's start-up, not idling
     while True:
         command, params, count = conn.recv()
-        waited = time.monotonic() - replied
+        waited = 0.0 if replied is None else time.monotonic() - replied
         if command == "close":
             return
         rng_seed += 1
@@ -168,8 +172,9 @@ def _serve(conn, env_id: str, seed: int) -> None:
         except Exception as e:  # noqa: BLE001
             conn.send(("error", f"{type(e).__name__}: {e}", waited))
             return
-        conn.send(("ok", result, waited))
+        # Before the send: a reply larger than the pipe's buffer waits there for the trainer.
         replied = time.monotonic()
+        conn.send(("ok", result, waited))
 
 
 @contextlib.contextmanager
@@ -258,7 +263,7 @@ class ActorPool:
 
         `then`, a (params, steps_per_env) pair, sets each env collecting again the
         moment its own result is in: at a barrier the first env to finish waited for
-        the slowest, 0.7 s of a 3 s iteration here (the scripted grasps fall unevenly
+        the slowest, 0.6-0.7 s of a 3 s iteration here (the scripted grasps fall unevenly
         between the envs' shares). Each env gets the same command as after the
         barrier, so a run's steps and results are the same either way.
         """
