@@ -75,8 +75,10 @@ IMAGE := $(or $(IMAGE),$(if $(PROJECT),$(REGION)-docker.pkg.dev/$(PROJECT)/$(REP
 # make help and local targets start no Python for it.
 RUN_ID_KIND :=
 RUN_ID = $(or $(RUN),$(if $(RUN_ID_$(RUN_ID_KIND)),,$(eval RUN_ID_$(RUN_ID_KIND) := $(shell $(PY3) -m deploy.values run-id '$(AGENT)' '$(ENV_ID)' '$(RUN_ID_KIND)')))$(RUN_ID_$(RUN_ID_KIND)))
-# DRY_RUN=1 prints the cluster commands instead of running them.
+# DRY_RUN=1 prints the commands instead of running them (local training too): it writes
+# nothing, .venv included, and contacts nothing.
 run := $(if $(DRY_RUN),@echo,)
+LOCAL_VENV := $(if $(DRY_RUN),,$(VENV)/.runtime)
 need = $(if $($(1)),,$(error $(1) is not set: make $@ $(1)=...))
 # Stops, in one line, when run id $(2) cannot name a $(1) run (deploy/kinds.py: the names
 # the controllers derive from it must fit Kubernetes' 63 characters, Katib's 40), before
@@ -144,18 +146,18 @@ constraints: ## Re-pin constraints.txt: pip freeze of requirements.txt in a scra
 ##@ Local training
 
 .PHONY: train
-train: $(VENV)/.runtime ## Train locally (AGENT, ENV_ID, STEPS, NUM_ENVS, SEED, LOGDIR, RUN; ARGS for more flags)
-	$(PY) -m trainer.task $(call flag,LOGDIR,logdir) $(call flag,AGENT,agent) $(call flag,ENV_ID,env_id) \
+train: $(LOCAL_VENV) ## Train locally (AGENT, ENV_ID, STEPS, NUM_ENVS, SEED, LOGDIR, RUN; ARGS for more flags)
+	$(run) $(PY) -m trainer.task $(call flag,LOGDIR,logdir) $(call flag,AGENT,agent) $(call flag,ENV_ID,env_id) \
 		$(call flag,STEPS,total_steps) $(call flag,NUM_ENVS,num_envs) $(call flag,SEED,seed) $(call flag,RUN,run) $(ARGS)
 
 .PHONY: eval
-eval: $(VENV)/.runtime ## Evaluate RUN's newest checkpoint again into eval-<step>.json (EVAL_EPISODES)
+eval: $(LOCAL_VENV) ## Evaluate RUN's newest checkpoint again into eval-<step>.json (EVAL_EPISODES)
 	$(call need,RUN)
-	$(PY) -m trainer.task eval $(call flag,LOGDIR,logdir) --run="$${RUN}" $(call flag,EVAL_EPISODES,eval_episodes)
+	$(run) $(PY) -m trainer.task eval $(call flag,LOGDIR,logdir) --run="$${RUN}" $(call flag,EVAL_EPISODES,eval_episodes)
 
 .PHONY: train-distributed
-train-distributed: $(VENV)/.runtime ## Train with Reverb, COLLECTORS collector processes and a learner on 127.0.0.1 (as train)
-	$(PY) -m trainer.task distributed $(call flag,LOGDIR,logdir) $(call flag,COLLECTORS,collectors) \
+train-distributed: $(LOCAL_VENV) ## Train with Reverb, COLLECTORS collector processes and a learner on 127.0.0.1 (as train)
+	$(run) $(PY) -m trainer.task distributed $(call flag,LOGDIR,logdir) $(call flag,COLLECTORS,collectors) \
 		$(call flag,ENV_ID,env_id) $(call flag,STEPS,total_steps) $(call flag,SEED,seed) $(call flag,RUN,run) $(ARGS)
 
 .PHONY: render
@@ -169,15 +171,15 @@ ifeq ($(TARGET),cluster)
 	$(run) kubectl -n '$(NAMESPACE)' delete job 'kuka-render-$(RUN)' --ignore-not-found
 	$(run) kubectl apply -k 'k8s/overlays/local/render-$(RUN)'
 else
-	@$(MAKE) --no-print-directory $(VENV)/.runtime
-	$(PY) -m trainer.task render $(call flag,LOGDIR,logdir) $(if $(RUN),--run="$${RUN}") $(if $(POLICY),--policy="$${POLICY}") \
+	$(if $(DRY_RUN),,@$(MAKE) --no-print-directory $(VENV)/.runtime)
+	$(run) $(PY) -m trainer.task render $(call flag,LOGDIR,logdir) $(if $(RUN),--run="$${RUN}") $(if $(POLICY),--policy="$${POLICY}") \
 		$(call flag,SEED,seed) $(call flag,EPISODES,episodes) $(call flag,WIDTH,width) $(call flag,HEIGHT,height) \
 		$(call flag,FPS,fps) $(ARGS)
 endif
 
 .PHONY: plot
-plot: $(VENV)/.runtime ## Write LOGDIR/RUN/learning_curve.png (the latest run without RUN)
-	$(PY) -m trainer.task plot $(call flag,LOGDIR,logdir) $(if $(RUN),--run="$${RUN}")
+plot: $(LOCAL_VENV) ## Write LOGDIR/RUN/learning_curve.png (the latest run without RUN)
+	$(run) $(PY) -m trainer.task plot $(call flag,LOGDIR,logdir) $(if $(RUN),--run="$${RUN}")
 
 .PHONY: notebook
 notebook: $(VENV)/.dev ## Open the demo notebook (demo/demo.ipynb) in JupyterLab
@@ -217,7 +219,7 @@ bench-ablation: $(VENV)/.runtime ## Every variant of bench/variants.py, 3 seeds 
 ##@ Google Cloud Storage
 
 .PHONY: bucket
-bucket: $(if $(DRY_RUN),,$(VENV)/.runtime) ## Check gs://BUCKET (create it in LOCATION's region if missing); runs go to LOGDIR=gs://BUCKET/runs
+bucket: $(LOCAL_VENV) ## Check gs://BUCKET (create it in LOCATION's region if missing); runs go to LOGDIR=gs://BUCKET/runs
 	$(call need,BUCKET)
 	$(run) $(PY) -m deploy.bucket 'gs://$(BUCKET)' --create --location='$(REGION)' $(if $(PROJECT),--project='$(PROJECT)')
 

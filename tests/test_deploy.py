@@ -1,4 +1,4 @@
-"""The cluster tools (deploy/) and the cluster Make targets with DRY_RUN=1.
+"""The cluster tools (deploy/), and the Make targets with DRY_RUN=1 (cluster and local).
 
 DRY_RUN=1 must print the exact commands and write and contact nothing; the overlay
 tool must refuse, in one line, a run id whose derived names Kubernetes would reject.
@@ -199,6 +199,24 @@ def test_cluster_targets_run_deploy_on_the_standard_library_alone(target):
     )
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "target, command",
+    [
+        (["train", "STEPS=1000", "SEED=3"], "-m trainer.task --total_steps=1000 --seed=3"),
+        (["eval", "RUN=r1"], "-m trainer.task eval --run=r1"),
+        (["train-distributed", "COLLECTORS=2"], "-m trainer.task distributed --collectors=2"),
+        (["render", "RUN=r1"], "-m trainer.task render --run=r1"),
+        (["plot", "RUN=r1"], "-m trainer.task plot --run=r1"),
+    ],
+)
+def test_dry_run_prints_local_commands_and_makes_no_venv(target, command, tmp_path):
+    venv = tmp_path / "venv"
+    result = _make(*target, f"VENV={venv}")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [f"{venv}/bin/python {command}"]
+    assert not venv.exists()
 
 
 def test_dry_run_writes_no_overlay_and_shows_it():
