@@ -256,6 +256,19 @@ def _write(path, text: str) -> None:
         f.write(text)
 
 
+def _leased_mirror_with_checkpoints_to_upload(client, local):
+    """A run uploaded once under its lease (bucket `runs`, prefix `r`), then 12 new
+    checkpoint files that the next upload has to send."""
+    client.create_bucket("runs")
+    _write(local / "config.json", "{}")
+    mirror = storage.RunMirror(client, str(local), "gs://runs/r")
+    mirror.take_lease({"host": "a", "pid": 1})
+    mirror.upload()
+    for i in range(12):
+        _write(local / "checkpoints" / f"ckpt-{i}.index", str(i))
+    return mirror
+
+
 def test_upload_order_marker_and_download(gcs, tmp_path):
     _, client = gcs
     client.create_bucket("runs")
@@ -369,14 +382,8 @@ def test_a_final_upload_after_sigterm_gives_up_in_time(gcs, tmp_path):
     a fresh mirror of the same staging copy then uploads exactly the rest.
     """
     server, client = gcs
-    client.create_bucket("runs")
     local = tmp_path / "run"
-    _write(local / "config.json", "{}")
-    mirror = storage.RunMirror(client, str(local), "gs://runs/r")
-    mirror.take_lease({"host": "a", "pid": 1})
-    mirror.upload()
-    for i in range(12):
-        _write(local / "checkpoints" / f"ckpt-{i}.index", str(i))
+    mirror = _leased_mirror_with_checkpoints_to_upload(client, local)
     server.proxy.delay = 1.0
     messages: list[str] = []
     syncer = storage.Syncer(mirror, log=messages.append)
@@ -421,14 +428,8 @@ def test_sigterm_during_the_final_upload_still_reports_and_releases(gcs, tmp_pat
     the handler (commands.bound_sigterm) only sets the deadline once close() has
     begun; the exit (143) follows close()."""
     server, client = gcs
-    client.create_bucket("runs")
     local = tmp_path / "run"
-    _write(local / "config.json", "{}")
-    mirror = storage.RunMirror(client, str(local), "gs://runs/r")
-    mirror.take_lease({"host": "a", "pid": 1})
-    mirror.upload()
-    for i in range(12):
-        _write(local / "checkpoints" / f"ckpt-{i}.index", str(i))
+    mirror = _leased_mirror_with_checkpoints_to_upload(client, local)
     messages: list[str] = []
     syncer = storage.Syncer(mirror, log=messages.append)
 
