@@ -57,7 +57,7 @@ def learner_capacity(iterations: int = 5) -> float:
     from trainer import learner as learner_lib
 
     cfg, agent = _agent()
-    learner = learner_lib.Learner(cfg, agent)
+    learner = learner_lib.create(cfg, agent)
     batch = [2, cfg.collect_steps]
     spec = agent.collect_data_spec
     spec = spec.replace(

@@ -59,25 +59,37 @@ def raw_bound(env_id: str, num_envs: int, seconds: float) -> float:
 
 
 def training_speed(
-    env_id: str, num_envs: int, steps: int, agent: str, deterministic: bool = True
+    env_id: str,
+    num_envs: int,
+    steps: int,
+    agent: str,
+    deterministic: bool = True,
+    from_step: int = 0,
+    **changes,
 ) -> float:
-    """Env steps per second of a short training run in its steady state."""
+    """Env steps per second of a short training run in its steady state, counted from
+    the third iteration after env step `from_step`; `changes` are more config fields."""
     from trainer import config, evaluate, train
 
     with tempfile.TemporaryDirectory() as run_dir:
-        cfg = config.Config(
+        cfg = config.for_agent(
+            agent,
             env_id=env_id,
-            agent=agent,
             num_envs=num_envs,
             total_steps=steps,
             eval_interval=0,
             eval_episodes=num_envs,
             checkpoint_interval=10 * steps,
             deterministic=deterministic,
+            **changes,
         )
         train.train(cfg, run_dir)
         events = evaluate.read_scalar_events(os.path.join(run_dir, "train"))
-        marks = [(step, wall) for step, _, wall in events["Metrics/EnvStepsPerSecond"]]
+        marks = [
+            (step, wall)
+            for step, _, wall in events["Metrics/EnvStepsPerSecond"]
+            if step > from_step
+        ]
         idle = {step: share for step, share, _ in events.get("Metrics/EnvIdleShare", [])}
     if len(marks) < 5:
         raise SystemExit("train_steps too small: need at least five iterations")

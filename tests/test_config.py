@@ -40,6 +40,8 @@ def test_defaults_are_valid():
         ({"lr_schedule": "cosine"}, "unknown --lr_schedule"),
         ({"reward_clip": -1.0}, "--reward_clip"),
         ({"reward_scale": -1.0}, "--reward_scale must be positive"),
+        ({"learning_starts": -1}, "--learning_starts must be 0 or more"),
+        ({"target_update_tau": 0.0}, "--target_update_tau must be in"),
     ],
 )
 def test_validate_names_the_problem(change, words):
@@ -64,11 +66,20 @@ def test_load_rejects_garbage(tmp_path):
         runs.load_config(str(path))
 
 
-def test_reward_scale_defaults_per_agent_and_old_runs_keep_their_rewards():
-    assert Config().reward_scale == config.AGENT_REWARD_SCALE["ppo"] == 1.0
-    assert Config(agent="sac").reward_scale == config.AGENT_REWARD_SCALE["sac"]
-    assert Config(agent="sac", reward_scale=0.5).reward_scale == 0.5
+def test_each_agent_has_its_own_defaults_and_old_runs_keep_theirs():
+    assert config.for_agent() == Config()  # Config's own defaults are PPO's
+    sac = config.for_agent("sac")
+    assert {name: getattr(sac, name) for name in config.AGENT_DEFAULTS["sac"]} == (
+        config.AGENT_DEFAULTS["sac"]
+    )
+    config.validate(sac)
+    # A flag given wins over the agent's default.
+    assert config.for_agent("sac", collect_steps=128).collect_steps == 128
     # A config.json written before the reward flags existed resumes as it trained.
     old = config.from_dict({"agent": "ppo", "run": "old"})
     assert (old.normalize_rewards, old.reward_clip, old.reward_scale) == (True, 10.0, 1.0)
     assert not old.deterministic
+    # A SAC run from before its warm-up and target rate were settings trained without
+    # a warm-up, at tf-agents' rate.
+    old_sac = config.from_dict({"agent": "sac", "run": "old", "reward_scale": 0.001})
+    assert (old_sac.learning_starts, old_sac.target_update_tau) == (0, 0.005)

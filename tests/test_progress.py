@@ -40,3 +40,23 @@ def test_eta_leaves_evaluations_out_of_the_speed_and_counts_those_still_due(monk
     assert lines[2] == "evaluating: 10 greedy episodes, about 0m02s (training waits)"
     # The 5 s of evaluation do not slow the speed; 20 episodes now take 10 s.
     assert "1,000 steps/s | ETA 1m38s" in lines[3]
+
+
+def test_short_iterations_print_a_line_a_second_and_the_last_one(monkeypatch):
+    now = [100.0]
+    monkeypatch.setattr(progress_lib.time, "time", lambda: now[0])
+    out = io.StringIO()
+    progress = progress_lib.Progress(total=1_280, stream=out)
+    for steps in range(64, 1_281, 64):  # 20 iterations of 0.25 s
+        now[0] += 0.25
+        progress.update(steps)
+    lines = out.getvalue().splitlines()
+    assert [line.split()[1] for line in lines] == [
+        "64/1,280",
+        "320/1,280",
+        "576/1,280",
+        "832/1,280",
+        "1,088/1,280",
+        "1,280/1,280",
+    ]
+    assert "256 steps/s" in lines[-1]

@@ -8,9 +8,10 @@ import os
 import subprocess
 
 import pytest
+from absl import flags
 
 from tests.conftest import ROOT, make_env, run_task
-from trainer import rundir, runs
+from trainer import config, rundir, runs, task
 from trainer.config import Config, RenderConfig, RoleConfig
 from trainer.task import COMMANDS
 
@@ -30,11 +31,23 @@ def test_help_is_per_command_and_documents_every_flag():
             name = f"[no]{field.name}" if field.type == "bool" else field.name
             assert f"--{name}  (default: " in texts[command], (command, name)
     assert "Environment steps to train for" in texts["train"]
+    # Where an agent's default differs, help shows it beside the flag's own.
+    assert "--collect_steps  (default: 4096; sac: 64)" in texts["train"]
+    assert "--actor_layers  (default: '200,100'; sac: '400,300')" in texts["train"]
     # Each command shows its own flags, not the others'.
     assert "--total_steps" not in texts["render"] and "--fps" not in texts["train"]
     assert texts["eval"].count("  --") == 3
     for command in COMMANDS:
         assert "Other commands: " in texts[command]
+
+
+def test_flags_not_given_take_the_agents_defaults():
+    flag_values = flags.FlagValues()
+    task.define_flags(flag_values)
+    flag_values(["task", "--agent=sac", "--collect_steps=128", "--seed=3"])
+    cfg = task.config_from_flags(Config, flag_values)
+    assert cfg == config.for_agent("sac", collect_steps=128, seed=3)
+    assert cfg.learning_starts == config.AGENT_DEFAULTS["sac"]["learning_starts"]
 
 
 def _refused(tmp_path, *args: str) -> str:

@@ -108,6 +108,7 @@ def test_sac_trains_and_exports(tmp_path):
         "--run=sac",
         "--agent=sac",
         "--batch_size=32",
+        "--learning_starts=100",
         *TINY_FLAGS,
         "--eval_interval=300",
     )

@@ -1,4 +1,5 @@
-"""Agents (tf-agents PPO and SAC) and the numpy copy of their actor that env processes run.
+"""The agent of any algorithm (learner.ALGORITHMS), and the numpy copy of its actor that
+env processes run.
 
 A TF policy call costs about 1 ms, three times a Kuka step, so collection runs
 the actor's few matrix products in numpy inside each env process; the test suite
@@ -14,34 +15,13 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
-from tf_agents.agents.ddpg import critic_network
-from tf_agents.agents.ppo import ppo_clip_agent
-from tf_agents.agents.sac import sac_agent, tanh_normal_projection_network
-from tf_agents.networks import actor_distribution_network, normal_projection_network, value_network
 from tf_agents.policies import greedy_policy as greedy_policy_lib
 
+from trainer import learner
 from trainer.config import Config
 
-# ActorDistributionNetwork's default initial action spread, which our head keeps.
-_INIT_ACTION_STD = 0.35
 # Each agent's actor network, kept as `create` built it: SacAgent holds it privately.
 _ACTOR_NETS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _normal_projection(spec, mean_init: float):
-    """ActorDistributionNetwork's own default head, with the mean's initial scale set."""
-    return normal_projection_network.NormalProjectionNetwork(
-        spec,
-        init_means_output_factor=mean_init,
-        std_bias_initializer_value=np.log(np.expm1(_INIT_ACTION_STD)),
-        scale_distribution=False,
-    )
-
-
-def _tanh_normal_projection(spec):
-    return tanh_normal_projection_network.TanhNormalProjectionNetwork(
-        spec, std_transform=sac_agent.std_clip_transform
-    )
 
 
 class _LinearDecay(tf.keras.optimizers.schedules.LearningRateSchedule):
@@ -72,88 +52,11 @@ def create(cfg: Config, time_step_spec, action_spec, train_step: tf.Variable, en
             cfg.learning_rate, lambda: tf.cast(env_steps, tf.float32) / cfg.total_steps
         )
     optimizer = lambda: tf.keras.optimizers.Adam(learning_rate=rate)  # noqa: E731
-    builders = {"ppo": _ppo, "sac": _sac}
-    if cfg.agent not in builders:
-        raise ValueError(f"unknown agent {cfg.agent!r}")
-    agent, actor_net = builders[cfg.agent](cfg, time_step_spec, action_spec, optimizer, train_step)
+    build = learner.algorithm(cfg.agent).build_agent
+    agent, actor_net = build(cfg, time_step_spec, action_spec, optimizer, train_step)
     agent.initialize()
     _ACTOR_NETS[agent] = actor_net
     return agent
-
-
-def _ppo(cfg: Config, time_step_spec, action_spec, optimizer, train_step):
-    """(PPOClipAgent, its actor network) as `create` sets them up."""
-    observation_spec = time_step_spec.observation
-    actor_net = actor_distribution_network.ActorDistributionNetwork(
-        observation_spec,
-        action_spec,
-        fc_layer_params=cfg.actor_layers,
-        activation_fn=tf.nn.tanh,
-        continuous_projection_net=functools.partial(
-            _normal_projection, mean_init=cfg.action_mean_init
-        ),
-    )
-    value_net = value_network.ValueNetwork(
-        observation_spec, fc_layer_params=cfg.value_layers, activation_fn=tf.nn.tanh
-    )
-    agent = ppo_clip_agent.PPOClipAgent(
-        time_step_spec,
-        action_spec,
-        optimizer=optimizer(),
-        actor_net=actor_net,
-        value_net=value_net,
-        importance_ratio_clipping=cfg.clip_ratio,
-        lambda_value=cfg.gae_lambda,
-        discount_factor=cfg.discount,
-        entropy_regularization=cfg.entropy_coef,
-        # As tf-agents' PPOLearner: advantages over whole segments first, then
-        # each agent.train call is one pass over one minibatch of steps.
-        num_epochs=1,
-        compute_value_and_advantage_in_train=False,
-        update_normalizers_in_train=False,
-        use_gae=True,
-        use_td_lambda_return=True,
-        normalize_observations=cfg.normalize_observations,
-        # Rewards are scaled by the learner (train.py) before they get here.
-        normalize_rewards=cfg.normalize_rewards,
-        reward_norm_clipping=cfg.reward_clip,
-        gradient_clipping=0.5,
-        train_step_counter=train_step,
-    )
-    return agent, actor_net
-
-
-def _sac(cfg: Config, time_step_spec, action_spec, optimizer, train_step):
-    """(SacAgent, its actor network) as `create` sets them up."""
-    observation_spec = time_step_spec.observation
-    actor_net = actor_distribution_network.ActorDistributionNetwork(
-        observation_spec,
-        action_spec,
-        fc_layer_params=cfg.actor_layers,
-        continuous_projection_net=_tanh_normal_projection,
-    )
-    critic_net = critic_network.CriticNetwork(
-        (observation_spec, action_spec),
-        joint_fc_layer_params=cfg.value_layers,
-        kernel_initializer="glorot_uniform",
-        last_kernel_initializer="glorot_uniform",
-    )
-    agent = sac_agent.SacAgent(
-        time_step_spec,
-        action_spec,
-        actor_network=actor_net,
-        critic_network=critic_net,
-        actor_optimizer=optimizer(),
-        critic_optimizer=optimizer(),
-        alpha_optimizer=optimizer(),
-        target_update_tau=0.005,
-        target_update_period=1,
-        td_errors_loss_fn=tf.math.squared_difference,
-        gamma=cfg.discount,
-        reward_scale_factor=cfg.reward_scale,
-        train_step_counter=train_step,
-    )
-    return agent, actor_net
 
 
 def for_pool(cfg: Config, pool):

@@ -40,6 +40,10 @@ HELP = {
 }
 
 
+def _shown(value) -> str:
+    return repr(",".join(map(str, value)) if isinstance(value, tuple) else value)
+
+
 def command_help(command: str, commands) -> str:
     """The help of one command: what it does and its own flags, each with default and text."""
     summary, fields = HELP[command]
@@ -66,7 +70,12 @@ def command_help(command: str, commands) -> str:
             ",".join(map(str, flag.default)) if isinstance(flag.default, list) else flag.default
         )
         shown = f"[no]{name}" if isinstance(flag.default, bool) else name
-        lines.append(f"  --{shown}  (default: {default!r})")
+        others = "".join(
+            f"; {agent}: {_shown(values[name])}"
+            for agent, values in config.AGENT_DEFAULTS.items()
+            if name in values
+        )
+        lines.append(f"  --{shown}  (default: {default!r}{others})")
         lines += textwrap.wrap(docs[name], 88, initial_indent=" " * 6, subsequent_indent=" " * 6)
     if command not in ("train", "eval", "render", "plot"):
         lines += ["", "The training flags apply too: python -m trainer.task train --help."]

@@ -10,10 +10,24 @@ import dataclasses
 import functools
 from typing import Any
 
-AGENTS = ("ppo", "sac")
-# Each agent's reward scale when --reward_scale is 0 (its default): PPO normalizes its
-# rewards, SAC's critic learns best on targets of order one.
-AGENT_REWARD_SCALE = {"ppo": 1.0, "sac": 1e-3}
+# Each algorithm's defaults where they differ from Config's, which are PPO's (rl-zoo3
+# keeps one set per algorithm the same way). SAC's are rl-zoo3's for the pybullet envs
+# (hyperparams/sac.yml, `pybullet-defaults`), but for its train_freq / gradient_steps of
+# 8 / 8: the same one gradient step per env step, in iterations of 64 env steps.
+AGENT_DEFAULTS: dict[str, dict[str, Any]] = {
+    "ppo": {},
+    "sac": {
+        "collect_steps": 64,
+        "actor_layers": (400, 300),
+        "value_layers": (400, 300),
+        "learning_rate": 7.3e-4,
+        "discount": 0.98,
+        "replay_capacity": 300_000,
+        "train_ratio": 1.0,
+        "learning_starts": 10_000,
+    },
+}
+AGENTS = tuple(AGENT_DEFAULTS)
 # What runs made before a field existed did, so that they resume as they were created.
 _LEGACY = {
     "normalize_observations": True,
@@ -22,6 +36,9 @@ _LEGACY = {
     "lr_schedule": "constant",
     "deterministic": False,
     "action_mean_init": 0.1,
+    # SAC's before they were fields: no warm-up, tf-agents' own target update rate.
+    "learning_starts": 0,
+    "target_update_tau": 0.005,
 }
 LR_SCHEDULES = ("constant", "linear")
 
@@ -34,7 +51,8 @@ class Config:
         env_id: Gym id of the environment: KukaGrasp-v0 (the Kuka arm with 2017 dynamics,
             learnable), KukaBulletEnv-v0 (pybullet's shipped Kuka env), or any pybullet gym
             id.
-        agent: Learning algorithm: ppo (tf-agents PPOClipAgent) or sac (tf-agents SacAgent).
+        agent: Learning algorithm: ppo (tf-agents PPOClipAgent) or sac (tf-agents SacAgent);
+            where sac's defaults differ, --help shows them beside the flag's (AGENT_DEFAULTS).
         total_steps: Environment steps to train for, counted over all envs; a resumed run
             trains until it reaches this.
         num_envs: Environment processes collecting in parallel, best one per core
@@ -72,9 +90,8 @@ class Config:
             --total_steps).
         normalize_observations: ppo: scale observations by running mean and standard
             deviation (clipped to +-5).
-        reward_scale: Factor applied to every reward before learning; 0: the agent's own
-            (ppo 1, its rewards are normalized; sac 0.001). The Kuka envs give about -5 a
-            step and +10,000 for a lift.
+        reward_scale: Factor applied to every reward before learning. The Kuka envs give
+            about -5 a step and +10,000 for a lift.
         normalize_rewards: ppo: divide rewards by their running standard deviation (after
             --reward_scale).
         reward_clip: ppo: clip normalized rewards to +-this (0: no clipping); only with
@@ -85,6 +102,9 @@ class Config:
         replay_capacity: sac: transitions kept in the replay buffer.
         batch_size: sac: transitions per gradient step.
         train_ratio: sac: gradient steps per collected environment step.
+        learning_starts: sac: environment steps collected before the first gradient step.
+        target_update_tau: sac: how far the target critics move toward the critics after
+            each gradient step.
         deterministic: TensorFlow ops with deterministic kernels only, so one seed gives the
             same run on the same machine (cost measured by bench/throughput.py
             --deterministic).
@@ -119,22 +139,20 @@ class Config:
     action_mean_init: float = 0.01
     lr_schedule: str = "constant"
     normalize_observations: bool = True
-    reward_scale: float = 0.0
+    reward_scale: float = 1.0
     normalize_rewards: bool = True
     reward_clip: float = 0.0
     max_policy_lag: int = 2
     replay_capacity: int = 200_000
     batch_size: int = 256
     train_ratio: float = 0.25
+    learning_starts: int = 0
+    target_update_tau: float = 0.005
     deterministic: bool = True
     checkpoint_interval: int = 50_000
     eval_interval: int = 100_000
     eval_episodes: int = 50
     sigterm_budget: float = 15.0
-
-    def __post_init__(self):
-        if not self.reward_scale:  # frozen: the agent's default is set the one way allowed
-            object.__setattr__(self, "reward_scale", AGENT_REWARD_SCALE.get(self.agent, 1.0))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -236,9 +254,11 @@ def validate(cfg: Config) -> None:
             f"unknown --lr_schedule {cfg.lr_schedule!r}; choose one of {', '.join(LR_SCHEDULES)}"
         )
     if not cfg.reward_scale > 0:
-        raise ValueError(
-            f"--reward_scale must be positive (0: the agent's own), got {cfg.reward_scale}"
-        )
+        raise ValueError(f"--reward_scale must be positive, got {cfg.reward_scale}")
+    if cfg.learning_starts < 0:
+        raise ValueError(f"--learning_starts must be 0 or more, got {cfg.learning_starts}")
+    if not 0 < cfg.target_update_tau <= 1:
+        raise ValueError(f"--target_update_tau must be in (0, 1], got {cfg.target_update_tau}")
     if cfg.reward_clip < 0:
         raise ValueError(f"--reward_clip must be 0 (off) or positive, got {cfg.reward_clip}")
     if cfg.eval_interval < 0:
@@ -267,6 +287,11 @@ def validate_render(cfg: RenderConfig) -> None:
         )
     if cfg.distance <= 0:
         raise ValueError(f"--distance must be positive, got {cfg.distance}")
+
+
+def for_agent(agent: str = Config.agent, **given) -> Config:
+    """A Config with `agent`'s own defaults (AGENT_DEFAULTS), then the `given` fields."""
+    return Config(agent=agent, **{**AGENT_DEFAULTS.get(agent, {}), **given})
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:

@@ -241,8 +241,9 @@ def learn(
     with actors.ActorPool(cfg.env_id, 1, cfg.seed, first_index=EVAL_INDEX) as pool:
         agent, train_step, env_steps = agents.for_pool(cfg, pool)
         version = tf.Variable(0, dtype=tf.int64, name="policy_version")
-        learner = learner_lib.Learner(cfg, agent)
+        learner = learner_lib.create(cfg, agent)
         tracked = {"agent": agent, "env_steps": env_steps, "train_step": train_step}
+        tracked.update(learner.tracked())
         recorder = record.RunRecorder(
             cfg,
             run_dir,

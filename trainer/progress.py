@@ -8,9 +8,13 @@ import math
 import sys
 import time
 
+# The shortest time between two progress lines.
+LINE_SECONDS = 1.0
+
 
 class Progress:
-    """One line per iteration on stderr: steps, steady speed, ETA, return and success.
+    """One line per iteration, at most one a second, on stderr: steps, steady speed, ETA,
+    return and success.
 
     The speed is that of training alone, over the last few iterations after the first:
     start-up, TensorFlow's tracing of the first iteration and the evaluations would
@@ -31,8 +35,12 @@ class Progress:
         self._rate: float | None = None
 
     def update(self, steps: int, avg_return=None, success=None, episode_length=None) -> None:
-        self._marks.append((time.time() - self._paused, steps))
+        now = time.time() - self._paused
         self._episode_length = episode_length or self._episode_length
+        # Short iterations (SAC's are 64 env steps) print a line a second at most.
+        if self._marks and steps < self._total and now - self._marks[-1][0] < LINE_SECONDS:
+            return
+        self._marks.append((now, steps))
         eta = float("inf")
         if len(self._marks) > 1:
             (t0, s0), (t1, s1) = self._marks[0], self._marks[-1]

@@ -57,9 +57,14 @@ def _define(field, doc: str, flag_values: flags.FlagValues) -> None:
 
 
 def config_from_flags(cls=Config, flag_values: flags.FlagValues = flags.FLAGS):
+    """The `cls` the flags ask for; a Config takes its agent's defaults for the flags not
+    given on the command line."""
     values = {}
     for field in dataclasses.fields(cls):
-        value = flag_values[field.name].value
+        flag = flag_values[field.name]
+        if cls is Config and not flag.present and field.name != "agent":
+            continue
+        value = flag.value
         if field.type.startswith("tuple[int"):
             try:
                 value = tuple(int(v) for v in value)
@@ -68,7 +73,7 @@ def config_from_flags(cls=Config, flag_values: flags.FlagValues = flags.FLAGS):
                     f"--{field.name} takes comma-separated integers, got {','.join(value)}"
                 ) from None
         values[field.name] = value
-    return cls(**values)
+    return config.for_agent(**values) if cls is Config else cls(**values)
 
 
 def _quiet_tensorflow() -> None:

@@ -24,10 +24,9 @@ def train(cfg: Config, run_dir: str, log=None, syncer=None) -> dict:
     log(f"Starting {cfg.num_envs} env processes for {cfg.env_id} ...")
     with actors.ActorPool(cfg.env_id, cfg.num_envs, cfg.seed) as pool:
         agent, train_step, env_steps = agents.for_pool(cfg, pool)
-        learner = learner_lib.Learner(cfg, agent)
+        learner = learner_lib.create(cfg, agent)
         tracked = {"agent": agent, "env_steps": env_steps, "train_step": train_step}
-        if learner.replay_buffer is not None:
-            tracked["replay_buffer"] = learner.replay_buffer
+        tracked.update(learner.tracked())
         recorder = record.RunRecorder(
             cfg,
             run_dir,

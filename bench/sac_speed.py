@@ -1,0 +1,106 @@
+"""Our SAC loop against tf-agents' own, in interleaved pairs, at one gradient step per env step.
+
+A, the plain loop of tf-agents' SAC example (agents/sac/examples/v2/train_eval.py at
+v0.19.0): one env in a TFPyEnvironment, a DynamicStepDriver that adds each step to a
+TFUniformReplayBuffer, a tf.data pipeline sampling pairs of steps, and `agent.train`
+after every env step, both inside `common.function`. B, `make train AGENT=sac`'s loop
+(train.py) with the same networks, batch size and ratio. Both warm up on
+`--learning_starts` steps first; each is timed over its steady state after that.
+Env steps/s equal gradient steps/s in both, by the one-to-one ratio. Usage:
+
+    python -m bench.sac_speed --pairs 3 --steps 3000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def plain_tf_agents(env_id: str, steps: int, learning_starts: int) -> float:
+    """Env steps/s of tf-agents' own SAC loop over `steps` after the warm-up."""
+    import tensorflow as tf
+    from tf_agents.drivers import dynamic_step_driver
+    from tf_agents.environments import suite_gym, tf_py_environment
+    from tf_agents.replay_buffers import tf_uniform_replay_buffer
+    from tf_agents.utils import common
+
+    from trainer import agents, config, envs
+
+    envs.register()
+    envs.silence_env_prints()
+    cfg = config.for_agent("sac", env_id=env_id, num_envs=1)
+    tf_env = tf_py_environment.TFPyEnvironment(suite_gym.load(env_id))
+    agent = agents.create(
+        cfg, tf_env.time_step_spec(), tf_env.action_spec(), tf.Variable(0, dtype=tf.int64)
+    )
+    buffer = tf_uniform_replay_buffer.TFUniformReplayBuffer(
+        agent.collect_data_spec, batch_size=1, max_length=cfg.replay_capacity
+    )
+    driver = dynamic_step_driver.DynamicStepDriver(
+        tf_env, agent.collect_policy, observers=[buffer.add_batch], num_steps=1
+    )
+    collect, train = common.function(driver.run), common.function(agent.train)
+    dataset = buffer.as_dataset(
+        num_parallel_calls=3, sample_batch_size=cfg.batch_size, num_steps=2
+    ).prefetch(3)
+    time_step = None
+    for _ in range(learning_starts):
+        time_step, _ = collect(time_step=time_step)
+    iterator = iter(dataset)
+    start = None
+    for index in range(steps + 1):
+        if index == 1:  # the first step traces train
+            start = time.time()
+        time_step, _ = collect(time_step=time_step)
+        train(next(iterator)[0])
+    return steps / (time.time() - start)
+
+
+def ours(env_id: str, steps: int, learning_starts: int) -> float:
+    """Env steps/s of train.py's SAC loop in its steady state after the warm-up."""
+    from bench import throughput
+
+    return throughput.training_speed(
+        env_id,
+        2,
+        learning_starts + steps,
+        "sac",
+        from_step=learning_starts,
+        learning_starts=learning_starts,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--env_id", default="KukaGrasp-v0", help="gym id of the env")
+    parser.add_argument("--pairs", type=int, default=3, help="interleaved pairs (A, B)")
+    parser.add_argument("--steps", type=int, default=3000, help="timed env steps per loop")
+    parser.add_argument(
+        "--learning_starts", type=int, default=1000, help="env steps before the first update"
+    )
+    args = parser.parse_args()
+    from bench import throughput
+
+    ratios = throughput.pairs(
+        lambda: plain_tf_agents(args.env_id, args.steps, args.learning_starts),
+        lambda: ours(args.env_id, args.steps, args.learning_starts),
+        args.pairs,
+        ("tf-agents' SAC loop", "ours"),
+    )
+    ratios.sort()
+    print(f"env {args.env_id}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"ours / tf-agents': median {statistics.median(ratios):.2f} over {len(ratios)} pairs "
+        f"(range {ratios[0]:.2f}-{ratios[-1]:.2f}; goal >= 2); gradient steps/s = env steps/s"
+    )
+
+
+if __name__ == "__main__":
+    main()
