@@ -14,6 +14,7 @@ Env steps/s equal gradient steps/s in both, by the one-to-one ratio. Usage:
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import statistics
 import time
@@ -22,7 +23,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def plain_tf_agents(env_id: str, steps: int, learning_starts: int) -> float:
-    """Env steps/s of tf-agents' own SAC loop over `steps` after the warm-up."""
+    """Env steps/s of tf-agents' own SAC loop over `steps` after the warm-up, in a process
+    of its own (pybullet's client is global and its envs print to stdout)."""
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_plain_loop, args=(env_id, steps, learning_starts, queue))
+    proc.start()
+    rate = queue.get()
+    proc.join()
+    return rate
+
+
+def _plain_loop(env_id: str, steps: int, learning_starts: int, queue) -> None:
     import tensorflow as tf
     from tf_agents.drivers import dynamic_step_driver
     from tf_agents.environments import suite_gym, tf_py_environment
@@ -58,7 +70,7 @@ def plain_tf_agents(env_id: str, steps: int, learning_starts: int) -> float:
             start = time.time()
         time_step, _ = collect(time_step=time_step)
         train(next(iterator)[0])
-    return steps / (time.time() - start)
+    queue.put(steps / (time.time() - start))
 
 
 def ours(env_id: str, steps: int, learning_starts: int) -> float:
