@@ -95,6 +95,10 @@ def evaluate(cfg: Config) -> int:
     except ValueError as e:
         raise UsageError(str(e)) from None
     saved = dataclasses.replace(saved, eval_episodes=cfg.eval_episodes)
+    try:
+        config.validate(saved)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     from trainer import evaluate as evaluation
     from trainer import record
 

@@ -5,7 +5,7 @@ and write each env's whole segment, with the behaviour policy's distribution and
 the policy version it was collected with, as one Reverb item. The learner takes
 `collect_steps` worth of segments per iteration, drops those more than
 `--max_policy_lag` versions old, and runs the same update as local training
-(learner.Learner); it then publishes the actor's parameters as a new version, which
+(learner.create); it then publishes the actor's parameters as a new version, which
 collectors fetch at most once per segment. The learner alone writes the run
 directory: the collectors' episodes travel inside their segments.
 

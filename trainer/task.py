@@ -81,8 +81,8 @@ def _quiet_tensorflow() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     logging.set_verbosity(logging.ERROR)
     warnings.filterwarnings("ignore", message="Encoding a StructuredValue")
-    # AutoGraph's rewrite of tf-agents' `state is not ()` checks.
-    warnings.filterwarnings("ignore", message='"is not" with a literal', category=SyntaxWarning)
+    # AutoGraph's rewrite of tf-agents' `state is ()` and `state is not ()` checks.
+    warnings.filterwarnings("ignore", message='"is( not)?" with a literal', category=SyntaxWarning)
     warnings.filterwarnings("ignore", category=UserWarning, module="gym")
 
 
