@@ -94,10 +94,10 @@ def _policy_step(run_dir) -> int:
     return int(out.stdout.strip().splitlines()[-1])
 
 
-def _finish(logdir, run: str, total: int, env=None) -> str:
-    """Runs the same run again to `total` steps; returns its stderr."""
+def _finish(logdir, run: str, total: int, env=None, extra=()) -> str:
+    """Runs the same run again to `total` steps (`extra`: more flags); returns its stderr."""
     result = run_task(
-        f"--logdir={logdir}", f"--run={run}", *FLAGS, f"--total_steps={total}", env=env
+        f"--logdir={logdir}", f"--run={run}", *FLAGS, *extra, f"--total_steps={total}", env=env
     )
     assert result.returncode == 0, result.stderr[-3000:]
     run_dir = os.path.join(logdir, run)
@@ -128,6 +128,53 @@ def test_signal_saves_exports_and_resumes(tmp_path, signum, code):
     assert _policy_step(run_dir) == saved
     stderr = _finish(tmp_path, "sig", saved + INTERVAL)
     assert f"from env step {saved:,}" in stderr
+
+
+def _sac_state(run_dir) -> dict[str, float]:
+    """What a SAC run's newest checkpoint holds of its learning state."""
+    import tensorflow as tf
+
+    reader = tf.train.load_checkpoint(os.path.join(run_dir, "checkpoints"))
+    names = {
+        "env_steps": "env_steps",
+        "gradient_steps": "train_step",
+        "replay_last_id": "replay_buffer/_last_id",
+        "critic_adam_steps": "agent/_critic_optimizer/iter",
+        "alpha_adam_steps": "agent/_alpha_optimizer/iter",
+        "log_alpha": "agent/_log_alpha",
+    }
+    return {
+        key: float(reader.get_tensor(f"{name}/.ATTRIBUTES/VARIABLE_VALUE"))
+        for key, name in names.items()
+    }
+
+
+def test_a_sac_run_stopped_by_sigterm_resumes_with_its_replay_buffer_optimizers_and_alpha(
+    tmp_path,
+):
+    # tf-agents' own SAC example starts its replay buffer over on a restart.
+    sac = ["--agent=sac", "--learning_starts=128", "--collect_steps=64", "--batch_size=32"]
+    flags = [f"--logdir={tmp_path}", "--run=sac", *TINY_FLAGS, *sac]
+    trainer = Trainer(*flags, "--total_steps=100000", "--checkpoint_interval=100000")
+    trainer.wait_for_step(512)
+    trainer.proc.send_signal(signal.SIGTERM)
+    assert trainer.wait(timeout=600) == 143, "\n".join(trainer.lines[-20:])
+    run_dir = tmp_path / "sac"
+    stopped = _sac_state(run_dir)
+    steps = int(stopped["env_steps"])
+    # Every step counted is in the buffer (2 envs: a row per env per step); SIGTERM may
+    # land after an iteration was added and before it was counted.
+    assert steps // 2 - 1 <= stopped["replay_last_id"] <= steps // 2 - 1 + 32
+    assert stopped["gradient_steps"] == stopped["critic_adam_steps"] >= steps - 64
+    stderr = _finish(tmp_path, "sac", steps + 128, extra=sac)
+    assert f"from env step {steps:,}" in stderr
+    resumed = _sac_state(run_dir)
+    # The buffer goes on from its rows, and the optimizers count on from where they
+    # stopped: 128 steps more, not 128 in all.
+    assert resumed["replay_last_id"] == stopped["replay_last_id"] + 64
+    for counter in ("gradient_steps", "critic_adam_steps", "alpha_adam_steps"):
+        assert resumed[counter] == stopped[counter] + 128, counter
+    assert resumed["log_alpha"] != stopped["log_alpha"]  # and alpha learned on from there
 
 
 def test_kill_9_resumes_from_the_last_complete_checkpoint(tmp_path):

@@ -47,16 +47,18 @@ def _experience(agent, segment):
     return learner.to_trajectory([segment], agent.collect_data_spec)
 
 
-def test_samples_are_consecutive_steps_and_boundary_pairs_weigh_nothing():
-    sac, agent = _learner()
+def test_samples_are_consecutive_steps_and_pairs_that_are_no_transition_weigh_nothing():
+    sac, agent = _learner(batch_size=512)  # every one of the 39 pairs is drawn
     segment = _segment(40)
     segment["next_step_type"][9], segment["step_type"][10] = LAST, LAST  # step 10 ends one
     segment["next_step_type"][10], segment["step_type"][11] = FIRST, FIRST
+    segment["step_type"][30] = FIRST  # a resume: new episodes start after step 29's row
     sac.learn(_experience(agent, segment), 0)  # adds, no gradient step is due
     pairs, weights = tf.function(sac._sample)()
     first, second = pairs.observation[:, 0, 0].numpy(), pairs.observation[:, 1, 0].numpy()
     np.testing.assert_array_equal(second, first + 3)
-    np.testing.assert_array_equal(weights.numpy(), (first != 30).astype(np.float32))
+    assert {30, 87} <= set(first)  # steps 10 and 29 (each missed 1 time in 500,000)
+    np.testing.assert_array_equal(weights.numpy(), (~np.isin(first, [30, 87])).astype(np.float32))
 
 
 def test_no_gradient_step_before_learning_starts_then_train_ratio_per_step():

@@ -84,10 +84,12 @@ class Learner:
             self.replay_buffer.add_batch(tf.nest.map_structure(lambda x, t=t: x[:, t], experience))
 
     def _sample(self):
-        """A batch of transitions (pairs of steps) and their weights: 0 for an episode's
-        boundary pair (LAST then FIRST), which is no transition."""
+        """A batch of transitions (pairs of steps) and their weights: 0 for a pair that is
+        no transition, an episode's boundary (LAST then FIRST) or the seam of a resume
+        (the env processes start new episodes where the checkpoint's rows end)."""
         pairs, _ = self.replay_buffer.get_next(sample_batch_size=self._cfg.batch_size, num_steps=2)
-        return pairs, tf.cast(~pairs.is_boundary()[:, 0], tf.float32)
+        joined = tf.equal(pairs.next_step_type[:, 0], pairs.step_type[:, 1])
+        return pairs, tf.cast(joined & ~pairs.is_boundary()[:, 0], tf.float32)
 
     def _gradient_steps(self, count):
         """`count` (at least 1) gradient steps on fresh samples; returns the last LossInfo."""
