@@ -46,7 +46,15 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "epochs-4": ("4 epochs per iteration instead of 10", ["--num_epochs=4"]),
     "lr-linear": ("learning rate decaying linearly to 0", ["--lr_schedule=linear"]),
     "no-overlap": ("strictly on-policy: collection waits for learning", ["--nooverlap"]),
-    "sac": ("SAC instead of PPO", ["--agent=sac"]),
+    "sac": (
+        "SAC with rl-zoo3's pybullet settings (its defaults since 2026-11-29)",
+        [
+            *("--agent=sac", "--collect_steps=64", "--actor_layers=400,300"),
+            *("--value_layers=400,300", "--learning_rate=0.00073", "--discount=0.98"),
+            *("--replay_capacity=300000", "--train_ratio=1", "--learning_starts=10000"),
+            *("--target_update_tau=0.02", "--reward_scale=1"),
+        ],
+    ),
 }
 
 

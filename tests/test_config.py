@@ -42,6 +42,8 @@ def test_defaults_are_valid():
         ({"reward_scale": -1.0}, "--reward_scale must be positive"),
         ({"learning_starts": -1}, "--learning_starts must be 0 or more"),
         ({"target_update_tau": 0.0}, "--target_update_tau must be in"),
+        ({"agent": "sac", "total_steps": 10_000}, "sac never takes a gradient step"),
+        ({"agent": "sac", "replay_capacity": 5_000}, "sac never takes a gradient step"),
     ],
 )
 def test_validate_names_the_problem(change, words):
@@ -81,5 +83,7 @@ def test_each_agent_has_its_own_defaults_and_old_runs_keep_theirs():
     assert not old.deterministic
     # A SAC run from before its warm-up and target rate were settings trained without
     # a warm-up, at tf-agents' rate.
-    old_sac = config.from_dict({"agent": "sac", "run": "old", "reward_scale": 0.001})
+    old_sac = config.from_dict({"agent": "sac", "run": "old"})
     assert (old_sac.learning_starts, old_sac.target_update_tau) == (0, 0.005)
+    # and, before the reward scale was written, with SAC's own 0.001.
+    assert old_sac.reward_scale == 0.001

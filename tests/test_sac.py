@@ -16,6 +16,7 @@ MID, LAST, FIRST = int(ts.StepType.MID), int(ts.StepType.LAST), int(ts.StepType.
 
 
 def _learner(**changes):
+    tf.keras.utils.set_random_seed(0)
     settings = dict(
         num_envs=1, learning_starts=0, batch_size=16, actor_layers=(16,), value_layers=(16,)
     )
@@ -54,7 +55,7 @@ def test_samples_are_consecutive_steps_and_pairs_that_are_no_transition_weigh_no
     segment["next_step_type"][10], segment["step_type"][11] = FIRST, FIRST
     segment["step_type"][30] = FIRST  # a resume: new episodes start after step 29's row
     sac.learn(_experience(agent, segment), 0)  # adds, no gradient step is due
-    pairs, weights = tf.function(sac._sample)()
+    pairs, weights = tf.function(sac.sample)()
     first, second = pairs.observation[:, 0, 0].numpy(), pairs.observation[:, 1, 0].numpy()
     np.testing.assert_array_equal(second, first + 3)
     assert {30, 87} <= set(first)  # steps 10 and 29 (each missed 1 time in 500,000)
@@ -87,5 +88,5 @@ def test_a_restored_learner_has_the_same_replay_buffer(tmp_path):
     restored, _ = _learner()
     tf.train.Checkpoint(**restored.tracked()).restore(tf.train.latest_checkpoint(tmp_path))
     assert int(restored.replay_buffer.num_frames()) == 30
-    pairs, _ = tf.function(restored._sample)()
+    pairs, _ = tf.function(restored.sample)()
     assert set(pairs.observation[:, 0, 0].numpy()) <= set(range(0, 90, 3))

@@ -47,7 +47,7 @@ def test_flags_not_given_take_the_agents_defaults():
     flag_values(["task", "--agent=sac", "--collect_steps=128", "--seed=3"])
     cfg = task.config_from_flags(Config, flag_values)
     assert cfg == config.for_agent("sac", collect_steps=128, seed=3)
-    assert cfg.learning_starts == config.AGENT_DEFAULTS["sac"]["learning_starts"]
+    assert cfg.discount == config.AGENT_DEFAULTS["sac"]["discount"] != Config().discount
 
 
 def _refused(tmp_path, *args: str) -> str:

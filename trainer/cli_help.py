@@ -66,16 +66,14 @@ def command_help(command: str, commands) -> str:
     ]
     for name in names:
         flag = flags.FLAGS[name]
-        default = (
-            ",".join(map(str, flag.default)) if isinstance(flag.default, list) else flag.default
-        )
+        default = _shown(tuple(flag.default) if isinstance(flag.default, list) else flag.default)
         shown = f"[no]{name}" if isinstance(flag.default, bool) else name
-        others = "".join(
+        per_agent = "".join(
             f"; {agent}: {_shown(values[name])}"
             for agent, values in config.AGENT_DEFAULTS.items()
             if name in values
         )
-        lines.append(f"  --{shown}  (default: {default!r}{others})")
+        lines.append(f"  --{shown}  (default: {default}{per_agent})")
         lines += textwrap.wrap(docs[name], 88, initial_indent=" " * 6, subsequent_indent=" " * 6)
     if command not in ("train", "eval", "render", "plot"):
         lines += ["", "The training flags apply too: python -m trainer.task train --help."]

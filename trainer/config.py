@@ -13,7 +13,8 @@ from typing import Any
 # Each algorithm's defaults where they differ from Config's, which are PPO's (rl-zoo3
 # keeps one set per algorithm the same way). SAC's are rl-zoo3's for the pybullet envs
 # (hyperparams/sac.yml, `pybullet-defaults`), but for its train_freq / gradient_steps of
-# 8 / 8: the same one gradient step per env step, in iterations of 64 env steps.
+# 8 / 8: the same one gradient step per env step, in iterations of 64 env steps. The
+# settings only SAC reads (replay_capacity ... target_update_tau) have them as Config's.
 AGENT_DEFAULTS: dict[str, dict[str, Any]] = {
     "ppo": {},
     "sac": {
@@ -22,9 +23,6 @@ AGENT_DEFAULTS: dict[str, dict[str, Any]] = {
         "value_layers": (400, 300),
         "learning_rate": 7.3e-4,
         "discount": 0.98,
-        "replay_capacity": 300_000,
-        "train_ratio": 1.0,
-        "learning_starts": 10_000,
     },
 }
 AGENTS = tuple(AGENT_DEFAULTS)
@@ -36,7 +34,7 @@ _LEGACY = {
     "lr_schedule": "constant",
     "deterministic": False,
     "action_mean_init": 0.1,
-    # SAC's before they were fields: no warm-up, tf-agents' own target update rate.
+    # SAC's before its warm-up and target rate were settings.
     "learning_starts": 0,
     "target_update_tau": 0.005,
 }
@@ -143,11 +141,11 @@ class Config:
     normalize_rewards: bool = True
     reward_clip: float = 0.0
     max_policy_lag: int = 2
-    replay_capacity: int = 200_000
+    replay_capacity: int = 300_000
     batch_size: int = 256
-    train_ratio: float = 0.25
-    learning_starts: int = 0
-    target_update_tau: float = 0.005
+    train_ratio: float = 1.0
+    learning_starts: int = 10_000
+    target_update_tau: float = 0.02
     deterministic: bool = True
     checkpoint_interval: int = 50_000
     eval_interval: int = 100_000
@@ -257,6 +255,11 @@ def validate(cfg: Config) -> None:
         raise ValueError(f"--reward_scale must be positive, got {cfg.reward_scale}")
     if cfg.learning_starts < 0:
         raise ValueError(f"--learning_starts must be 0 or more, got {cfg.learning_starts}")
+    if cfg.agent == "sac" and cfg.learning_starts >= min(cfg.total_steps, cfg.replay_capacity):
+        raise ValueError(
+            f"--learning_starts ({cfg.learning_starts:,}) must be below --total_steps and "
+            "--replay_capacity, or sac never takes a gradient step"
+        )
     if not 0 < cfg.target_update_tau <= 1:
         raise ValueError(f"--target_update_tau must be in (0, 1], got {cfg.target_update_tau}")
     if cfg.reward_clip < 0:
@@ -307,4 +310,6 @@ def from_dict(data: dict[str, Any]) -> Config:
     values = {
         name: tuple(value) if isinstance(value, list) else value for name, value in data.items()
     }
+    if data.get("agent") == "sac" and "reward_scale" not in data:
+        values["reward_scale"] = 0.001  # SAC's own scale before the field was written
     return Config(**{**_LEGACY, **values})
