@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 
@@ -41,6 +42,16 @@ MAKE_EXPORTS = (
     "MAKELEVEL",
     "MFLAGS",
 )
+
+
+def ctrl_c_reaches_python() -> None:
+    """A child's SIGINT back to its default, for tests that press Ctrl-C.
+
+    A shell without job control starts a background command (`make test &`, a CI
+    runner's `nohup`) with SIGINT ignored; Python then installs no KeyboardInterrupt
+    handler, and the trainer, rightly, ignores Ctrl-C as the user who started it so asked.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def make_env(**extra: str) -> dict[str, str]:

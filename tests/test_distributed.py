@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.conftest import ROOT, run_task
+from tests.conftest import ROOT, ctrl_c_reaches_python, run_task
 from trainer import evaluate, launch
 
 # One env per collector and segments of 1,024 steps: one segment per learner iteration.
@@ -202,6 +202,7 @@ def test_ctrl_c_stops_every_process_and_keeps_a_checkpoint(tmp_path):
         cwd=ROOT,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=ctrl_c_reaches_python,
     )
     try:
         _wait_for(

@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from tests.conftest import ROOT, TINY_FLAGS, run_task
+from tests.conftest import ROOT, TINY_FLAGS, ctrl_c_reaches_python, run_task
 from tests.test_storage import Emulator
 from trainer import evaluate, launch, rundir, runs
 from trainer.config import Config
@@ -48,6 +48,7 @@ class Trainer:
             text=True,
             start_new_session=True,
             env={**os.environ, **(env or {})},
+            preexec_fn=ctrl_c_reaches_python,
         )
         threading.Thread(target=self._read, daemon=True).start()
 
