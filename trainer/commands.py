@@ -233,7 +233,9 @@ def role(command: str, cfg: Config, roles: RoleConfig, command_line: str) -> int
     except ValueError as e:
         raise UsageError(str(e)) from None
     if cfg.agent != "ppo":
-        raise UsageError(f"distributed training runs --agent=ppo, not {cfg.agent}")
+        raise UsageError(
+            f"distributed training runs --agent=ppo, not {cfg.agent} (docs/distributed.md says why)"
+        )
     if command == "distributed":
         run_id = cfg.run or runs.make_run_id(cfg.agent, cfg.env_id)
         flags_ = _config_flags(dataclasses.replace(cfg, run=run_id))
