@@ -68,3 +68,17 @@ def test_learning_bench_reports_intervals(tmp_path):
     report = (tmp_path / "results.md").read_text()
     assert "final success (95% interval)" in report
     assert (tmp_path / "learning_curves.png").stat().st_size > 0
+
+
+def test_sac_speed_pairs_tf_agents_loop_with_ours():
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.sac_speed", "--pairs=1", "--steps=320"]
+        + ["--learning_starts=64"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "pair 1/1: tf-agents' SAC loop " in result.stdout
+    assert "ours / tf-agents': median " in result.stdout
