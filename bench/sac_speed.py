@@ -14,7 +14,6 @@ Env steps/s equal gradient steps/s in both, by the one-to-one ratio. Usage:
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import os
 import statistics
 import time
@@ -24,13 +23,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 def plain_tf_agents(env_id: str, steps: int, learning_starts: int) -> float:
     """Env steps/s of tf-agents' own SAC loop over `steps` after the warm-up, in a process
-    of its own (pybullet's client is global and its envs print to stdout)."""
-    ctx = multiprocessing.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_plain_loop, args=(env_id, steps, learning_starts, queue))
-    proc.start()
-    rate = queue.get()
-    proc.join()
+    of its own."""
+    from bench import throughput
+
+    (rate,) = throughput.in_processes(_plain_loop, [(env_id, steps, learning_starts)])
     return rate
 
 

@@ -43,19 +43,25 @@ def _random_steps(env_id: str, seed: int, seconds: float, queue) -> None:
     queue.put(steps)
 
 
-def raw_bound(env_id: str, num_envs: int, seconds: float) -> float:
-    """Env steps per second of `num_envs` processes stepping with random actions."""
+def in_processes(target, args_list) -> list:
+    """Runs `target(*args, queue)` in a spawned process per `args` at once; returns what
+    each put on its queue (a process of its own: pybullet's client is global, and its
+    envs print to stdout)."""
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
-    procs = [
-        ctx.Process(target=_random_steps, args=(env_id, i, seconds, queue)) for i in range(num_envs)
-    ]
+    procs = [ctx.Process(target=target, args=(*args, queue)) for args in args_list]
     for proc in procs:
         proc.start()
-    total = sum(queue.get() for _ in procs)
+    results = [queue.get() for _ in procs]
     for proc in procs:
         proc.join()
-    return total / seconds
+    return results
+
+
+def raw_bound(env_id: str, num_envs: int, seconds: float) -> float:
+    """Env steps per second of `num_envs` processes stepping with random actions."""
+    args_list = [(env_id, i, seconds) for i in range(num_envs)]
+    return sum(in_processes(_random_steps, args_list)) / seconds
 
 
 def training_speed(

@@ -62,7 +62,7 @@ def config_from_flags(cls=Config, flag_values: flags.FlagValues = flags.FLAGS):
     values = {}
     for field in dataclasses.fields(cls):
         flag = flag_values[field.name]
-        if cls is Config and not flag.present and field.name != "agent":
+        if cls is Config and not flag.present:
             continue
         value = flag.value
         if field.type.startswith("tuple[int"):
