@@ -22,7 +22,7 @@ from absl import flags
 from deploy import overlay
 from tests.conftest import ROOT
 from tests.upstream import trainer as trainer_v2
-from trainer import config, task
+from trainer import checks, task
 from trainer.config import Config, RenderConfig, RoleConfig
 
 KUSTOMIZATIONS = [
@@ -400,7 +400,7 @@ def test_every_searched_parameter_is_a_trainer_flag_in_range():
             flag_values = flags.FlagValues()
             task.define_flags(flag_values)
             flag_values(["trainer.task", f"--{param['name']}={param['feasibleSpace'][end]}"])
-            config.validate(task.config_from_flags(Config, flag_values))
+            checks.validate(task.config_from_flags(Config, flag_values))
 
 
 def test_generated_overlay_carries_the_users_values(generated):
@@ -465,11 +465,11 @@ def test_container_command_lines_are_accepted_by_the_trainer(renders):
                 assert rest[1:] in ([c] for c in task.COMMANDS), args
                 cfg = task.config_from_flags(Config, flag_values)
                 if rest[1] == "render":
-                    config.validate_render(task.config_from_flags(RenderConfig, flag_values))
+                    checks.validate_render(task.config_from_flags(RenderConfig, flag_values))
                 else:
-                    config.validate(cfg)
+                    checks.validate(cfg)
                 if rest[1] in ("reverb", "collect", "learn"):
-                    config.validate_roles(task.config_from_flags(RoleConfig, flag_values))
+                    checks.validate_roles(task.config_from_flags(RoleConfig, flag_values))
                     assert cfg.run, args
                 assert cfg.logdir.startswith("gs://")
                 parsed.add(rest[1])

@@ -11,7 +11,7 @@ import os
 import signal
 import sys
 
-from trainer import config, launch, processes, rundir, runs
+from trainer import checks, launch, processes, rundir, runs
 from trainer.config import Config, RenderConfig, RoleConfig
 from trainer.rundir import UsageError
 
@@ -38,7 +38,7 @@ def render(source: Config, cfg: RenderConfig) -> int:
     from trainer import render as rendering
 
     try:
-        config.validate_render(cfg)
+        checks.validate_render(cfg)
     except ValueError as e:
         raise UsageError(str(e)) from None
     remote = source.logdir if source.logdir.startswith("gs://") else None
@@ -96,7 +96,7 @@ def evaluate(cfg: Config) -> int:
         raise UsageError(str(e)) from None
     saved = dataclasses.replace(saved, eval_episodes=cfg.eval_episodes)
     try:
-        config.validate(saved)
+        checks.validate(saved)
     except ValueError as e:
         raise UsageError(str(e)) from None
     from trainer import evaluate as evaluation
@@ -223,8 +223,8 @@ def _config_flags(cfg: Config) -> list[str]:
 def role(command: str, cfg: Config, roles: RoleConfig, command_line: str) -> int:
     """The distributed roles (`reverb`, `collect`, `learn`) and their local launcher."""
     try:
-        config.validate(cfg)
-        config.validate_roles(roles)
+        checks.validate(cfg)
+        checks.validate_roles(roles)
         # On this machine: each collector's env processes, and the learner's eval env.
         here = {"distributed": roles.collectors * cfg.num_envs + 1, "collect": cfg.num_envs}
         processes.check_env_count(here.get(command, 1))

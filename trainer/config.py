@@ -205,21 +205,6 @@ class RoleConfig:
     collectors: int = 2
 
 
-def validate_roles(roles: RoleConfig) -> None:
-    """Raises ValueError naming the first role setting out of range."""
-    if roles.collectors < 1:
-        raise ValueError(f"--collectors must be at least 1, got {roles.collectors}")
-    if not 0 < roles.port < 65536:
-        raise ValueError(f"--port must be a TCP port (1-65535), got {roles.port}")
-    if roles.data_timeout <= 0:
-        raise ValueError(f"--data_timeout must be positive, got {roles.data_timeout}")
-    if roles.task < 0:
-        raise ValueError(f"--task must be 0 or more, got {roles.task}")
-    host, _, port = roles.reverb_address.rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(f"--reverb_address must be HOST:PORT, got {roles.reverb_address!r}")
-
-
 @functools.cache
 def field_docs(cls: type = Config) -> dict[str, str]:
     """Each field's help: its entry under `Attributes:` in the class's docstring."""
@@ -230,66 +215,6 @@ def field_docs(cls: type = Config) -> dict[str, str]:
         for param in docstring_parser.parse(cls.__doc__ or "").params
     }
     return {field.name: docs.get(field.name, "") for field in dataclasses.fields(cls)}
-
-
-# Fields that must be above zero (`not >` in validate also refuses NaN).
-_POSITIVE = (
-    *("total_steps", "num_envs", "collect_steps", "num_epochs", "eval_episodes"),
-    *("checkpoint_interval", "replay_capacity", "batch_size", "minibatch_size"),
-    *("learning_rate", "train_ratio", "sigterm_budget"),
-)
-
-
-def validate(cfg: Config) -> None:
-    """Raises ValueError naming the first field that makes no sense."""
-    if cfg.agent not in AGENTS:
-        raise ValueError(f"unknown agent {cfg.agent!r}; choose one of {', '.join(AGENTS)}")
-    for name in _POSITIVE:
-        if not getattr(cfg, name) > 0:
-            raise ValueError(f"--{name} must be positive, got {getattr(cfg, name)}")
-    if cfg.lr_schedule not in LR_SCHEDULES:
-        raise ValueError(
-            f"unknown --lr_schedule {cfg.lr_schedule!r}; choose one of {', '.join(LR_SCHEDULES)}"
-        )
-    if not cfg.reward_scale > 0:
-        raise ValueError(f"--reward_scale must be positive, got {cfg.reward_scale}")
-    if cfg.learning_starts < 0:
-        raise ValueError(f"--learning_starts must be 0 or more, got {cfg.learning_starts}")
-    if cfg.agent == "sac" and cfg.learning_starts >= min(cfg.total_steps, cfg.replay_capacity):
-        raise ValueError(
-            f"--learning_starts ({cfg.learning_starts:,}) must be below --total_steps and "
-            "--replay_capacity, or sac never takes a gradient step"
-        )
-    if not 0 < cfg.target_update_tau <= 1:
-        raise ValueError(f"--target_update_tau must be in (0, 1], got {cfg.target_update_tau}")
-    if cfg.reward_clip < 0:
-        raise ValueError(f"--reward_clip must be 0 (off) or positive, got {cfg.reward_clip}")
-    if cfg.eval_interval < 0:
-        raise ValueError(f"--eval_interval must be 0 or positive, got {cfg.eval_interval}")
-    if cfg.collect_steps < 2 * cfg.num_envs:
-        raise ValueError(
-            f"--collect_steps ({cfg.collect_steps}) must give each of the "
-            f"{cfg.num_envs} envs at least 2 steps"
-        )
-    if not cfg.actor_layers or not cfg.value_layers:
-        raise ValueError("--actor_layers and --value_layers need at least one layer")
-    if min(cfg.actor_layers + cfg.value_layers) <= 0:
-        raise ValueError("layer sizes must be positive")
-    if not 0 < cfg.discount <= 1 or not 0 <= cfg.gae_lambda <= 1:
-        raise ValueError("--discount must be in (0, 1] and --gae_lambda in [0, 1]")
-
-
-def validate_render(cfg: RenderConfig) -> None:
-    """Raises ValueError naming the first render setting that makes no sense."""
-    for name in ("episodes", "width", "height", "fps", "frame_stride"):
-        if getattr(cfg, name) <= 0:
-            raise ValueError(f"--{name} must be positive, got {getattr(cfg, name)}")
-    if cfg.width % 2 or cfg.height % 2:
-        raise ValueError(
-            f"--width and --height must be even for H.264, got {cfg.width}x{cfg.height}"
-        )
-    if cfg.distance <= 0:
-        raise ValueError(f"--distance must be positive, got {cfg.distance}")
 
 
 def for_agent(agent: str = Config.agent, **given) -> Config:

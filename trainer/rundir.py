@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 
-from trainer import config, processes, runs
+from trainer import checks, processes, runs
 from trainer.config import Config
 
 
@@ -192,7 +192,7 @@ def _checked(cfg: Config) -> Config:
     from trainer import envs
 
     try:
-        config.validate(cfg)
+        checks.validate(cfg)
     except ValueError as e:
         raise UsageError(str(e)) from None
     if not envs.is_registered(cfg.env_id):

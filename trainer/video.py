@@ -67,7 +67,7 @@ def overlay(frame: np.ndarray, lines: list[str]) -> np.ndarray:
 
 class VideoWriter:
     """Frames piped to ffmpeg (imageio-ffmpeg's binary) as an H.264 MP4 that players and
-    browsers take (yuv420p); frame sizes must be even (config.validate_render).
+    browsers take (yuv420p); frame sizes must be even (checks.validate_render).
 
     ffmpeg's messages go to a temp file, not the terminal, so a failure is one OSError
     carrying ffmpeg's last line. A full disk stops ffmpeg, and the writer sees only a

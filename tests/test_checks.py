@@ -1,0 +1,37 @@
+"""Settings checks: each names the first setting that makes no sense."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from trainer import checks
+from trainer.config import Config
+
+
+def test_defaults_are_valid():
+    checks.validate(Config())
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ({"agent": "dqn"}, "unknown agent"),
+        ({"total_steps": 0}, "--total_steps must be positive"),
+        ({"num_envs": -1}, "--num_envs must be positive"),
+        ({"collect_steps": 3, "num_envs": 2}, "at least 2 steps"),
+        ({"discount": 1.5}, "--discount"),
+        ({"eval_interval": -5}, "--eval_interval"),
+        ({"lr_schedule": "cosine"}, "unknown --lr_schedule"),
+        ({"reward_clip": -1.0}, "--reward_clip"),
+        ({"reward_scale": -1.0}, "--reward_scale must be positive"),
+        ({"learning_starts": -1}, "--learning_starts must be 0 or more"),
+        ({"target_update_tau": 0.0}, "--target_update_tau must be in"),
+        ({"agent": "sac", "total_steps": 10_000}, "sac never takes a gradient step"),
+        ({"agent": "sac", "replay_capacity": 5_000}, "sac never takes a gradient step"),
+    ],
+)
+def test_validate_names_the_problem(change, words):
+    with pytest.raises(ValueError, match=words):
+        checks.validate(dataclasses.replace(Config(), **change))
