@@ -124,7 +124,9 @@ def _existing_run(tmp_path, **fields) -> str:
 def test_existing_run_with_other_config_is_refused(tmp_path):
     run_dir = _existing_run(tmp_path, learning_rate=0.5)
     before = open(os.path.join(run_dir, "config.json")).read()
-    result = run_task(f"--logdir={tmp_path / 'runs'}", "--run=old", timeout=120)
+    result = run_task(
+        f"--logdir={tmp_path / 'runs'}", "--run=old", "--learning_rate=0.3", timeout=120
+    )
     assert result.returncode == 2
     assert "exists with another config (learning_rate" in result.stderr
     assert open(os.path.join(run_dir, "config.json")).read() == before

@@ -111,13 +111,20 @@ def evaluate(cfg: Config) -> int:
     return 0
 
 
-def train(cfg: Config, command_line: str, roles: RoleConfig | None = None) -> int:
+def train(
+    cfg: Config,
+    command_line: str,
+    roles: RoleConfig | None = None,
+    given: frozenset[str] | None = None,
+) -> int:
     """Trains a run; with `roles`, as the distributed learner (same run directory, same exits).
 
-    `command_line` is recorded in the run's command.txt.
+    `command_line` is recorded in the run's command.txt. A resumed run keeps its saved
+    settings but for the fields in `given` (rundir.prepare); a distributed learner
+    passes None, since its collectors take every setting from the same flags.
     """
     try:
-        cfg, run_dir, mirror = rundir.prepare(cfg, command_line)
+        cfg, run_dir, mirror = rundir.prepare(cfg, command_line, given)
     except (rundir.DiskFull, rundir.StorageDown) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -86,13 +86,14 @@ def differences(saved: Config, wanted: Config) -> list[str]:
     ]
 
 
-def prepare(cfg: Config, command: str):
+def prepare(cfg: Config, command: str, given: frozenset[str] | None = None):
     """Checks everything about the run before any heavy work.
 
     Returns (config, local run dir, storage.RunMirror or None). A new run gets
-    config.json and command.txt; an existing one must agree with the flags
-    (outside RESUMABLE_FIELDS) and gets the command appended. A gs:// run
-    lives in a local staging copy, downloaded first when only the bucket has it.
+    config.json and command.txt; an existing one must agree with the fields in `given`
+    (all of them when None; RESUMABLE_FIELDS may differ), takes its saved values for the
+    others, and gets the command appended. A gs:// run lives in a local staging copy,
+    downloaded first when only the bucket has it.
     """
     cfg = _checked(cfg)
     local_root, mirror = _local_root(cfg)
@@ -100,7 +101,7 @@ def prepare(cfg: Config, command: str):
     try:
         _check_run_dir(run_dir)
         try:
-            _enter(cfg, command, local_root, run_dir, mirror)
+            cfg = _enter(cfg, given, command, local_root, run_dir, mirror)
         except OSError as e:  # the run lock's flush, config.json, command.txt
             if runs.is_disk_full(e):
                 raise DiskFull(runs.disk_full_message(run_dir)) from None
@@ -163,8 +164,11 @@ def _check_run_dir(run_dir: str) -> None:
         ) from None
 
 
-def _enter(cfg: Config, command: str, local_root: str, run_dir: str, mirror) -> None:
-    """Locks the run, stages a gs:// run, checks a resume, writes config.json and command.txt."""
+def _enter(cfg: Config, given, command: str, local_root: str, run_dir: str, mirror) -> Config:
+    """Locks the run, stages a gs:// run, checks a resume, writes config.json and command.txt.
+
+    Returns the run's config: `cfg`, or on a resume the one `_resumed` makes.
+    """
     try:  # one writer per run
         runs.lock_run(local_root, cfg.run)
     except runs.RunBusy as e:
@@ -173,7 +177,7 @@ def _enter(cfg: Config, command: str, local_root: str, run_dir: str, mirror) -> 
     if mirror is not None and not os.path.exists(config_path) and mirror.download():
         print(f"Downloaded {mirror.url} to {run_dir}", file=sys.stderr, flush=True)
     if os.path.exists(config_path):
-        _check_resumable(cfg, run_dir)
+        cfg = _resumed(cfg, given, run_dir)
     # A distributed run's Reverb server may have made reverb/ before the learner got here.
     elif os.path.exists(run_dir) and set(os.listdir(run_dir)) - {"reverb"}:
         raise UsageError(f"{run_dir} exists but holds no config.json; choose another --run")
@@ -185,6 +189,7 @@ def _enter(cfg: Config, command: str, local_root: str, run_dir: str, mirror) -> 
         with open(commands) as f:
             before = f.read()
     runs.write_atomic(commands, before + command + "\n")
+    return cfg
 
 
 def _checked(cfg: Config) -> Config:
@@ -237,12 +242,30 @@ def _local_root(cfg: Config):
     return local_root, mirror
 
 
-def _check_resumable(cfg: Config, run_dir: str) -> None:
-    """UsageError unless the run's config.json agrees with `cfg`; AlreadyFinished if done."""
+# Where the run is now, which its saved config cannot know (a moved or staged run).
+_LOCATION_FIELDS = ("logdir", "staging_dir", "run")
+
+
+def _resumed(cfg: Config, given: frozenset[str] | None, run_dir: str) -> Config:
+    """The resumed run's config: its config.json, with the `given` fields of `cfg` (all
+    when None) and `cfg`'s location.
+
+    A field not given keeps the run's value, so a default changed since the run began
+    (or one only another agent reads) does not stop it. UsageError if a given field
+    outside RESUMABLE_FIELDS differs; AlreadyFinished if the run is done.
+    """
     try:
         saved = runs.load_config(os.path.join(run_dir, "config.json"))
     except ValueError as e:
         raise UsageError(f"{e}; fix it or start a new run with another --run") from None
+    taken = set(_LOCATION_FIELDS) | (
+        set(given) if given is not None else {f.name for f in dataclasses.fields(Config)}
+    )
+    cfg = dataclasses.replace(saved, **{name: getattr(cfg, name) for name in taken})
+    try:
+        checks.validate(cfg)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     diffs = differences(saved, cfg)
     if diffs:
         raise UsageError(
@@ -255,6 +278,7 @@ def _check_resumable(cfg: Config, run_dir: str) -> None:
             f"Run {run_dir} already finished at step {finished:,} (eval.json); "
             f"raise --total_steps to train on, or `make eval RUN={cfg.run}` to evaluate again"
         )
+    return cfg
 
 
 def fetch_for_render(client, remote: str, local_root: str, run: str) -> str:

@@ -116,7 +116,8 @@ def main(argv: list[str]) -> int:
         [os.path.basename(sys.executable), "-m", "trainer.task", *sys.argv[1:]]
     )
     if command == "train":
-        return commands.train(cfg, command_line)
+        given = frozenset(f.name for f in dataclasses.fields(Config) if flags.FLAGS[f.name].present)
+        return commands.train(cfg, command_line, given=given)
     return commands.role(command, cfg, config_from_flags(RoleConfig), command_line)
 
 
