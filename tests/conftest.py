@@ -73,6 +73,23 @@ def run_task(*args: str, timeout: float = 600, env=None) -> subprocess.Completed
 
 
 @pytest.fixture(scope="session")
+def tiny_camera_run(tmp_path_factory) -> str:
+    """The directory of a finished tiny KukaGraspCam-v0 run, teacher trained by it."""
+    logdir = tmp_path_factory.mktemp("camera-runs")
+    camera = ["--env_id=KukaGraspCam-v0", "--image_size=32", "--dagger_episodes=2"]
+    result = run_task(
+        f"--logdir={logdir}",
+        "--run=cam",
+        *TINY_FLAGS,
+        *camera,
+        "--dagger_iterations=2",
+        "--student_epochs=1",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return os.path.join(logdir, "cam")
+
+
+@pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> str:
     """The directory of a finished tiny PPO run."""
     logdir = tmp_path_factory.mktemp("runs")

@@ -76,3 +76,36 @@ def test_use_policy_plays_the_exported_policy(tiny_run):
     assert first.startswith("episode 1: return ") and first.endswith(("lifted the block", "missed"))
     assert last in ("lifted 0 of 1", "lifted 1 of 1")
     assert "WARNING" not in out.stderr
+
+
+def test_use_policy_plays_a_camera_policy_in_the_camera_env(tiny_camera_run):
+    """Issue 28: the exported student takes the frame and the arm's state."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "demo.use_policy",
+            os.path.join(tiny_camera_run, "policy"),
+            "--episodes=1",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.splitlines()[-1] in ("lifted 0 of 1", "lifted 1 of 1")
+
+
+def test_the_camera_policys_inputs_are_the_ones_the_readme_shows(tiny_camera_run):
+    import tensorflow as tf
+
+    signature = tf.saved_model.load(os.path.join(tiny_camera_run, "policy")).signatures["action"]
+    _, inputs = signature.structured_input_signature
+    assert inputs["image"].shape.as_list() == [None, 32, 32, 3]
+    assert inputs["image"].dtype == tf.uint8
+    assert inputs["arm"].shape.as_list() == [None, 6] and inputs["arm"].dtype == tf.float32
+    assert signature.structured_outputs["action"].shape.as_list() == [None, 3]

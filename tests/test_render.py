@@ -7,6 +7,7 @@ import os
 import shutil
 
 import imageio.v2 as imageio
+import numpy as np
 import pytest
 
 from tests.conftest import run_task
@@ -49,6 +50,36 @@ def test_render_films_a_trained_policy(tiny_run, tmp_path):
     assert preview.shape == (72 * 2, 96 * 4, 3)
     assert info["preview_episode"] == 1
     assert "preview.png shows episode 1" in result.stderr
+
+
+def test_a_camera_run_is_filmed_with_what_its_policy_sees(tiny_camera_run, tmp_path):
+    """Issue 28: the camera's 32-pixel frame, doubled, framed in white top right."""
+    import shutil
+
+    run_dir = tmp_path / "cam"
+    shutil.copytree(tiny_camera_run, run_dir, ignore=shutil.ignore_patterns("render"))
+    result = run_task(
+        f"--logdir={tmp_path}", "render", "--run=cam", "--episodes=1", "--width=192", "--height=192"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = _only_render_dir(run_dir)
+    assert json.load(open(os.path.join(out, "render.json")))["env_id"] == "KukaGraspCam-v0"
+    first = next(iter(imageio.get_reader(os.path.join(out, "video.mp4"))))
+    # 192 // 3 // 32 * 32 = 64 pixels of view; its white frame 2 pixels wide around it.
+    assert first[3, 192 - 4 - 64 : 192 - 4].mean() > 200
+
+
+def test_inset_puts_the_view_top_right_in_a_white_frame():
+    from trainer import video
+
+    frame = np.zeros((96, 120, 3), np.uint8)
+    view = np.full((16, 16, 3), 7, np.uint8)
+    out = video.inset(frame, view)
+    side = 96 // 3 // 16 * 16
+    assert (out[4 : 4 + side, 120 - 4 - side : 120 - 4] == 7).all()
+    assert (out[2, 120 - 4 - side] == 255).all()
+    assert (out[50:, :60] == 0).all()
+    assert video.inset(frame, None) is frame
 
 
 def test_contact_sheet_prefers_a_lifted_episode():

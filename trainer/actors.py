@@ -199,25 +199,33 @@ def _single_threaded_blas():
 class ActorPool:
     """`num_envs` env processes, driven together one command at a time."""
 
-    def __init__(self, env_id: str, num_envs: int, seed: int, first_index: int = 0):
-        """Env processes `first_index` .. of the run seeded `seed` (envs.process_seed)."""
+    def __init__(
+        self,
+        env_id: str,
+        num_envs: int,
+        seed: int,
+        first_index: int = 0,
+        worker: str = f"{__name__}:env_worker",
+    ):
+        """Env processes `first_index` .. of the run seeded `seed` (envs.process_seed),
+        each running `worker` ("module:function", called as env_worker is)."""
         ctx = multiprocessing.get_context("spawn")
         self._conns, self._procs = [], []
         # Seconds the env processes, together, waited for a command: the time
         # the training loop left them idle.
         self.idle_seconds = 0.0
         with _single_threaded_blas():
-            self._start(ctx, env_id, num_envs, seed, first_index)
+            self._start(ctx, worker, env_id, num_envs, seed, first_index)
         try:
             self.time_step_spec, self.action_spec = self._gather()[0]
         except ActorError:
             self.close()
             raise
 
-    def _start(self, ctx, env_id: str, num_envs: int, seed: int, first_index: int) -> None:
+    def _start(self, ctx, worker: str, env_id: str, num_envs: int, seed: int, first_index: int):
         for index in range(first_index, first_index + num_envs):
             parent, child = ctx.Pipe()
-            args = (os.getpid(), f"{__name__}:env_worker", child, env_id)
+            args = (os.getpid(), worker, child, env_id)
             proc = ctx.Process(
                 target=processes.child_main,
                 args=(*args, envs.process_seed(seed, index)),
@@ -285,9 +293,14 @@ class ActorPool:
 
     def evaluate(self, params, episodes: int) -> list[Episode]:
         """`episodes` greedy episodes, spread over the env processes."""
+        return [
+            episode for result in self.spread("evaluate", params, episodes) for episode in result
+        ]
+
+    def spread(self, command: str, params, episodes: int) -> list:
+        """Each env's reply to `command` for its share of `episodes` episodes."""
         shares = [episodes // self.size + (i < episodes % self.size) for i in range(self.size)]
-        results = self._broadcast([("evaluate", params, n) for n in shares])
-        return [episode for result in results for episode in result]
+        return self._broadcast([(command, params, n) for n in shares])
 
     def close(self) -> None:
         for conn in self._conns:

@@ -3,7 +3,7 @@ first setting that does not, before any work starts."""
 
 from __future__ import annotations
 
-from trainer.config import AGENTS, LR_SCHEDULES, Config, RenderConfig, RoleConfig
+from trainer.config import AGENTS, LR_SCHEDULES, Config, RenderConfig, RoleConfig, VisionConfig
 
 # Fields that must be above zero (`not >` in validate also refuses NaN).
 _POSITIVE = (
@@ -78,3 +78,16 @@ def validate_roles(roles: RoleConfig) -> None:
     host, _, port = roles.reverb_address.rpartition(":")
     if not host or not port.isdigit():
         raise ValueError(f"--reverb_address must be HOST:PORT, got {roles.reverb_address!r}")
+
+
+# The student's three strided convolutions need at least this many pixels a side.
+MIN_IMAGE_SIZE = 24
+
+
+def validate_vision(vision: VisionConfig) -> None:
+    """Raises ValueError naming the first camera-policy setting out of range."""
+    for name in ("dagger_iterations", "dagger_episodes", "student_epochs", "student_learning_rate"):
+        if not getattr(vision, name) > 0:
+            raise ValueError(f"--{name} must be positive, got {getattr(vision, name)}")
+    if vision.image_size < MIN_IMAGE_SIZE:
+        raise ValueError(f"--image_size must be at least {MIN_IMAGE_SIZE}, got {vision.image_size}")

@@ -8,7 +8,7 @@ import textwrap
 from absl import flags
 
 from trainer import config
-from trainer.config import Config, RenderConfig, RoleConfig
+from trainer.config import Config, RenderConfig, RoleConfig, VisionConfig
 
 # What each command does, and the settings it reads (a dataclass, or some fields by name
 # with the help text of those whose meaning differs from the training flag's).
@@ -23,7 +23,11 @@ _RENDER = {
     **dict.fromkeys(f.name for f in dataclasses.fields(RenderConfig)),
 }
 HELP = {
-    "train": ("Train a run, or resume it from its last checkpoint (the default command).", Config),
+    "train": (
+        "Train a run, or resume it from its last checkpoint (the default command); "
+        "--env_id=KukaGraspCam-v0 teaches a camera policy (the KukaGraspCam-v0 flags).",
+        (Config, VisionConfig),
+    ),
     "eval": (
         "Evaluate a run's newest checkpoint again into eval-<step>.json.",
         {"logdir": None, "run": "The run to evaluate (required).", "eval_episodes": None},
@@ -49,14 +53,15 @@ def command_help(command: str, commands) -> str:
     summary, fields = HELP[command]
     docs = {
         name: doc
-        for cls in (Config, RenderConfig, RoleConfig)
+        for cls in (Config, VisionConfig, RenderConfig, RoleConfig)
         for name, doc in config.field_docs(cls).items()
     }
     if isinstance(fields, dict):
         names = list(fields)
         docs.update({name: doc for name, doc in fields.items() if doc})
     else:
-        names = [f.name for f in dataclasses.fields(fields)]
+        classes = fields if isinstance(fields, tuple) else (fields,)
+        names = [f.name for cls in classes for f in dataclasses.fields(cls)]
     lines = [
         f"usage: python -m trainer.task {command} [--flag=value ...]",
         "",

@@ -12,7 +12,7 @@ import signal
 import sys
 
 from trainer import checks, launch, processes, rundir, runs
-from trainer.config import Config, RenderConfig, RoleConfig
+from trainer.config import Config, RenderConfig, RoleConfig, VisionConfig
 from trainer.rundir import UsageError
 
 
@@ -99,11 +99,16 @@ def evaluate(cfg: Config) -> int:
         checks.validate(saved)
     except ValueError as e:
         raise UsageError(str(e)) from None
+    from trainer import envs, record
     from trainer import evaluate as evaluation
-    from trainer import record
 
+    evaluate_run = record.evaluate_run
+    if saved.env_id == envs.CAMERA_ENV_ID:
+        from trainer import dagger
+
+        evaluate_run = dagger.evaluate_run
     try:
-        path, result = record.evaluate_run(saved, run_dir)
+        path, result = evaluate_run(saved, run_dir)
     except ValueError as e:
         raise UsageError(str(e)) from None
     print(evaluation.describe(result), file=sys.stderr)
@@ -116,13 +121,26 @@ def train(
     command_line: str,
     roles: RoleConfig | None = None,
     given: frozenset[str] | None = None,
+    vision: VisionConfig | None = None,
 ) -> int:
     """Trains a run; with `roles`, as the distributed learner (same run directory, same exits).
 
     `command_line` is recorded in the run's command.txt. A resumed run keeps its saved
     settings but for the fields in `given` (rundir.prepare); a distributed learner
     passes None, since its collectors take every setting from the same flags.
+    KukaGraspCam-v0 trains its camera policy with `vision` (trainer/dagger.py).
     """
+    from trainer import envs  # gym and pybullet, which every training start loads anyway
+
+    camera = cfg.env_id == envs.CAMERA_ENV_ID
+    try:
+        checks.validate_vision(vision or VisionConfig())
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if camera and (roles is not None or cfg.logdir.startswith("gs://")):
+        raise UsageError(
+            "KukaGraspCam-v0 trains on this machine with a local --logdir for now (docs/vision.md)"
+        )
     try:
         cfg, run_dir, mirror = rundir.prepare(cfg, command_line, given)
     except (rundir.DiskFull, rundir.StorageDown) as e:
@@ -153,6 +171,13 @@ def train(
                 distributed.learn(
                     cfg, run_dir, roles.reverb_address, roles.data_timeout, syncer=syncer
                 )
+            elif camera:
+                from trainer import dagger
+
+                try:
+                    dagger.train(cfg, vision or VisionConfig(), run_dir, given or frozenset())
+                except ValueError as e:
+                    raise UsageError(str(e)) from None
             else:
                 train.train(cfg, run_dir, syncer=syncer)
         finally:

@@ -184,6 +184,29 @@ class RenderConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class VisionConfig:
+    """How a KukaGraspCam-v0 run teaches its camera policy (DAgger, docs/vision.md).
+
+    Attributes:
+        teacher: camera: run directory of a KukaGrasp-v0 state policy that labels the camera's
+            frames; empty trains one first, in RUN/teacher, with the other flags.
+        dagger_iterations: camera: rounds of collecting episodes and training the student; the
+            first round's episodes are driven by the teacher, the others by the student.
+        dagger_episodes: camera: episodes collected per round, spread over the env processes.
+        image_size: camera: side of the camera's square RGB frame in pixels.
+        student_epochs: camera: passes over all frames collected so far, per round.
+        student_learning_rate: camera: Adam learning rate of the student.
+    """
+
+    teacher: str = ""
+    dagger_iterations: int = 8
+    dagger_episodes: int = 20
+    image_size: int = 64
+    student_epochs: int = 3
+    student_learning_rate: float = 1e-3
+
+
+@dataclasses.dataclass(frozen=True)
 class RoleConfig:
     """Where the distributed roles (`reverb`, `collect`, `learn`) find each other.
 

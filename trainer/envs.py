@@ -17,11 +17,12 @@ import warnings
 import numpy as np
 
 DEFAULT_ENV_ID = "KukaGrasp-v0"
-GRASP_ENV_IDS = ("KukaGrasp-v0", "KukaBulletEnv-v0")
+CAMERA_ENV_ID = "KukaGraspCam-v0"  # trainer/camera.py
+GRASP_ENV_IDS = (DEFAULT_ENV_ID, CAMERA_ENV_ID, "KukaBulletEnv-v0")
 # The env adds +10000 to the last reward when the block ends above z = 0.2; every
 # other reward is a small negative distance, so the last reward tells success.
 SUCCESS_REWARD = 5000.0
-_MAX_EPISODE_STEPS = 1000
+MAX_EPISODE_STEPS = 1000
 
 
 @contextlib.contextmanager
@@ -75,13 +76,16 @@ class KukaGraspEnv(_kuka_gym_env.KukaGymEnv):
 
 
 def register() -> None:
-    """Registers `KukaGrasp-v0` with gym (idempotent)."""
-    if DEFAULT_ENV_ID not in gym.envs.registration.registry.env_specs:
-        gym.envs.registration.register(
-            id=DEFAULT_ENV_ID,
-            entry_point="trainer.envs:KukaGraspEnv",
-            max_episode_steps=_MAX_EPISODE_STEPS,
-        )
+    """Registers `KukaGrasp-v0` and `KukaGraspCam-v0` with gym (idempotent)."""
+    ours = {
+        DEFAULT_ENV_ID: "trainer.envs:KukaGraspEnv",
+        CAMERA_ENV_ID: "trainer.camera:KukaGraspCamEnv",
+    }
+    for env_id, entry_point in ours.items():
+        if env_id not in gym.envs.registration.registry.env_specs:
+            gym.envs.registration.register(
+                id=env_id, entry_point=entry_point, max_episode_steps=MAX_EPISODE_STEPS
+            )
 
 
 register()
@@ -168,15 +172,16 @@ def seed_process(seed: int) -> None:
     np.random.seed(seed % 2**32)
 
 
-def load(env_id: str, seed: int | None = None):
-    """Loads `env_id` as a tf-agents PyEnvironment, seeded when `seed` is given."""
+def load(env_id: str, seed: int | None = None, **gym_kwargs):
+    """Loads `env_id` as a tf-agents PyEnvironment, seeded when `seed` is given;
+    `gym_kwargs` go to the env's constructor (KukaGraspCam-v0's `size`)."""
     from tf_agents.environments import suite_pybullet
 
     if seed is not None:
         seed_process(seed)
     # KukaGymEnv prints its source folder on import and each success on stdout.
     with contextlib.redirect_stdout(io.StringIO()):
-        env = suite_pybullet.load(env_id)
+        env = suite_pybullet.load(env_id, gym_kwargs=gym_kwargs)
     if seed is not None:
         env.seed(seed)
     return env

@@ -17,9 +17,10 @@ import shutil
 import sys
 import tempfile
 import time
+import types
 
 from trainer import envs, runs, video
-from trainer.config import Config, RenderConfig
+from trainer.config import Config, RenderConfig, VisionConfig
 
 GIF_STRIDE = 3
 # Films of random actions go to LOGDIR/random-policy/render/<time>/, whatever runs exist.
@@ -38,6 +39,7 @@ class Plan:
     policy: str  # "random" or a SavedModel directory
     out_root: str  # the run directory, or LOGDIR/random-policy for random actions
     seed: int  # block placement (and random actions)
+    image_size: int = 0  # KukaGraspCam-v0's frame side, 0 for other envs
 
 
 def plan(cfg: Config, policy: str = "") -> Plan:
@@ -62,7 +64,8 @@ def plan(cfg: Config, policy: str = "") -> Plan:
     if policy == "random":
         # Random actions are no run's work: their films never land among a run's renders.
         env_id = run_cfg.env_id if cfg.run else cfg.env_id
-        return Plan(env_id, "random", os.path.join(cfg.logdir, RANDOM_DIR), cfg.seed)
+        random_root = os.path.join(cfg.logdir, RANDOM_DIR)
+        return Plan(env_id, "random", random_root, cfg.seed, _image_size(env_id, run_dir))
     if run_dir is None and not policy:
         raise RenderError(
             f"no run found under {cfg.logdir}; train one with `make train`, "
@@ -77,7 +80,31 @@ def plan(cfg: Config, policy: str = "") -> Plan:
             f"no exported policy in {policy_dir}; `make train` writes it at every checkpoint"
         )
     out_root = run_dir or os.path.dirname(os.path.abspath(policy_dir))
-    return Plan(env_id, policy_dir, out_root, cfg.seed)
+    return Plan(env_id, policy_dir, out_root, cfg.seed, _image_size(env_id, run_dir))
+
+
+def _image_size(env_id: str, run_dir: str | None) -> int:
+    """The camera run's frame side (its vision.json), 64 without a run; 0 for other envs."""
+    if env_id != envs.CAMERA_ENV_ID:
+        return 0
+    try:
+        with open(os.path.join(run_dir or "", "vision.json")) as f:
+            return int(json.load(f)["image_size"])
+    except (OSError, ValueError, KeyError):
+        return VisionConfig.image_size
+
+
+class _CameraPolicy:
+    """A camera run's exported student as `render` plays policies: `action(time_step)`."""
+
+    def __init__(self, path: str):
+        import tensorflow as tf
+
+        self._tf, self._serve = tf, tf.saved_model.load(path).signatures["action"]
+
+    def action(self, time_step):
+        inputs = {k: self._tf.constant(v[None]) for k, v in time_step.observation.items()}
+        return types.SimpleNamespace(action=self._serve(**inputs)["action"][0].numpy())
 
 
 def _load_policy(plan_: Plan, env, seed: int):
@@ -85,6 +112,11 @@ def _load_policy(plan_: Plan, env, seed: int):
 
     if plan_.policy == "random":
         return random_py_policy.RandomPyPolicy(env.time_step_spec(), env.action_spec(), seed=seed)
+    if plan_.image_size:
+        try:
+            return _CameraPolicy(plan_.policy)
+        except (OSError, KeyError, ValueError) as e:
+            raise RenderError(f"cannot load the camera policy in {plan_.policy}: {e}") from e
     try:
         policy = py_tf_eager_policy.SavedModelPyTFEagerPolicy(
             plan_.policy, load_specs_from_pbtxt=True
@@ -110,7 +142,8 @@ def render(cfg: RenderConfig, plan_: Plan, log=None) -> str:
     import imageio.v2 as imageio
 
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    env = envs.load(plan_.env_id, seed=plan_.seed)
+    sized = {"size": plan_.image_size} if plan_.image_size else {}
+    env = envs.load(plan_.env_id, seed=plan_.seed, **sized)
     policy = _load_policy(plan_, env, plan_.seed)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     render_root = os.path.join(plan_.out_root, "render")
@@ -160,7 +193,7 @@ def _film(cfg, plan_, env, policy, out_dir, imageio, log) -> dict:
             f"return {state['return']:,.0f}{state['status']}",
         ]
         state["shot"] = camera.shoot() if shot is None else shot
-        frame = video.overlay(state["shot"], lines)
+        frame = video.overlay(video.inset(state["shot"], state.get("view")), lines)
         writer.append_data(frame)
         if state["frames"] % GIF_STRIDE == 0:
             gif_frames.append(frame[::2, ::2])
@@ -208,9 +241,13 @@ def _episode(cfg, plan_, env, policy, episode, state, on_frame, hooked: bool) ->
     state["return"] = 0.0
     first_frame = state["frames"]
     time_step = env.reset()
+    if plan_.image_size:  # the camera policy's own view goes into each frame
+        state["view"] = time_step.observation["image"]
     on_frame()
     while not time_step.is_last():
         time_step = env.step(policy.action(time_step).action)
+        if plan_.image_size:
+            state["view"] = time_step.observation["image"]
         state["step"] += 1
         state["return"] += float(time_step.reward)
         if not hooked and state["step"] % cfg.frame_stride == 0:  # no physics hook

@@ -209,7 +209,8 @@ def _checked(cfg: Config) -> Config:
     try:
         runs.check_run_id(run_id)
         processes.check_env_count(cfg.num_envs)
-        envs.check_spaces(cfg.env_id)
+        if cfg.env_id != envs.CAMERA_ENV_ID:  # its policy learns by DAgger (trainer/dagger.py)
+            envs.check_spaces(cfg.env_id)
     except ValueError as e:
         raise UsageError(str(e)) from None
     return dataclasses.replace(cfg, run=run_id)
@@ -258,9 +259,8 @@ def _resumed(cfg: Config, given: frozenset[str] | None, run_dir: str) -> Config:
         saved = runs.load_config(os.path.join(run_dir, "config.json"))
     except ValueError as e:
         raise UsageError(f"{e}; fix it or start a new run with another --run") from None
-    taken = set(_LOCATION_FIELDS) | (
-        set(given) if given is not None else {f.name for f in dataclasses.fields(Config)}
-    )
+    fields = {f.name for f in dataclasses.fields(Config)}  # `given` may name other settings
+    taken = set(_LOCATION_FIELDS) | (fields & set(given) if given is not None else fields)
     cfg = dataclasses.replace(saved, **{name: getattr(cfg, name) for name in taken})
     try:
         checks.validate(cfg)

@@ -22,7 +22,7 @@ import warnings
 from absl import app, flags, logging
 
 from trainer import cli_help, commands, config, runs
-from trainer.config import Config, RenderConfig, RoleConfig
+from trainer.config import Config, RenderConfig, RoleConfig, VisionConfig
 from trainer.rundir import AlreadyFinished, UsageError
 
 USAGE_ERROR = 2
@@ -33,7 +33,7 @@ COMMANDS = ("train", "eval", "render", "plot", "reverb", "collect", "learn", "di
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     """One flag per field of the config classes, its docstring entry as help, its default."""
-    for cls in (Config, RenderConfig, RoleConfig):
+    for cls in (Config, VisionConfig, RenderConfig, RoleConfig):
         docs = config.field_docs(cls)
         for field in dataclasses.fields(cls):
             _define(field, docs[field.name], flag_values)
@@ -116,8 +116,10 @@ def main(argv: list[str]) -> int:
         [os.path.basename(sys.executable), "-m", "trainer.task", *sys.argv[1:]]
     )
     if command == "train":
-        given = frozenset(f.name for f in dataclasses.fields(Config) if flags.FLAGS[f.name].present)
-        return commands.train(cfg, command_line, given=given)
+        fields = (*dataclasses.fields(Config), *dataclasses.fields(VisionConfig))
+        given = frozenset(f.name for f in fields if flags.FLAGS[f.name].present)
+        vision = config_from_flags(VisionConfig)
+        return commands.train(cfg, command_line, given=given, vision=vision)
     return commands.role(command, cfg, config_from_flags(RoleConfig), command_line)
 
 

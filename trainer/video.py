@@ -65,6 +65,20 @@ def overlay(frame: np.ndarray, lines: list[str]) -> np.ndarray:
     return np.asarray(image)
 
 
+def inset(frame: np.ndarray, view: np.ndarray | None) -> np.ndarray:
+    """`frame` with `view` (what a camera policy sees) enlarged into its top right corner,
+    framed in white: a third of the frame's height, pixels kept square and sharp."""
+    if view is None:
+        return frame
+    side = max(view.shape[0], frame.shape[0] // 3 // view.shape[0] * view.shape[0])
+    shown = Image.fromarray(view).resize((side, side), Image.NEAREST)
+    out = Image.fromarray(frame)
+    left = frame.shape[1] - side - 4
+    ImageDraw.Draw(out).rectangle((left - 2, 2, left + side + 1, side + 5), fill=(255, 255, 255))
+    out.paste(shown, (left, 4))
+    return np.asarray(out)
+
+
 class VideoWriter:
     """Frames piped to ffmpeg (imageio-ffmpeg's binary) as an H.264 MP4 that players and
     browsers take (yuv420p); frame sizes must be even (checks.validate_render).

@@ -1,0 +1,96 @@
+"""trainer/camera.py: KukaGraspCam-v0 is KukaGrasp-v0 seen through a camera (issue 28)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+from trainer import camera
+
+# One Kuka env per process (pybullet's global client): each env id in its own run.
+_EPISODES = """
+import json, sys
+import gym
+import numpy as np
+from trainer import envs
+env = gym.make(sys.argv[1])
+out = []
+for seed in (3, 4):
+    envs.seed_process(seed)
+    env.seed(seed)
+    obs, done, rewards = env.reset(), False, []
+    first = obs
+    while not done:
+        obs, reward, done, _ = env.step(np.array([0.3, -0.2, 0.1], np.float32))
+        rewards.append(reward)
+    if isinstance(first, dict):
+        state = env.unwrapped.state
+        out.append({
+            "keys": sorted(first), "image": [list(first["image"].shape), str(first["image"].dtype)],
+            "arm": first["arm"].tolist(), "arm_dtype": str(first["arm"].dtype),
+            "last_arm": obs["arm"].tolist(), "last_state": state.tolist(),
+            "image_sum": int(first["image"].astype(np.int64).sum()),
+            "rewards": rewards,
+        })
+    else:
+        out.append({"first_state": first.tolist(), "rewards": rewards})
+print(json.dumps(out))
+"""
+
+
+def _episodes(env_id: str) -> list[dict]:
+    result = subprocess.run(
+        [sys.executable, "-c", _EPISODES, env_id],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def episodes():
+    return {env_id: _episodes(env_id) for env_id in ("KukaGrasp-v0", "KukaGraspCam-v0")}
+
+
+@pytest.mark.slow
+def test_the_observation_is_a_frame_and_the_arm_only(episodes):
+    cam = episodes["KukaGraspCam-v0"][0]
+    assert cam["keys"] == ["arm", "image"]
+    assert cam["image"] == [[64, 64, 3], "uint8"]
+    assert cam["arm_dtype"] == "float32" and len(cam["arm"]) == camera.ARM_SIZE
+    # The arm's part is the state observation's first 6 numbers; the 3 after them are
+    # the block's position and angle in the gripper's frame.
+    assert cam["last_arm"] == cam["last_state"][: camera.ARM_SIZE]
+    assert len(cam["last_state"]) == camera.ARM_SIZE + 3
+
+
+@pytest.mark.slow
+def test_the_block_is_seen_only_in_the_frame(episodes):
+    """Two block placements (seeds 3 and 4): the state observations differ in the
+    block's coordinates, the camera observation's numbers do not; its frames do."""
+    state = [e["first_state"] for e in episodes["KukaGrasp-v0"]]
+    cam = episodes["KukaGraspCam-v0"]
+    assert state[0][camera.ARM_SIZE :] != state[1][camera.ARM_SIZE :]
+    assert cam[0]["arm"] == cam[1]["arm"]
+    assert cam[0]["image_sum"] != cam[1]["image_sum"]
+
+
+@pytest.mark.slow
+def test_the_task_is_unchanged(episodes):
+    """Same seeds, same actions: the same rewards step by step, scripted grasp included."""
+    for state, cam in zip(episodes["KukaGrasp-v0"], episodes["KukaGraspCam-v0"], strict=True):
+        assert cam["rewards"] == pytest.approx(state["rewards"], rel=1e-6)
+
+
+def test_a_moved_camera_shifts_its_target_and_turns_its_yaw():
+    moved = camera.Camera().moved(shift=0.02, turn=2.0)
+    x, y, z = camera.Camera().target
+    assert moved.target == pytest.approx((x + 0.02, y + 0.02, z))
+    assert moved.yaw == camera.Camera().yaw + 2.0

@@ -1,0 +1,82 @@
+"""`KukaGraspCam-v0`: the grasp of `KukaGrasp-v0`, seen through a fixed camera.
+
+The observation is what a real arm has: a small RGB frame of the tray and the
+gripper's own state (position and Euler angles, the first 6 numbers of the state
+observation). It never holds the block's position or angle. The full state stays
+readable as `env.state` for a teacher that labels the camera's frames (docs/vision.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import gym
+import numpy as np
+import pybullet
+
+from trainer import envs
+
+# gripper x, y, z and Euler angles: pybullet's Kuka.getObservation, before the block's part
+ARM_SIZE = 6
+
+
+@dataclasses.dataclass(frozen=True)
+class Camera:
+    """A fixed pinhole camera looking at the tray; pybullet's yaw/pitch/distance form.
+
+    The default looks from the arm's side, 50 degrees down, at the middle of the area
+    where the block starts (x 0.55-0.67, y 0-0.2 in KukaGymEnv.reset): from there the
+    gripper hides the block less than from straight above, where the arm's upper links
+    fill the frame (docs/vision.md has the frames compared).
+    """
+
+    target: tuple[float, float, float] = (0.61, 0.1, -0.19)
+    distance: float = 0.7
+    yaw: float = 90.0
+    pitch: float = -50.0
+    fov: float = 40.0
+
+    def moved(self, shift: float = 0.0, turn: float = 0.0) -> Camera:
+        """This camera with its target moved by `shift` metres along x and y and its yaw
+        turned by `turn` degrees: the robustness checks' disturbances."""
+        x, y, z = self.target
+        return dataclasses.replace(self, target=(x + shift, y + shift, z), yaw=self.yaw + turn)
+
+    def image(self, size: int) -> np.ndarray:
+        """A (size, size, 3) uint8 frame from pybullet's TinyRenderer (no GPU needed)."""
+        view = pybullet.computeViewMatrixFromYawPitchRoll(
+            self.target, self.distance, self.yaw, self.pitch, 0, 2
+        )
+        projection = pybullet.computeProjectionMatrixFOV(self.fov, 1.0, 0.1, 10.0)
+        _, _, rgba, _, _ = pybullet.getCameraImage(
+            size, size, view, projection, renderer=pybullet.ER_TINY_RENDERER
+        )
+        return np.asarray(rgba, np.uint8).reshape(size, size, 4)[..., :3]
+
+
+class KukaGraspCamEnv(envs.KukaGraspEnv):
+    """`KukaGrasp-v0` (dynamics, reward, termination, scripted grasp) observed as
+    {"image": (size, size, 3) uint8, "arm": (6,) float32}."""
+
+    def __init__(self, size: int = 64, camera: Camera | None = None, **kwargs):
+        # KukaGymEnv.__init__ calls reset(), which renders: the camera comes first.
+        self.size, self.camera = size, camera or Camera()
+        self.state = np.zeros(0, np.float32)
+        super().__init__(**kwargs)
+        self.observation_space = gym.spaces.Dict(
+            {
+                "image": gym.spaces.Box(0, 255, (size, size, 3), np.uint8),
+                "arm": gym.spaces.Box(-np.inf, np.inf, (ARM_SIZE,), np.float32),
+            }
+        )
+
+    def _observe(self, state) -> dict[str, np.ndarray]:
+        self.state = np.asarray(state, np.float32)
+        return {"image": self.camera.image(self.size), "arm": self.state[:ARM_SIZE].copy()}
+
+    def reset(self):
+        return self._observe(super().reset())
+
+    def step(self, action):
+        state, reward, done, info = super().step(action)
+        return self._observe(state), reward, done, info

@@ -1,0 +1,237 @@
+"""Teaching the camera policy: DAgger with a state policy as the teacher (docs/vision.md).
+
+Each round, env processes play episodes of KukaGraspCam-v0 and keep every frame with
+the teacher's greedy action for the state behind it; the first round the teacher
+drives, later rounds the student drives, so the student learns to recover from its
+own mistakes (Ross et al. 2011). The student trains on all frames so far. A round's
+frames, the student and the round count are saved before the next begins, so a run
+stopped at any point resumes at the round it was in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import json
+import os
+import shutil
+import sys
+import time
+
+import numpy as np
+
+from trainer import actors, envs, evaluate, labelling, rundir, runs, student
+from trainer.config import Config, VisionConfig
+
+TEACHER = "teacher"  # in the run directory: the state policy trained when none is given
+VISION = "vision.json"  # the run's VisionConfig, written once
+FRAMES = "frames"  # in the run directory: round-NNN.npz
+STUDENT = "student"  # the student's weights after the last finished round
+STATE = "dagger.json"  # rounds finished and their measurements
+
+
+def _state(run_dir: str) -> dict:
+    """Rounds finished and their measurements (dagger.json), or those of a new run."""
+    try:
+        with open(os.path.join(run_dir, STATE)) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return {"rounds": 0, "success": [], "loss": [], "frames": []}
+
+
+def export(model, path: str) -> None:
+    """The student as a SavedModel: serving signature `action` of {"image": uint8
+    [batch, size, size, 3], "arm": float32 [batch, 6]} (demo/use_policy.py plays it)."""
+    import tensorflow as tf
+
+    size = model.input["image"].shape[1]
+    spec = {
+        "image": tf.TensorSpec([None, size, size, 3], tf.uint8, name="image"),
+        "arm": tf.TensorSpec([None, model.input["arm"].shape[1]], tf.float32, name="arm"),
+    }
+    serve = tf.function(lambda inputs: {"action": model(inputs)}, input_signature=[spec])
+    tmp = path + ".tmp"
+    tf.saved_model.save(model, tmp, signatures={"action": serve, "serving_default": serve})
+    if os.path.exists(path):
+        shutil.rmtree(path)
+    os.replace(tmp, path)
+
+
+def _load_frames(run_dir: str, rounds: int) -> dict[str, np.ndarray]:
+    files = sorted(glob.glob(os.path.join(run_dir, FRAMES, "round-*.npz")))[:rounds]
+    parts = [dict(np.load(path)) for path in files]
+    return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]} if parts else {}
+
+
+def _save_round(run_dir: str, index: int, frames: dict, model, state: dict) -> None:
+    """The round's frames, then the student, then the state that counts the round done."""
+    os.makedirs(os.path.join(run_dir, FRAMES), exist_ok=True)
+    path = os.path.join(run_dir, FRAMES, f"round-{index:03d}.npz")
+    np.savez_compressed(path + ".tmp.npz", **frames)
+    os.replace(path + ".tmp.npz", path)
+    os.makedirs(os.path.join(run_dir, STUDENT), exist_ok=True)
+    model.save_weights(os.path.join(run_dir, STUDENT, "weights"))
+    runs.write_atomic(os.path.join(run_dir, STATE), json.dumps(state, indent=1))
+
+
+def teach(
+    vision: VisionConfig,
+    teacher_params: dict,
+    run_dir: str,
+    num_envs: int,
+    seed: int,
+    eval_episodes: int,
+    log=lambda line: print(line, file=sys.stderr, flush=True),
+) -> dict:
+    """Runs (or resumes) the DAgger rounds, exports the student to RUN/policy and
+    evaluates it; returns the evaluation (evaluate.summarize), also in eval.json and
+    TensorBoard."""
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(seed)
+    state = _state(run_dir)
+    model = student.build(vision.image_size, 6, 3, vision.student_learning_rate)
+    data = _load_frames(run_dir, state["rounds"])
+    if state["rounds"]:  # the weights hold the arm's normalization too
+        model.load_weights(os.path.join(run_dir, STUDENT, "weights"))
+        log(f"Resumed after round {state['rounds']} ({len(data['label']):,} frames)")
+    writer = tf.summary.create_file_writer(os.path.join(run_dir, "train"))
+    worker = f"{labelling.__name__}:env_worker"
+    with actors.ActorPool(envs.CAMERA_ENV_ID, num_envs, seed, worker=worker) as pool:
+        started, first = time.monotonic(), state["rounds"]
+        for index in range(first, vision.dagger_iterations):
+            data, state = _round(pool, model, vision, teacher_params, index, data, state)
+            _save_round(run_dir, index, data["new"], model, state)
+            with writer.as_default(step=state["frames"][-1]):
+                tf.summary.scalar("Vision/ImitationLoss", state["loss"][-1])
+                tf.summary.scalar("Vision/DriverSuccess", state["success"][-1])
+            per_round = (time.monotonic() - started) / (index + 1 - first)
+            left = per_round * (vision.dagger_iterations - index - 1)
+            log(
+                f"round {index + 1}/{vision.dagger_iterations} | "
+                f"{'teacher' if index == 0 else 'student'} drove: success "
+                f"{state['success'][-1]:.0%} | {state['frames'][-1]:,} frames | imitation loss "
+                f"{state['loss'][-1]:.2e} | ETA {int(left // 60)}m{int(left % 60):02d}s"
+            )
+        export(model, os.path.join(run_dir, "policy"))
+        episodes = pool.evaluate((student.params(model), vision.image_size), eval_episodes)
+    result = evaluate.summarize(episodes, sum(state["frames"][-1:]), envs.CAMERA_ENV_ID)
+    evaluate.write_json(result, os.path.join(run_dir, "eval.json"))
+    eval_writer = tf.summary.create_file_writer(os.path.join(run_dir, "eval"))
+    evaluate.write_summaries(eval_writer, result)
+    for each in (writer, eval_writer):
+        each.flush()
+    return result
+
+
+def evaluate_run(cfg: Config, run_dir: str) -> tuple[str, dict]:
+    """`make eval` of a camera run: `cfg.eval_episodes` greedy episodes of its student;
+    writes eval-<frames>.json beside eval.json. ValueError if no round has finished."""
+    rounds = _state(run_dir)
+    if not rounds["rounds"]:
+        raise ValueError(f"no student in {run_dir} yet: no DAgger round has finished")
+    with open(os.path.join(run_dir, VISION)) as f:
+        vision = VisionConfig(**json.load(f))
+    model = student.build(vision.image_size, 6, 3, vision.student_learning_rate)
+    model.load_weights(os.path.join(run_dir, STUDENT, "weights"))
+    worker = f"{labelling.__name__}:env_worker"
+    num_envs = min(cfg.num_envs, cfg.eval_episodes)
+    with actors.ActorPool(envs.CAMERA_ENV_ID, num_envs, cfg.seed, worker=worker) as pool:
+        episodes = pool.evaluate((student.params(model), vision.image_size), cfg.eval_episodes)
+    result = evaluate.summarize(episodes, rounds["frames"][-1], envs.CAMERA_ENV_ID)
+    path = os.path.join(run_dir, f"eval-{result['env_steps']}.json")
+    evaluate.write_json(result, path)
+    return path, result
+
+
+def _round(pool, model, vision: VisionConfig, teacher_params, index: int, data, state):
+    """One round: play and label episodes, train on every frame so far.
+
+    Returns (frames so far, with this round's under "new"; the state counting it).
+    """
+    driver = student.params(model) if index else None  # the teacher drives round 1
+    replies = pool.spread(
+        "label", (teacher_params, driver, vision.image_size), vision.dagger_episodes
+    )
+    new = {key: np.concatenate([reply[0][key] for reply in replies]) for key in replies[0][0]}
+    episodes = [episode for reply in replies for episode in reply[1]]
+    frames = {key: np.concatenate([data[key], new[key]]) for key in new} if data else dict(new)
+    if index == 0:  # the arm's scale, fixed from the teacher's episodes on
+        model.get_layer("arm_normalization").adapt(frames["arm"])
+    history = model.fit(
+        {"image": frames["image"], "arm": frames["arm"]},
+        frames["label"],
+        batch_size=128,
+        epochs=vision.student_epochs,
+        shuffle=True,
+        verbose=0,
+    )
+    state = {
+        "rounds": index + 1,
+        "success": [*state["success"], float(np.mean([bool(e.success) for e in episodes]))],
+        "loss": [*state["loss"], float(history.history["loss"][-1])],
+        "frames": [*state["frames"], len(frames["label"])],
+    }
+    return {**frames, "new": new}, state
+
+
+def train(cfg: Config, vision: VisionConfig, run_dir: str, given=frozenset(), log=None) -> dict:
+    """A KukaGraspCam-v0 run: its teacher (trained in RUN/teacher unless `vision.teacher`
+    names one), then the DAgger rounds; returns the student's evaluation.
+
+    The run's vision.json is written once; a resume keeps it but for the `given` fields,
+    of which only --dagger_iterations may differ (ValueError otherwise).
+    """
+    from trainer import train as state_training
+
+    log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+    vision = _settings(vision, os.path.join(run_dir, VISION), given)
+    rounds = _state(run_dir)["rounds"]
+    if rounds >= vision.dagger_iterations and os.path.exists(os.path.join(run_dir, "eval.json")):
+        with open(os.path.join(run_dir, "eval.json")) as f:
+            log(f"Run {run_dir} already finished its {rounds} rounds (eval.json)")
+            return json.load(f)
+    teacher_dir = vision.teacher or os.path.join(run_dir, TEACHER)
+    if not vision.teacher:
+        teacher_cfg = dataclasses.replace(cfg, env_id=envs.DEFAULT_ENV_ID, run=TEACHER)
+        os.makedirs(teacher_dir, exist_ok=True)
+        if not os.path.exists(os.path.join(teacher_dir, "config.json")):
+            runs.save_config(teacher_cfg, os.path.join(teacher_dir, "config.json"))
+        if (rundir.finished_at(teacher_dir) or 0) < teacher_cfg.total_steps:
+            log(f"Training the teacher (state policy, {envs.DEFAULT_ENV_ID}) in {teacher_dir}")
+            state_training.train(teacher_cfg, teacher_dir, log=log)
+    log(f"Teaching the camera policy ({vision.image_size}x{vision.image_size}) from {teacher_dir}")
+    return teach(
+        vision,
+        labelling.teacher_params(teacher_dir),
+        run_dir,
+        cfg.num_envs,
+        cfg.seed,
+        cfg.eval_episodes,
+        log=log,
+    )
+
+
+def _settings(vision: VisionConfig, path: str, given) -> VisionConfig:
+    if not os.path.exists(path):
+        runs.write_atomic(path, json.dumps(dataclasses.asdict(vision), indent=1))
+        return vision
+    with open(path) as f:
+        saved = VisionConfig(**json.load(f))
+    changed = [
+        f"{name}: run has {getattr(saved, name)!r}, flags say {getattr(vision, name)!r}"
+        for name in sorted(given)
+        if name in VISION_FIELDS
+        and name != "dagger_iterations"
+        and getattr(saved, name) != getattr(vision, name)
+    ]
+    if changed:
+        raise ValueError(
+            f"the run exists with other camera settings ({'; '.join(changed)}); pass the same "
+            "flags to resume it, or another --run"
+        )
+    taken = {name: getattr(vision, name) for name in given if name in VISION_FIELDS}
+    return dataclasses.replace(saved, **taken)
+
+
+VISION_FIELDS = frozenset(field.name for field in dataclasses.fields(VisionConfig))

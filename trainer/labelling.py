@@ -1,0 +1,119 @@
+"""The camera policy's env processes: they play KukaGraspCam-v0 and label its frames.
+
+An `actors.ActorPool` runs `env_worker` in each process (`worker=`). The teacher, a
+KukaGrasp-v0 state policy, acts in numpy (agents.NumpyActor) on the state the camera
+env keeps beside its observation; the student acts from the observation alone
+(student.StudentActor). Neither needs TensorFlow in the env process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+
+import numpy as np
+
+from trainer import actors, agents, envs, runs, student
+
+
+def _play(env, env_id: str, driver, teacher, frames: list | None) -> actors.Episode:
+    """One episode from a reset; `driver` None lets the teacher drive. With `frames`,
+    every observation is kept with the teacher's greedy action for its state."""
+    observation, ret, length = env.reset(), 0.0, 0
+    while True:
+        if frames is not None or driver is None:
+            label, _ = teacher.action(env.unwrapped.state, greedy=True)
+            label = np.clip(label, -1.0, 1.0)
+        if frames is not None:
+            frames.append((observation["image"], observation["arm"], label))
+        action = label if driver is None else driver.action(observation)
+        observation, reward, done, _ = env.step(np.clip(action, -1.0, 1.0))
+        ret, length = ret + reward, length + 1
+        if done:
+            return actors.Episode(ret, length, envs.is_success(env_id, float(reward)))
+
+
+def env_worker(conn, env_id: str, seed: int) -> None:
+    """An env process of actors.ActorPool for KukaGraspCam-v0 (its `worker`).
+
+    Commands: ("label", (teacher params, student params or None, image size), n) plays
+    n episodes and replies (frames, episodes); ("evaluate", (student params, image
+    size), n) replies n greedy episodes of the student.
+    """
+    import gym
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides how to stop
+    envs.silence_env_prints()
+    envs.seed_process(seed)
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError, EOFError):
+        conn.send(("ok", (None, None), 0.0))
+        env, size = None, None
+        while True:
+            command, params, count = conn.recv()
+            if command == "close":
+                return
+            if params[-1] != size:  # the frame size is fixed when the env is made
+                size = params[-1]
+                env = gym.make(env_id, size=size)
+                env.seed(seed)
+            try:
+                conn.send(("ok", _episodes(env, env_id, command, params, count, seed), 0.0))
+            except Exception as e:  # noqa: BLE001  (reported to the parent)
+                conn.send(("error", f"{type(e).__name__}: {e}", 0.0))
+                return
+
+
+def _episodes(env, env_id: str, command: str, params, count: int, seed: int):
+    if command == "evaluate":
+        driver = student.StudentActor(params[0])
+        return [_play(env, env_id, driver, None, None) for _ in range(count)]
+    teacher_params, student_params, _ = params
+    bounds = env.action_space.low, env.action_space.high
+    teacher = agents.NumpyActor(teacher_params, *bounds, seed=seed)
+    driver = None if student_params is None else student.StudentActor(student_params)
+    frames: list = []
+    episodes = [_play(env, env_id, driver, teacher, frames) for _ in range(count)]
+    images, arms, labels = (np.stack(column) for column in zip(*frames, strict=True))
+    return {"image": images, "arm": arms.astype(np.float32), "label": labels}, episodes
+
+
+def state_agent(cfg):
+    """An agent of `cfg` for KukaGrasp-v0's spaces, built without an env: KukaGymEnv's
+    observation is 9 numbers within +-100 and its action 3 within +-1, and this process
+    must not hold pybullet's global client."""
+    import gym
+    import tensorflow as tf
+    from tf_agents.environments import gym_wrapper
+    from tf_agents.specs import tensor_spec
+    from tf_agents.trajectories import time_step as ts
+
+    observation = gym.spaces.Box(-100, 100, (9,), np.float32)
+    action = gym.spaces.Box(-1, 1, (3,), np.float32)
+    time_step_spec = ts.time_step_spec(
+        gym_wrapper.spec_from_gym_space(observation, name="observation")
+    )
+    action_spec = gym_wrapper.spec_from_gym_space(action, name="action")
+    return agents.create(
+        cfg,
+        tensor_spec.from_spec(time_step_spec),
+        tensor_spec.from_spec(action_spec),
+        tf.Variable(0, dtype=tf.int64),
+        env_steps=tf.Variable(0, dtype=tf.int64),
+    )
+
+
+def teacher_params(run_dir: str) -> dict:
+    """The numpy actor of a KukaGrasp-v0 run's newest checkpoint (agents.actor_params);
+    ValueError if the run is of another env or has no checkpoint."""
+    import tensorflow as tf
+
+    cfg = runs.load_config(os.path.join(run_dir, "config.json"))
+    if cfg.env_id != envs.DEFAULT_ENV_ID:
+        raise ValueError(f"the teacher {run_dir} learned {cfg.env_id}, not {envs.DEFAULT_ENV_ID}")
+    newest = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
+    if newest is None:
+        raise ValueError(f"the teacher {run_dir} has no checkpoint")
+    agent = state_agent(cfg)
+    tf.train.Checkpoint(agent=agent).restore(newest).expect_partial()
+    return agents.actor_params(agent)
