@@ -82,3 +82,38 @@ def test_sac_speed_pairs_tf_agents_loop_with_ours():
     assert result.returncode == 0, result.stderr[-3000:]
     assert "pair 1/1: tf-agents' SAC loop " in result.stdout
     assert "ours / tf-agents': median " in result.stdout
+
+
+def test_vision_benches_report_a_camera_run(tiny_camera_run, tmp_path):
+    """bench/vision.py's table (--report: the run exists) and bench/vision_robustness.py's
+    conditions, on the tiny camera run."""
+    import os
+    import shutil
+
+    shutil.copytree(tiny_camera_run, tmp_path / "cam-s0")
+    table = tmp_path / "seeds.md"
+    args = ["--seeds=0", f"--logdir={tmp_path}", f"--out={table}", "--report"]
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.vision", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "| 0 | " in table.read_text() and "1 of 1 seeds" in table.read_text()
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.vision_robustness",
+            os.path.join(tmp_path, "cam-s0"),
+            "--episodes=1",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("student ") == 5 and "| as trained |" in result.stderr

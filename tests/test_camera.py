@@ -94,3 +94,31 @@ def test_a_moved_camera_shifts_its_target_and_turns_its_yaw():
     x, y, z = camera.Camera().target
     assert moved.target == pytest.approx((x + 0.02, y + 0.02, z))
     assert moved.yaw == camera.Camera().yaw + 2.0
+
+
+_OFFSET = """
+import json
+import numpy as np
+from trainer import camera, envs
+env = camera.KukaGraspCamEnv(size=32)
+out = []
+for offset in ((0.0, 0.0), (0.12, 0.0)):
+    env.configure(block_offset=offset)
+    envs.seed_process(3)
+    env.reset()
+    out.append(env.state.tolist())
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.slow
+def test_a_block_offset_moves_the_blocks_start_and_nothing_else():
+    """The robustness check's block beyond the training range (bench/vision_robustness.py)."""
+    result = subprocess.run(
+        [sys.executable, "-c", _OFFSET], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    plain, moved = json.loads(result.stdout.strip().splitlines()[-1])
+    assert moved[: camera.ARM_SIZE] == pytest.approx(plain[: camera.ARM_SIZE], abs=1e-6)
+    dx, dy = (m - p for m, p in zip(moved[6:8], plain[6:8], strict=True))
+    assert (dx**2 + dy**2) ** 0.5 == pytest.approx(0.12, abs=1e-3)

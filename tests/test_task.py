@@ -82,6 +82,10 @@ def _refused(tmp_path, *args: str) -> str:
         (["--num_envs=500"], "--num_envs=500 is more than 4 env processes per core"),
         (["--env_id=KukaGraspCam-v0", "--image_size=16"], "--image_size must be at least 24"),
         (["--env_id=KukaGraspCam-v0", "--dagger_episodes=0"], "--dagger_episodes must be"),
+        (
+            ["--env_id=KukaGraspCam-v0", "--logdir=gs://kuka-runs/runs"],
+            "KukaGraspCam-v0 trains on this machine with a local --logdir",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, words):

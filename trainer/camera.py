@@ -35,6 +35,7 @@ class Camera:
     yaw: float = 90.0
     pitch: float = -50.0
     fov: float = 40.0
+    light_direction: tuple[float, float, float] | None = None  # None: TinyRenderer's own
 
     def moved(self, shift: float = 0.0, turn: float = 0.0) -> Camera:
         """This camera with its target moved by `shift` metres along x and y and its yaw
@@ -48,8 +49,9 @@ class Camera:
             self.target, self.distance, self.yaw, self.pitch, 0, 2
         )
         projection = pybullet.computeProjectionMatrixFOV(self.fov, 1.0, 0.1, 10.0)
+        light = {} if self.light_direction is None else {"lightDirection": self.light_direction}
         _, _, rgba, _, _ = pybullet.getCameraImage(
-            size, size, view, projection, renderer=pybullet.ER_TINY_RENDERER
+            size, size, view, projection, renderer=pybullet.ER_TINY_RENDERER, **light
         )
         return np.asarray(rgba, np.uint8).reshape(size, size, 4)[..., :3]
 
@@ -58,9 +60,18 @@ class KukaGraspCamEnv(envs.KukaGraspEnv):
     """`KukaGrasp-v0` (dynamics, reward, termination, scripted grasp) observed as
     {"image": (size, size, 3) uint8, "arm": (6,) float32}."""
 
-    def __init__(self, size: int = 64, camera: Camera | None = None, **kwargs):
+    def __init__(
+        self,
+        size: int = 64,
+        camera: Camera | None = None,
+        block_offset: tuple[float, float] = (0.0, 0.0),
+        **kwargs,
+    ):
+        """`camera` and `block_offset` (metres added to the block's start in x and y,
+        outside the range KukaGymEnv draws from) are the robustness checks' changes."""
         # KukaGymEnv.__init__ calls reset(), which renders: the camera comes first.
-        self.size, self.camera = size, camera or Camera()
+        self.size = size
+        self.configure(camera, block_offset)
         self.state = np.zeros(0, np.float32)
         super().__init__(**kwargs)
         self.observation_space = gym.spaces.Dict(
@@ -70,12 +81,25 @@ class KukaGraspCamEnv(envs.KukaGraspEnv):
             }
         )
 
+    def configure(self, camera: Camera | None = None, block_offset=(0.0, 0.0)) -> None:
+        """Sets the camera and block offset from the next reset on (the constructor's)."""
+        self.camera, self.block_offset = camera or Camera(), block_offset
+
     def _observe(self, state) -> dict[str, np.ndarray]:
         self.state = np.asarray(state, np.float32)
         return {"image": self.camera.image(self.size), "arm": self.state[:ARM_SIZE].copy()}
 
     def reset(self):
-        return self._observe(super().reset())
+        state = super().reset()
+        if any(self.block_offset):
+            position, orientation = pybullet.getBasePositionAndOrientation(self.blockUid)
+            x, y, z = position
+            dx, dy = self.block_offset
+            pybullet.resetBasePositionAndOrientation(
+                self.blockUid, (x + dx, y + dy, z), orientation
+            )
+            state = self.getExtendedObservation()
+        return self._observe(state)
 
     def step(self, action):
         state, reward, done, info = super().step(action)

@@ -96,6 +96,7 @@ def teach(
         model.load_weights(os.path.join(run_dir, STUDENT, "weights"))
         log(f"Resumed after round {state['rounds']} ({len(data['label']):,} frames)")
     writer = tf.summary.create_file_writer(os.path.join(run_dir, "train"))
+    sized = {"size": vision.image_size}
     worker = f"{labelling.__name__}:env_worker"
     with actors.ActorPool(envs.CAMERA_ENV_ID, num_envs, seed, worker=worker) as pool:
         started, first = time.monotonic(), state["rounds"]
@@ -114,7 +115,7 @@ def teach(
                 f"{state['loss'][-1]:.2e} | ETA {int(left // 60)}m{int(left % 60):02d}s"
             )
         export(model, os.path.join(run_dir, "policy"))
-        episodes = pool.evaluate((student.params(model), vision.image_size), eval_episodes)
+        episodes = pool.evaluate((None, student.params(model), sized), eval_episodes)
     result = evaluate.summarize(episodes, sum(state["frames"][-1:]), envs.CAMERA_ENV_ID)
     evaluate.write_json(result, os.path.join(run_dir, "eval.json"))
     eval_writer = tf.summary.create_file_writer(os.path.join(run_dir, "eval"))
@@ -133,11 +134,13 @@ def evaluate_run(cfg: Config, run_dir: str) -> tuple[str, dict]:
     with open(os.path.join(run_dir, VISION)) as f:
         vision = VisionConfig(**json.load(f))
     model = student.build(vision.image_size, 6, 3, vision.student_learning_rate)
-    model.load_weights(os.path.join(run_dir, STUDENT, "weights"))
+    # Playing needs no optimizer: its saved state stays unread.
+    model.load_weights(os.path.join(run_dir, STUDENT, "weights")).expect_partial()
+    sized = {"size": vision.image_size}
     worker = f"{labelling.__name__}:env_worker"
     num_envs = min(cfg.num_envs, cfg.eval_episodes)
     with actors.ActorPool(envs.CAMERA_ENV_ID, num_envs, cfg.seed, worker=worker) as pool:
-        episodes = pool.evaluate((student.params(model), vision.image_size), cfg.eval_episodes)
+        episodes = pool.evaluate((None, student.params(model), sized), cfg.eval_episodes)
     result = evaluate.summarize(episodes, rounds["frames"][-1], envs.CAMERA_ENV_ID)
     path = os.path.join(run_dir, f"eval-{result['env_steps']}.json")
     evaluate.write_json(result, path)
@@ -150,9 +153,8 @@ def _round(pool, model, vision: VisionConfig, teacher_params, index: int, data, 
     Returns (frames so far, with this round's under "new"; the state counting it).
     """
     driver = student.params(model) if index else None  # the teacher drives round 1
-    replies = pool.spread(
-        "label", (teacher_params, driver, vision.image_size), vision.dagger_episodes
-    )
+    sized = {"size": vision.image_size}
+    replies = pool.spread("label", (teacher_params, driver, sized), vision.dagger_episodes)
     new = {key: np.concatenate([reply[0][key] for reply in replies]) for key in replies[0][0]}
     episodes = [episode for reply in replies for episode in reply[1]]
     frames = {key: np.concatenate([data[key], new[key]]) for key in new} if data else dict(new)

@@ -37,9 +37,12 @@ def _play(env, env_id: str, driver, teacher, frames: list | None) -> actors.Epis
 def env_worker(conn, env_id: str, seed: int) -> None:
     """An env process of actors.ActorPool for KukaGraspCam-v0 (its `worker`).
 
-    Commands: ("label", (teacher params, student params or None, image size), n) plays
-    n episodes and replies (frames, episodes); ("evaluate", (student params, image
-    size), n) replies n greedy episodes of the student.
+    Every command's params are (teacher params or None, student params or None, the
+    env's constructor arguments: `size`, and for the robustness checks `camera`,
+    `block_offset`, set on the one env the process has). ("label", params, n)
+    plays n episodes, driven by the student if given, else by the teacher, and replies
+    (frames labelled by the teacher, episodes); ("evaluate", params, n) replies n
+    greedy episodes of the student (or of the teacher when no student is given).
     """
     import gym
 
@@ -48,15 +51,17 @@ def env_worker(conn, env_id: str, seed: int) -> None:
     envs.seed_process(seed)
     with contextlib.suppress(BrokenPipeError, ConnectionResetError, EOFError):
         conn.send(("ok", (None, None), 0.0))
-        env, size = None, None
+        env, made = None, None
         while True:
             command, params, count = conn.recv()
             if command == "close":
                 return
-            if params[-1] != size:  # the frame size is fixed when the env is made
-                size = params[-1]
-                env = gym.make(env_id, size=size)
+            if env is None:  # one env per process: a second would share pybullet's client
+                env = gym.make(env_id, size=params[-1]["size"])
                 env.seed(seed)
+            if params[-1] != made:
+                made = params[-1]
+                env.unwrapped.configure(**{k: v for k, v in made.items() if k != "size"})
             try:
                 conn.send(("ok", _episodes(env, env_id, command, params, count, seed), 0.0))
             except Exception as e:  # noqa: BLE001  (reported to the parent)
@@ -65,13 +70,12 @@ def env_worker(conn, env_id: str, seed: int) -> None:
 
 
 def _episodes(env, env_id: str, command: str, params, count: int, seed: int):
-    if command == "evaluate":
-        driver = student.StudentActor(params[0])
-        return [_play(env, env_id, driver, None, None) for _ in range(count)]
     teacher_params, student_params, _ = params
     bounds = env.action_space.low, env.action_space.high
-    teacher = agents.NumpyActor(teacher_params, *bounds, seed=seed)
-    driver = None if student_params is None else student.StudentActor(student_params)
+    teacher = teacher_params and agents.NumpyActor(teacher_params, *bounds, seed=seed)
+    driver = student_params and student.StudentActor(student_params)
+    if command == "evaluate":
+        return [_play(env, env_id, driver, teacher, None) for _ in range(count)]
     frames: list = []
     episodes = [_play(env, env_id, driver, teacher, frames) for _ in range(count)]
     images, arms, labels = (np.stack(column) for column in zip(*frames, strict=True))
