@@ -22,18 +22,12 @@ from bench import common
 ENV_ID = "KukaGraspCam-v0"
 
 
-def _first_wall(event_dir: str) -> float | None:
+def _walls(event_dir: str) -> tuple[float, float]:
+    """Wall time of the first and the last summary in `event_dir`."""
     from trainer import evaluate
 
     walls = [w for rows in evaluate.read_scalar_events(event_dir).values() for _, _, w in rows]
-    return min(walls) if walls else None
-
-
-def _last_wall(event_dir: str) -> float | None:
-    from trainer import evaluate
-
-    walls = [w for rows in evaluate.read_scalar_events(event_dir).values() for _, _, w in rows]
-    return max(walls) if walls else None
+    return min(walls), max(walls)
 
 
 def row(run_dir: str, seed: int) -> str:
@@ -45,9 +39,9 @@ def row(run_dir: str, seed: int) -> str:
     teacher_dir = os.path.join(run_dir, "teacher")
     with open(os.path.join(teacher_dir, "eval.json")) as f:
         teacher = json.load(f)
-    start = _first_wall(os.path.join(teacher_dir, "train"))
-    taught = _last_wall(os.path.join(teacher_dir, "eval"))
-    end = _last_wall(os.path.join(run_dir, "eval"))
+    start = _walls(os.path.join(teacher_dir, "train"))[0]
+    taught = _walls(os.path.join(teacher_dir, "eval"))[1]
+    end = _walls(os.path.join(run_dir, "eval"))[1]
     low, high = student["success_interval"]
     per_round = " ".join(f"{s:.0%}" for s in rounds["success"])
     return (

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import subprocess
 import sys
@@ -19,8 +18,8 @@ import sys
 # (name, KukaGraspCam-v0 constructor changes); the camera as trainer/camera.Camera.
 CONDITIONS = (
     ("as trained", {}),
-    ("camera moved 2 cm (x and y)", {"camera": ("moved", {"shift": 0.02})}),
-    ("camera turned 2 degrees (yaw)", {"camera": ("moved", {"turn": 2.0})}),
+    ("camera carried 2 cm along x", {"camera": ("moved", {"shift": 0.02})}),
+    ("camera turned 2 degrees in place", {"camera": ("moved", {"turn": 2.0})}),
     ("light from the front, low", {"camera": ("light", {"light_direction": (0.0, -1.0, 0.5)})}),
     ("block 0-12 cm beyond the far edge (x + 0.12 m)", {"block_offset": (0.12, 0.0)}),
 )
@@ -42,13 +41,9 @@ def env_kwargs(size: int, change: dict) -> dict:
 
 def measure(run_dir: str, episodes: int, seed: int, log=print) -> list[tuple[str, float, float]]:
     """[(condition, student success, teacher success)] over `episodes` greedy episodes."""
-    from trainer import actors, envs, labelling, student
-    from trainer.config import VisionConfig
+    from trainer import actors, dagger, envs, labelling, student
 
-    with open(os.path.join(run_dir, "vision.json")) as f:
-        vision = VisionConfig(**json.load(f))
-    model = student.build(vision.image_size, 6, 3, vision.student_learning_rate)
-    model.load_weights(os.path.join(run_dir, "student", "weights")).expect_partial()
+    vision, model = dagger.load_student(run_dir)
     learner, teacher = (
         student.params(model),
         labelling.teacher_params(vision.teacher or os.path.join(run_dir, "teacher")),

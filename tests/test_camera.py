@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -89,11 +90,26 @@ def test_the_task_is_unchanged(episodes):
         assert cam["rewards"] == pytest.approx(state["rewards"], rel=1e-6)
 
 
-def test_a_moved_camera_shifts_its_target_and_turns_its_yaw():
-    moved = camera.Camera().moved(shift=0.02, turn=2.0)
-    x, y, z = camera.Camera().target
-    assert moved.target == pytest.approx((x + 0.02, y + 0.02, z))
-    assert moved.yaw == camera.Camera().yaw + 2.0
+def test_a_moved_camera_is_carried_along_x_and_turned_in_place():
+    import numpy as np
+
+    base = camera.Camera()
+    moved = base.moved(shift=0.02, turn=2.0)
+    x, y, z = base.target
+    assert moved.target == pytest.approx((x + 0.02, y, z)) and moved.turn == 2.0
+
+    def eye_and_ahead(cam):
+        view = np.asarray(cam.view_matrix()).reshape(4, 4).T
+        return np.linalg.inv(view)[:3, 3], -view[2, :3]  # OpenGL cameras look down -z
+
+    # A turn of almost nothing is the untouched view: the eye is found right.
+    almost = dataclasses.replace(base, turn=1e-9)
+    np.testing.assert_allclose(almost.view_matrix(), base.view_matrix(), atol=1e-6)
+    eye, ahead = eye_and_ahead(base)
+    turned_eye, turned_ahead = eye_and_ahead(dataclasses.replace(base, turn=2.0))
+    np.testing.assert_allclose(turned_eye, eye, atol=1e-6)  # in place
+    flat = [v[:2] / np.linalg.norm(v[:2]) for v in (ahead, turned_ahead)]
+    assert np.degrees(np.arccos(np.clip(flat[0] @ flat[1], -1, 1))) == pytest.approx(2.0, abs=1e-3)
 
 
 _OFFSET = """

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from trainer import checks
-from trainer.config import Config
+from trainer.config import Config, VisionConfig
 
 
 def test_defaults_are_valid():
@@ -35,3 +35,22 @@ def test_defaults_are_valid():
 def test_validate_names_the_problem(change, words):
     with pytest.raises(ValueError, match=words):
         checks.validate(dataclasses.replace(Config(), **change))
+
+
+@pytest.mark.parametrize(
+    "field, value, words",
+    [
+        ("dagger_iterations", 0, "--dagger_iterations must be positive"),
+        ("dagger_episodes", -1, "--dagger_episodes must be positive"),
+        ("student_learning_rate", 0.0, "--student_learning_rate must be positive"),
+        ("student_batch_size", 0, "--student_batch_size must be positive"),
+        ("image_size", 16, "--image_size must be at least 17"),
+    ],
+)
+def test_camera_settings_out_of_range_are_named(field, value, words):
+    with pytest.raises(ValueError, match=words):
+        checks.validate_vision(dataclasses.replace(VisionConfig(), **{field: value}))
+
+
+def test_the_smallest_frame_the_student_takes_is_valid():
+    checks.validate_vision(VisionConfig(image_size=17))

@@ -35,12 +35,17 @@ def test_rounds_save_their_frames_and_a_resume_goes_on_from_the_last(teacher, tm
     assert result["episodes"] == 2 and os.path.exists(tmp_path / "eval.json")
     assert lines[0].startswith("round 1/2 | teacher drove")
 
+    assert state["student"] == os.path.join("student", "round-001", "weights")
+    assert os.listdir(tmp_path / "student") == ["round-001"]  # the older one went
+
     lines.clear()
-    more = VisionConfig(dagger_iterations=3, dagger_episodes=2, image_size=32, student_epochs=1)
+    # One episode for two env processes: one of them plays none this round.
+    more = VisionConfig(dagger_iterations=3, dagger_episodes=1, image_size=32, student_epochs=1)
     dagger.teach(more, teacher, str(tmp_path), 2, 0, 2, log=lines.append)
     assert lines[0] == f"Resumed after round 2 ({state['frames'][1]:,} frames)"
     assert lines[1].startswith("round 3/3 | student drove")
-    assert json.loads((tmp_path / "dagger.json").read_text())["rounds"] == 3
+    after = json.loads((tmp_path / "dagger.json").read_text())
+    assert after["rounds"] == 3 and after["frames"][2] > state["frames"][1]
 
 
 @pytest.mark.slow

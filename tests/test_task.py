@@ -80,7 +80,7 @@ def _refused(tmp_path, *args: str) -> str:
         ),
         (["--env_id=CartPole-v1"], "need a continuous (Box) action): observation Box"),
         (["--num_envs=500"], "--num_envs=500 is more than 4 env processes per core"),
-        (["--env_id=KukaGraspCam-v0", "--image_size=16"], "--image_size must be at least 24"),
+        (["--env_id=KukaGraspCam-v0", "--image_size=16"], "--image_size must be at least 17"),
         (["--env_id=KukaGraspCam-v0", "--dagger_episodes=0"], "--dagger_episodes must be"),
         (
             ["--env_id=KukaGraspCam-v0", "--logdir=gs://kuka-runs/runs"],

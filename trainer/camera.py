@@ -15,9 +15,11 @@ import numpy as np
 import pybullet
 
 from trainer import envs
+from trainer.config import VisionConfig
 
 # gripper x, y, z and Euler angles: pybullet's Kuka.getObservation, before the block's part
 ARM_SIZE = 6
+ACTION_SIZE = 3  # KukaGymEnv's dx, dy and gripper angle
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,18 +38,33 @@ class Camera:
     pitch: float = -50.0
     fov: float = 40.0
     light_direction: tuple[float, float, float] | None = None  # None: TinyRenderer's own
+    turn: float = 0.0  # degrees the camera is turned in place, about the vertical
 
     def moved(self, shift: float = 0.0, turn: float = 0.0) -> Camera:
-        """This camera with its target moved by `shift` metres along x and y and its yaw
-        turned by `turn` degrees: the robustness checks' disturbances."""
+        """This camera carried `shift` metres along x (the arm's reach) and turned in place
+        by `turn` degrees: the robustness checks' disturbances."""
         x, y, z = self.target
-        return dataclasses.replace(self, target=(x + shift, y + shift, z), yaw=self.yaw + turn)
+        return dataclasses.replace(self, target=(x + shift, y, z), turn=self.turn + turn)
 
-    def image(self, size: int) -> np.ndarray:
-        """A (size, size, 3) uint8 frame from pybullet's TinyRenderer (no GPU needed)."""
+    def view_matrix(self) -> tuple[float, ...]:
+        """pybullet's view matrix: yaw, pitch and distance around the target, then turned."""
         view = pybullet.computeViewMatrixFromYawPitchRoll(
             self.target, self.distance, self.yaw, self.pitch, 0, 2
         )
+        if not self.turn:
+            return view
+        # The eye is where the inverse of the (column-major) view matrix sends the origin.
+        eye = np.linalg.inv(np.asarray(view).reshape(4, 4).T)[:3, 3]
+        angle = np.radians(self.turn)
+        rotation = np.array(
+            [[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]]
+        )
+        ahead = rotation @ (np.asarray(self.target) - eye)
+        return pybullet.computeViewMatrix(eye.tolist(), (eye + ahead).tolist(), (0, 0, 1))
+
+    def image(self, size: int) -> np.ndarray:
+        """A (size, size, 3) uint8 frame from pybullet's TinyRenderer (no GPU needed)."""
+        view = self.view_matrix()
         projection = pybullet.computeProjectionMatrixFOV(self.fov, 1.0, 0.1, 10.0)
         light = {} if self.light_direction is None else {"lightDirection": self.light_direction}
         _, _, rgba, _, _ = pybullet.getCameraImage(
@@ -62,7 +79,7 @@ class KukaGraspCamEnv(envs.KukaGraspEnv):
 
     def __init__(
         self,
-        size: int = 64,
+        size: int = VisionConfig.image_size,
         camera: Camera | None = None,
         block_offset: tuple[float, float] = (0.0, 0.0),
         **kwargs,

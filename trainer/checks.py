@@ -80,14 +80,16 @@ def validate_roles(roles: RoleConfig) -> None:
         raise ValueError(f"--reverb_address must be HOST:PORT, got {roles.reverb_address!r}")
 
 
-# The student's three strided convolutions need at least this many pixels a side.
-MIN_IMAGE_SIZE = 24
-
-
 def validate_vision(vision: VisionConfig) -> None:
     """Raises ValueError naming the first camera-policy setting out of range."""
-    for name in ("dagger_iterations", "dagger_episodes", "student_epochs", "student_learning_rate"):
+    from trainer import student
+
+    positive = ("dagger_iterations", "dagger_episodes", "student_epochs")
+    for name in (*positive, "student_learning_rate", "student_batch_size"):
         if not getattr(vision, name) > 0:
             raise ValueError(f"--{name} must be positive, got {getattr(vision, name)}")
-    if vision.image_size < MIN_IMAGE_SIZE:
-        raise ValueError(f"--image_size must be at least {MIN_IMAGE_SIZE}, got {vision.image_size}")
+    if vision.image_size < student.min_size():
+        raise ValueError(
+            f"--image_size must be at least {student.min_size()} (the student's "
+            f"convolutions), got {vision.image_size}"
+        )

@@ -130,24 +130,17 @@ def train(
     passes None, since its collectors take every setting from the same flags.
     KukaGraspCam-v0 trains its camera policy with `vision` (trainer/dagger.py).
     """
-    from trainer import envs  # gym and pybullet, which every training start loads anyway
-
-    camera = cfg.env_id == envs.CAMERA_ENV_ID
-    try:
-        checks.validate_vision(vision or VisionConfig())
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    if camera and (roles is not None or cfg.logdir.startswith("gs://")):
-        raise UsageError(
-            "KukaGraspCam-v0 trains on this machine with a local --logdir for now (docs/vision.md)"
-        )
+    _check_camera(cfg, vision or VisionConfig(), roles)
     try:
         cfg, run_dir, mirror = rundir.prepare(cfg, command_line, given)
     except (rundir.DiskFull, rundir.StorageDown) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(f"Run directory: {run_dir}", file=sys.stderr, flush=True)
+    camera = _is_camera(cfg)  # the run's own env: a resume may not name it
     try:  # until the Syncer owns it, a gs:// run's lease is released here if anything fails
+        if camera and mirror is not None:
+            raise UsageError(_CAMERA_LOCAL)
         # TensorFlow loads only once the input is known good.
         from trainer import actors, agents, record, train
 
@@ -174,10 +167,7 @@ def train(
             elif camera:
                 from trainer import dagger
 
-                try:
-                    dagger.train(cfg, vision or VisionConfig(), run_dir, given or frozenset())
-                except ValueError as e:
-                    raise UsageError(str(e)) from None
+                dagger.train(cfg, vision or VisionConfig(), run_dir, given or frozenset())
             else:
                 train.train(cfg, run_dir, syncer=syncer)
         finally:
@@ -202,6 +192,34 @@ def train(
         file=sys.stderr,
     )
     return 0
+
+
+_CAMERA_LOCAL = (
+    "KukaGraspCam-v0 trains on this machine with a local --logdir for now (docs/vision.md)"
+)
+
+
+def _is_camera(cfg: Config) -> bool:
+    from trainer import envs  # gym and pybullet, which every training start loads anyway
+
+    return cfg.env_id == envs.CAMERA_ENV_ID
+
+
+def _check_camera(cfg: Config, vision: VisionConfig, roles: RoleConfig | None) -> None:
+    """UsageError, before the run directory is touched, for camera settings out of range,
+    a camera run asked of the distributed roles or a gs:// LOGDIR, or a bad --teacher."""
+    try:
+        checks.validate_vision(vision)
+        if not _is_camera(cfg):
+            return
+        if roles is not None or cfg.logdir.startswith("gs://"):
+            raise ValueError(_CAMERA_LOCAL)
+        if vision.teacher:
+            from trainer import labelling
+
+            labelling.check_teacher(vision.teacher)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
 
 
 def bound_sigterm(syncer, budget: float):

@@ -196,6 +196,7 @@ class VisionConfig:
         image_size: camera: side of the camera's square RGB frame in pixels.
         student_epochs: camera: passes over all frames collected so far, per round.
         student_learning_rate: camera: Adam learning rate of the student.
+        student_batch_size: camera: frames per gradient step of the student.
     """
 
     teacher: str = ""
@@ -204,6 +205,7 @@ class VisionConfig:
     image_size: int = 64
     student_epochs: int = 3
     student_learning_rate: float = 1e-3
+    student_batch_size: int = 128
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,14 +20,17 @@ import time
 
 import numpy as np
 
-from trainer import actors, envs, evaluate, labelling, rundir, runs, student
+from trainer import actors, camera, envs, evaluate, labelling, rundir, runs, student
 from trainer.config import Config, VisionConfig
 
-TEACHER = "teacher"  # in the run directory: the state policy trained when none is given
-VISION = "vision.json"  # the run's VisionConfig, written once
-FRAMES = "frames"  # in the run directory: round-NNN.npz
-STUDENT = "student"  # the student's weights after the last finished round
-STATE = "dagger.json"  # rounds finished and their measurements
+# A camera run's own files beside config.json; dagger.json, written last in a round,
+# is what counts the round done, so a crash before it repeats the round.
+TEACHER = "teacher"  # the state policy's run, when none is given
+VISION = "vision.json"  # the settings, written once, so a resume keeps them
+FRAMES = "frames"  # round-NNN.npz: a round's frames, never recollected on a resume
+STUDENT = "student"  # round-NNN/: the student after each round; dagger.json names one
+STATE = "dagger.json"
+VISION_FIELDS = frozenset(field.name for field in dataclasses.fields(VisionConfig))
 
 
 def _state(run_dir: str) -> dict:
@@ -36,7 +39,7 @@ def _state(run_dir: str) -> dict:
         with open(os.path.join(run_dir, STATE)) as f:
             return json.load(f)
     except FileNotFoundError:
-        return {"rounds": 0, "success": [], "loss": [], "frames": []}
+        return {"rounds": 0, "success": [], "loss": [], "frames": [], "student": ""}
 
 
 def export(model, path: str) -> None:
@@ -50,11 +53,8 @@ def export(model, path: str) -> None:
         "arm": tf.TensorSpec([None, model.input["arm"].shape[1]], tf.float32, name="arm"),
     }
     serve = tf.function(lambda inputs: {"action": model(inputs)}, input_signature=[spec])
-    tmp = path + ".tmp"
-    tf.saved_model.save(model, tmp, signatures={"action": serve, "serving_default": serve})
-    if os.path.exists(path):
-        shutil.rmtree(path)
-    os.replace(tmp, path)
+    signatures = {"action": serve, "serving_default": serve}
+    runs.export_dir(path, lambda staging: tf.saved_model.save(model, staging, signatures))
 
 
 def _load_frames(run_dir: str, rounds: int) -> dict[str, np.ndarray]:
@@ -69,9 +69,11 @@ def _save_round(run_dir: str, index: int, frames: dict, model, state: dict) -> N
     path = os.path.join(run_dir, FRAMES, f"round-{index:03d}.npz")
     np.savez_compressed(path + ".tmp.npz", **frames)
     os.replace(path + ".tmp.npz", path)
-    os.makedirs(os.path.join(run_dir, STUDENT), exist_ok=True)
-    model.save_weights(os.path.join(run_dir, STUDENT, "weights"))
+    model.save_weights(os.path.join(run_dir, state["student"]))
     runs.write_atomic(os.path.join(run_dir, STATE), json.dumps(state, indent=1))
+    for older in glob.glob(os.path.join(run_dir, STUDENT, "round-*")):
+        if not state["student"].startswith(os.path.relpath(older, run_dir)):
+            shutil.rmtree(older, ignore_errors=True)
 
 
 def teach(
@@ -90,10 +92,10 @@ def teach(
 
     tf.keras.utils.set_random_seed(seed)
     state = _state(run_dir)
-    model = student.build(vision.image_size, 6, 3, vision.student_learning_rate)
+    model = _build(vision)
     data = _load_frames(run_dir, state["rounds"])
     if state["rounds"]:  # the weights hold the arm's normalization too
-        model.load_weights(os.path.join(run_dir, STUDENT, "weights"))
+        model.load_weights(os.path.join(run_dir, state["student"]))
         log(f"Resumed after round {state['rounds']} ({len(data['label']):,} frames)")
     writer = tf.summary.create_file_writer(os.path.join(run_dir, "train"))
     sized = {"size": vision.image_size}
@@ -125,17 +127,31 @@ def teach(
     return result
 
 
-def evaluate_run(cfg: Config, run_dir: str) -> tuple[str, dict]:
-    """`make eval` of a camera run: `cfg.eval_episodes` greedy episodes of its student;
-    writes eval-<frames>.json beside eval.json. ValueError if no round has finished."""
-    rounds = _state(run_dir)
-    if not rounds["rounds"]:
+def load_student(run_dir: str):
+    """(VisionConfig, Keras student) of a camera run's last finished round; ValueError
+    if no round has finished."""
+    state = _state(run_dir)
+    if not state["rounds"]:
         raise ValueError(f"no student in {run_dir} yet: no DAgger round has finished")
     with open(os.path.join(run_dir, VISION)) as f:
         vision = VisionConfig(**json.load(f))
-    model = student.build(vision.image_size, 6, 3, vision.student_learning_rate)
+    model = _build(vision)
     # Playing needs no optimizer: its saved state stays unread.
-    model.load_weights(os.path.join(run_dir, STUDENT, "weights")).expect_partial()
+    model.load_weights(os.path.join(run_dir, state["student"])).expect_partial()
+    return vision, model
+
+
+def _build(vision: VisionConfig):
+    return student.build(
+        vision.image_size, camera.ARM_SIZE, camera.ACTION_SIZE, vision.student_learning_rate
+    )
+
+
+def evaluate_run(cfg: Config, run_dir: str) -> tuple[str, dict]:
+    """`make eval` of a camera run: `cfg.eval_episodes` greedy episodes of its student;
+    writes eval-<frames>.json beside eval.json. ValueError if no round has finished."""
+    vision, model = load_student(run_dir)
+    rounds = _state(run_dir)
     sized = {"size": vision.image_size}
     worker = f"{labelling.__name__}:env_worker"
     num_envs = min(cfg.num_envs, cfg.eval_episodes)
@@ -155,7 +171,8 @@ def _round(pool, model, vision: VisionConfig, teacher_params, index: int, data, 
     driver = student.params(model) if index else None  # the teacher drives round 1
     sized = {"size": vision.image_size}
     replies = pool.spread("label", (teacher_params, driver, sized), vision.dagger_episodes)
-    new = {key: np.concatenate([reply[0][key] for reply in replies]) for key in replies[0][0]}
+    parts = [reply[0] for reply in replies if reply[0] is not None]
+    new = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
     episodes = [episode for reply in replies for episode in reply[1]]
     frames = {key: np.concatenate([data[key], new[key]]) for key in new} if data else dict(new)
     if index == 0:  # the arm's scale, fixed from the teacher's episodes on
@@ -163,7 +180,7 @@ def _round(pool, model, vision: VisionConfig, teacher_params, index: int, data, 
     history = model.fit(
         {"image": frames["image"], "arm": frames["arm"]},
         frames["label"],
-        batch_size=128,
+        batch_size=vision.student_batch_size,
         epochs=vision.student_epochs,
         shuffle=True,
         verbose=0,
@@ -173,6 +190,7 @@ def _round(pool, model, vision: VisionConfig, teacher_params, index: int, data, 
         "success": [*state["success"], float(np.mean([bool(e.success) for e in episodes]))],
         "loss": [*state["loss"], float(history.history["loss"][-1])],
         "frames": [*state["frames"], len(frames["label"])],
+        "student": os.path.join(STUDENT, f"round-{index:03d}", "weights"),
     }
     return {**frames, "new": new}, state
 
@@ -182,7 +200,7 @@ def train(cfg: Config, vision: VisionConfig, run_dir: str, given=frozenset(), lo
     names one), then the DAgger rounds; returns the student's evaluation.
 
     The run's vision.json is written once; a resume keeps it but for the `given` fields,
-    of which only --dagger_iterations may differ (ValueError otherwise).
+    of which only --dagger_iterations may differ (rundir.UsageError otherwise).
     """
     from trainer import train as state_training
 
@@ -195,7 +213,9 @@ def train(cfg: Config, vision: VisionConfig, run_dir: str, given=frozenset(), lo
             return json.load(f)
     teacher_dir = vision.teacher or os.path.join(run_dir, TEACHER)
     if not vision.teacher:
-        teacher_cfg = dataclasses.replace(cfg, env_id=envs.DEFAULT_ENV_ID, run=TEACHER)
+        teacher_cfg = dataclasses.replace(
+            cfg, env_id=envs.DEFAULT_ENV_ID, logdir=run_dir, run=TEACHER
+        )  # a run of its own: `make eval LOGDIR=RUN_DIR RUN=teacher` works on it
         os.makedirs(teacher_dir, exist_ok=True)
         if not os.path.exists(os.path.join(teacher_dir, "config.json")):
             runs.save_config(teacher_cfg, os.path.join(teacher_dir, "config.json"))
@@ -228,12 +248,9 @@ def _settings(vision: VisionConfig, path: str, given) -> VisionConfig:
         and getattr(saved, name) != getattr(vision, name)
     ]
     if changed:
-        raise ValueError(
+        raise rundir.UsageError(
             f"the run exists with other camera settings ({'; '.join(changed)}); pass the same "
             "flags to resume it, or another --run"
         )
     taken = {name: getattr(vision, name) for name in given if name in VISION_FIELDS}
     return dataclasses.replace(saved, **taken)
-
-
-VISION_FIELDS = frozenset(field.name for field in dataclasses.fields(VisionConfig))

@@ -22,7 +22,7 @@ GRASP_ENV_IDS = (DEFAULT_ENV_ID, CAMERA_ENV_ID, "KukaBulletEnv-v0")
 # The env adds +10000 to the last reward when the block ends above z = 0.2; every
 # other reward is a small negative distance, so the last reward tells success.
 SUCCESS_REWARD = 5000.0
-MAX_EPISODE_STEPS = 1000
+_MAX_EPISODE_STEPS = 1000
 
 
 @contextlib.contextmanager
@@ -84,7 +84,7 @@ def register() -> None:
     for env_id, entry_point in ours.items():
         if env_id not in gym.envs.registration.registry.env_specs:
             gym.envs.registration.register(
-                id=env_id, entry_point=entry_point, max_episode_steps=MAX_EPISODE_STEPS
+                id=env_id, entry_point=entry_point, max_episode_steps=_MAX_EPISODE_STEPS
             )
 
 

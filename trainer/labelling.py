@@ -41,8 +41,8 @@ def env_worker(conn, env_id: str, seed: int) -> None:
     env's constructor arguments: `size`, and for the robustness checks `camera`,
     `block_offset`, set on the one env the process has). ("label", params, n)
     plays n episodes, driven by the student if given, else by the teacher, and replies
-    (frames labelled by the teacher, episodes); ("evaluate", params, n) replies n
-    greedy episodes of the student (or of the teacher when no student is given).
+    (frames labelled by the teacher, None when n is 0; episodes). ("evaluate", params,
+    n) replies n greedy episodes of the student (of the teacher when no student is given).
     """
     import gym
 
@@ -78,6 +78,8 @@ def _episodes(env, env_id: str, command: str, params, count: int, seed: int):
         return [_play(env, env_id, driver, teacher, None) for _ in range(count)]
     frames: list = []
     episodes = [_play(env, env_id, driver, teacher, frames) for _ in range(count)]
+    if not frames:  # fewer episodes than env processes: this one had none
+        return None, episodes
     images, arms, labels = (np.stack(column) for column in zip(*frames, strict=True))
     return {"image": images, "arm": arms.astype(np.float32), "label": labels}, episodes
 
@@ -107,14 +109,26 @@ def state_agent(cfg):
     )
 
 
+def check_teacher(run_dir: str):
+    """The teacher run's Config; ValueError, without loading TensorFlow, unless it is a
+    KukaGrasp-v0 run with a checkpoint."""
+    try:
+        cfg = runs.load_config(os.path.join(run_dir, "config.json"))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"--teacher={run_dir} is not a run: {e}") from None
+    if cfg.env_id != envs.DEFAULT_ENV_ID:
+        raise ValueError(f"the teacher {run_dir} learned {cfg.env_id}, not {envs.DEFAULT_ENV_ID}")
+    if not os.path.exists(os.path.join(run_dir, "checkpoints", "checkpoint")):
+        raise ValueError(f"the teacher {run_dir} has no checkpoint")
+    return cfg
+
+
 def teacher_params(run_dir: str) -> dict:
     """The numpy actor of a KukaGrasp-v0 run's newest checkpoint (agents.actor_params);
     ValueError if the run is of another env or has no checkpoint."""
     import tensorflow as tf
 
-    cfg = runs.load_config(os.path.join(run_dir, "config.json"))
-    if cfg.env_id != envs.DEFAULT_ENV_ID:
-        raise ValueError(f"the teacher {run_dir} learned {cfg.env_id}, not {envs.DEFAULT_ENV_ID}")
+    cfg = check_teacher(run_dir)
     newest = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
     if newest is None:
         raise ValueError(f"the teacher {run_dir} has no checkpoint")

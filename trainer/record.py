@@ -5,7 +5,6 @@ the exported policy and uploads, on the env-step axis.
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import time
 
@@ -13,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 from tf_agents.policies import policy_saver
 
-from trainer import agents, evaluate
+from trainer import agents, evaluate, runs
 from trainer.config import Config
 from trainer.progress import Progress
 
@@ -61,15 +60,7 @@ def _recover_policy(run_dir: str) -> None:
 
 def _export_policy(saver, run_dir: str) -> None:
     """Writes the policy beside `policy/` and swaps it in, so a reader never sees half of one."""
-    final = os.path.join(run_dir, "policy")
-    staging, old = final + ".tmp", final + ".old"
-    for path in (staging, old):
-        shutil.rmtree(path, ignore_errors=True)
-    saver.save(staging)
-    if os.path.exists(final):
-        os.rename(final, old)
-    os.rename(staging, final)
-    shutil.rmtree(old, ignore_errors=True)
+    runs.export_dir(os.path.join(run_dir, "policy"), saver.save)
 
 
 class CheckpointError(RuntimeError):

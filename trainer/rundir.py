@@ -272,8 +272,11 @@ def _resumed(cfg: Config, given: frozenset[str] | None, run_dir: str) -> Config:
             f"run {run_dir} exists with another config ({'; '.join(diffs)}); "
             "pass the same flags to resume it, or another --run"
         )
+    from trainer import envs
+
     finished = finished_at(run_dir)
-    if finished is not None and finished >= cfg.total_steps:
+    # A camera run's eval.json counts frames, and dagger.train knows when it is done.
+    if cfg.env_id != envs.CAMERA_ENV_ID and finished is not None and finished >= cfg.total_steps:
         raise AlreadyFinished(
             f"Run {run_dir} already finished at step {finished:,} (eval.json); "
             f"raise --total_steps to train on, or `make eval RUN={cfg.run}` to evaluate again"

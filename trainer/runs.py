@@ -62,6 +62,22 @@ def check_run_id(run_id: str) -> None:
         )
 
 
+def export_dir(final: str, write) -> None:
+    """Calls `write(staging)` beside `final` and swaps the result in, so a reader never
+    sees half of one: `final` is renamed to `final.old` first, which a reader between the
+    two renames falls back on (render.plan)."""
+    import shutil
+
+    staging, old = final + ".tmp", final + ".old"
+    for path in (staging, old):
+        shutil.rmtree(path, ignore_errors=True)
+    write(staging)
+    if os.path.exists(final):
+        os.rename(final, old)
+    os.rename(staging, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def write_atomic(path: str, text: str) -> None:
     """Writes `path` whole or not at all: a temp file beside it, fsynced, then renamed.
 

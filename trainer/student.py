@@ -17,6 +17,14 @@ CONVOLUTIONS = ((16, 5, 2), (32, 3, 2), (32, 3, 2))
 DENSE = (256, 256)
 
 
+def min_size() -> int:
+    """The smallest frame side the convolutions take (each leaves at least one pixel)."""
+    side = 1
+    for _, kernel, stride in reversed(CONVOLUTIONS):
+        side = (side - 1) * stride + kernel
+    return side
+
+
 def build(size: int, arm_size: int, action_size: int, learning_rate: float):
     """The Keras student: inputs "image" (uint8, size x size x 3) and "arm" (float32);
     output the action in [-1, 1]. The arm's normalization is part of the model
