@@ -60,16 +60,21 @@ def make_env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
-def run_task(*args: str, timeout: float = 600, env=None) -> subprocess.CompletedProcess:
-    """Runs `python -m trainer.task` from the repository root (`env` adds variables)."""
+def run_module(module: str, *args: str, timeout: float = 600, env=None):
+    """Runs `python -m MODULE ARGS` from the repository root (`env` adds variables)."""
     return subprocess.run(
-        [sys.executable, "-m", "trainer.task", *args],
+        [sys.executable, "-m", module, *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=timeout,
         env={**os.environ, **(env or {})},
     )
+
+
+def run_task(*args: str, timeout: float = 600, env=None) -> subprocess.CompletedProcess:
+    """Runs `python -m trainer.task` from the repository root (`env` adds variables)."""
+    return run_module("trainer.task", *args, timeout=timeout, env=env)
 
 
 @pytest.fixture(scope="session")
@@ -84,6 +89,7 @@ def tiny_camera_run(tmp_path_factory) -> str:
         *camera,
         "--dagger_iterations=2",
         "--student_epochs=1",
+        timeout=1200,  # a teacher, two rounds and their renders: minutes on a busy machine
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return os.path.join(logdir, "cam")

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT, TINY_FLAGS
+from tests.conftest import ROOT, TINY_FLAGS, run_module
 
 pytestmark = pytest.mark.slow
 
@@ -93,27 +93,10 @@ def test_vision_benches_report_a_camera_run(tiny_camera_run, tmp_path):
     shutil.copytree(tiny_camera_run, tmp_path / "cam-s0")
     table = tmp_path / "seeds.md"
     args = ["--seeds=0", f"--logdir={tmp_path}", f"--out={table}", "--report"]
-    result = subprocess.run(
-        [sys.executable, "-m", "bench.vision", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_module("bench.vision", *args, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| 0 | " in table.read_text() and "1 of 1 seeds" in table.read_text()
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.vision_robustness",
-            os.path.join(tmp_path, "cam-s0"),
-            "--episodes=1",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    run = os.path.join(tmp_path, "cam-s0")
+    result = run_module("bench.vision_robustness", run, "--episodes=1", timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("student ") == 5 and "| as trained |" in result.stderr

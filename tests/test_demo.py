@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from tests.conftest import ROOT, run_task
+from tests.conftest import ROOT, run_module, run_task
 
 pytestmark = pytest.mark.slow
 
@@ -61,16 +61,8 @@ def test_make_plot_writes_the_learning_curve(tiny_run):
 
 
 def test_use_policy_plays_the_exported_policy(tiny_run):
-    import subprocess
-    import sys
-
-    out = subprocess.run(
-        [sys.executable, "-m", "demo.use_policy", os.path.join(tiny_run, "policy"), "--episodes=1"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    policy = os.path.join(tiny_run, "policy")
+    out = run_module("demo.use_policy", policy, "--episodes=1", timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     first, last = out.stdout.splitlines()
     assert first.startswith("episode 1: return ") and first.endswith(("lifted the block", "missed"))
@@ -80,22 +72,8 @@ def test_use_policy_plays_the_exported_policy(tiny_run):
 
 def test_use_policy_plays_a_camera_policy_in_the_camera_env(tiny_camera_run):
     """Issue 28: the exported student takes the frame and the arm's state."""
-    import subprocess
-    import sys
-
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "demo.use_policy",
-            os.path.join(tiny_camera_run, "policy"),
-            "--episodes=1",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    policy = os.path.join(tiny_camera_run, "policy")
+    out = run_module("demo.use_policy", policy, "--episodes=1", timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.splitlines()[-1] in ("lifted 0 of 1", "lifted 1 of 1")
 
