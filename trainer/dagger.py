@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from trainer import actors, camera, envs, evaluate, labelling, rundir, runs, student
+from trainer import actors, camera, envs, evaluate, labelling, resume, rundir, runs, student
 from trainer.config import Config, VisionConfig
 
 # A camera run's own files beside config.json; dagger.json, written last in a round,
@@ -30,7 +30,6 @@ VISION = "vision.json"  # the settings, written once, so a resume keeps them
 FRAMES = "frames"  # round-NNN.npz: a round's frames, never recollected on a resume
 STUDENT = "student"  # round-NNN/: the student after each round; dagger.json names one
 STATE = "dagger.json"
-VISION_FIELDS = frozenset(field.name for field in dataclasses.fields(VisionConfig))
 
 
 def _state(run_dir: str) -> dict:
@@ -103,8 +102,8 @@ def teach(
     with actors.ActorPool(envs.CAMERA_ENV_ID, num_envs, seed, worker=worker) as pool:
         started, first = time.monotonic(), state["rounds"]
         for index in range(first, vision.dagger_iterations):
-            data, state = _round(pool, model, vision, teacher_params, index, data, state)
-            _save_round(run_dir, index, data["new"], model, state)
+            data, new, state = _round(pool, model, vision, teacher_params, index, data, state)
+            _save_round(run_dir, index, new, model, state)
             with writer.as_default(step=state["frames"][-1]):
                 tf.summary.scalar("Vision/ImitationLoss", state["loss"][-1])
                 tf.summary.scalar("Vision/DriverSuccess", state["success"][-1])
@@ -166,7 +165,7 @@ def evaluate_run(cfg: Config, run_dir: str) -> tuple[str, dict]:
 def _round(pool, model, vision: VisionConfig, teacher_params, index: int, data, state):
     """One round: play and label episodes, train on every frame so far.
 
-    Returns (frames so far, with this round's under "new"; the state counting it).
+    Returns (frames so far, this round's frames, the state counting the round).
     """
     driver = student.params(model) if index else None  # the teacher drives round 1
     sized = {"size": vision.image_size}
@@ -174,7 +173,7 @@ def _round(pool, model, vision: VisionConfig, teacher_params, index: int, data, 
     parts = [reply[0] for reply in replies if reply[0] is not None]
     new = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
     episodes = [episode for reply in replies for episode in reply[1]]
-    frames = {key: np.concatenate([data[key], new[key]]) for key in new} if data else dict(new)
+    frames = {key: np.concatenate([data[key], new[key]]) for key in new} if data else new
     if index == 0:  # the arm's scale, fixed from the teacher's episodes on
         model.get_layer("arm_normalization").adapt(frames["arm"])
     history = model.fit(
@@ -192,7 +191,7 @@ def _round(pool, model, vision: VisionConfig, teacher_params, index: int, data, 
         "frames": [*state["frames"], len(frames["label"])],
         "student": os.path.join(STUDENT, f"round-{index:03d}", "weights"),
     }
-    return {**frames, "new": new}, state
+    return frames, new, state
 
 
 def train(cfg: Config, vision: VisionConfig, run_dir: str, given=frozenset(), log=None) -> dict:
@@ -235,22 +234,17 @@ def train(cfg: Config, vision: VisionConfig, run_dir: str, given=frozenset(), lo
 
 
 def _settings(vision: VisionConfig, path: str, given) -> VisionConfig:
+    """The run's camera settings by resume.py's rules; only --dagger_iterations may change."""
     if not os.path.exists(path):
         runs.write_atomic(path, json.dumps(dataclasses.asdict(vision), indent=1))
         return vision
     with open(path) as f:
         saved = VisionConfig(**json.load(f))
-    changed = [
-        f"{name}: run has {getattr(saved, name)!r}, flags say {getattr(vision, name)!r}"
-        for name in sorted(given)
-        if name in VISION_FIELDS
-        and name != "dagger_iterations"
-        and getattr(saved, name) != getattr(vision, name)
-    ]
+    vision = resume.merged(saved, vision, given)
+    changed = resume.differences(saved, vision, resumable={"dagger_iterations"})
     if changed:
         raise rundir.UsageError(
             f"the run exists with other camera settings ({'; '.join(changed)}); pass the same "
             "flags to resume it, or another --run"
         )
-    taken = {name: getattr(vision, name) for name in given if name in VISION_FIELDS}
-    return dataclasses.replace(saved, **taken)
+    return vision

@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 
-from trainer import checks, processes, runs
+from trainer import checks, processes, resume, runs
 from trainer.config import Config
 
 
@@ -60,38 +60,12 @@ def gcs_root(logdir: str, staging_dir: str):
     return client, staging_root(logdir, staging_dir)
 
 
-# Fields a resumed run may change; any other difference from the run's config.json
-# is refused, since the checkpoint would not match what the flags ask for.
-RESUMABLE_FIELDS = frozenset(
-    {
-        "total_steps",
-        "overlap",
-        "deterministic",
-        "logdir",
-        "staging_dir",
-        "checkpoint_interval",
-        "eval_interval",
-        "eval_episodes",
-        "sigterm_budget",
-    }
-)
-
-
-def differences(saved: Config, wanted: Config) -> list[str]:
-    """Fields (outside RESUMABLE_FIELDS) where a resumed run's flags differ."""
-    return [
-        f"{f.name}: run has {getattr(saved, f.name)!r}, flags say {getattr(wanted, f.name)!r}"
-        for f in dataclasses.fields(Config)
-        if f.name not in RESUMABLE_FIELDS and getattr(saved, f.name) != getattr(wanted, f.name)
-    ]
-
-
 def prepare(cfg: Config, command: str, given: frozenset[str] | None = None):
     """Checks everything about the run before any heavy work.
 
     Returns (config, local run dir, storage.RunMirror or None). A new run gets
     config.json and command.txt; an existing one must agree with the fields in `given`
-    (all of them when None; RESUMABLE_FIELDS may differ), takes its saved values for the
+    (all of them when None; resume.RESUMABLE_FIELDS may differ), takes its saved values for the
     others, and gets the command appended. A gs:// run lives in a local staging copy,
     downloaded first when only the bucket has it.
     """
@@ -243,30 +217,23 @@ def _local_root(cfg: Config):
     return local_root, mirror
 
 
-# Where the run is now, which its saved config cannot know (a moved or staged run).
-_LOCATION_FIELDS = ("logdir", "staging_dir", "run")
-
-
 def _resumed(cfg: Config, given: frozenset[str] | None, run_dir: str) -> Config:
     """The resumed run's config: its config.json, with the `given` fields of `cfg` (all
     when None) and `cfg`'s location.
 
-    A field not given keeps the run's value, so a default changed since the run began
-    (or one only another agent reads) does not stop it. UsageError if a given field
-    outside RESUMABLE_FIELDS differs; AlreadyFinished if the run is done.
+    The rules are resume.py's. UsageError if a given field outside
+    resume.RESUMABLE_FIELDS differs; AlreadyFinished if the run is done.
     """
     try:
         saved = runs.load_config(os.path.join(run_dir, "config.json"))
     except ValueError as e:
         raise UsageError(f"{e}; fix it or start a new run with another --run") from None
-    fields = {f.name for f in dataclasses.fields(Config)}  # `given` may name other settings
-    taken = set(_LOCATION_FIELDS) | (fields & set(given) if given is not None else fields)
-    cfg = dataclasses.replace(saved, **{name: getattr(cfg, name) for name in taken})
+    cfg = resume.merged(saved, cfg, given, keep=resume.LOCATION_FIELDS)
     try:
         checks.validate(cfg)
     except ValueError as e:
         raise UsageError(str(e)) from None
-    diffs = differences(saved, cfg)
+    diffs = resume.differences(saved, cfg)
     if diffs:
         raise UsageError(
             f"run {run_dir} exists with another config ({'; '.join(diffs)}); "

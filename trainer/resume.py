@@ -1,0 +1,46 @@
+"""The resume rules: what a resumed run takes from its saved settings, what from the flags.
+
+A field the flags do not give keeps the run's saved value, so a default changed since
+the run began (or one only another algorithm reads) does not stop it; a given field
+must agree with the saved one unless it is resumable. Both `config.json` (Config,
+rundir.py) and a camera run's `vision.json` (VisionConfig, dagger.py) follow them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+# Config fields a resumed run may change; any other difference from the run's
+# config.json is refused, since the checkpoint would not match what the flags ask for.
+RESUMABLE_FIELDS = frozenset(
+    {
+        "total_steps",
+        "overlap",
+        "deterministic",
+        "logdir",
+        "staging_dir",
+        "checkpoint_interval",
+        "eval_interval",
+        "eval_episodes",
+        "sigterm_budget",
+    }
+)
+# Where the run is now, which its saved config cannot know (a moved or staged run).
+LOCATION_FIELDS = ("logdir", "staging_dir", "run")
+
+
+def merged(saved, wanted, given: frozenset[str] | None, keep=()):
+    """`saved` with `wanted`'s values for the fields named in `given` (every field when
+    None; `given` may name fields of other settings) and in `keep`."""
+    names = {f.name for f in dataclasses.fields(saved)}
+    taken = (names & set(given) if given is not None else names) | set(keep)
+    return dataclasses.replace(saved, **{name: getattr(wanted, name) for name in taken})
+
+
+def differences(saved, wanted, resumable=RESUMABLE_FIELDS) -> list[str]:
+    """Fields outside `resumable` where `wanted` differs from `saved`, one phrase each."""
+    return [
+        f"{f.name}: run has {getattr(saved, f.name)!r}, flags say {getattr(wanted, f.name)!r}"
+        for f in dataclasses.fields(saved)
+        if f.name not in resumable and getattr(saved, f.name) != getattr(wanted, f.name)
+    ]
