@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 import re
 
+from trainer.config import CAMERA_ENV_ID
+
 NAME_LIMIT = 63  # a DNS label, and a label value such as batch.kubernetes.io/job-name
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 # A LocalQueue name, as Kueue's webhooks check the queue-name label (kubernetes-sigs/kueue
@@ -136,6 +138,20 @@ def check_run(run: str, kind: str) -> None:
             f"run id {run!r} has {len(run)} characters; a {kind} run allows at most {limit}, "
             f"since {why} at most {spec.name_limit}"
         )
+
+
+def check_env(kind: str, flags: list[str]) -> None:
+    """ValueError, in one line, if the trainer flags ask `kind` for an env it cannot run:
+    the camera env trains in one process (trainer/dagger.py), not as distributed roles."""
+    for i, flag in enumerate(flags):
+        value = flag.partition("=")[2] if flag.startswith("--env_id=") else None
+        if flag == "--env_id" and i + 1 < len(flags):
+            value = flags[i + 1]
+        if value == CAMERA_ENV_ID and kind in ROLES:
+            raise ValueError(
+                f"{CAMERA_ENV_ID} trains in one pod (make submit, KIND=job, tfjob or "
+                "trainjob); the distributed roles move state observations only"
+            )
 
 
 def check_queue(queue: str) -> None:

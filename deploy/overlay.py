@@ -26,6 +26,7 @@ from deploy.kinds import (
     ROLES,
     RUN_JOBS,
     Kind,
+    check_env,
     check_queue,
     check_run,
     runtime_name,
@@ -259,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     args, flags = parser().parse_args(argv[:split]), argv[split + 1 :]
     try:
         check_run(args.run, args.kind)
+        check_env(args.kind, flags)
         if args.queue:
             check_queue(args.queue)
         if args.collectors < 1:

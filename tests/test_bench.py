@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from bench import vision_robustness
 from tests.conftest import ROOT, TINY_FLAGS, run_module
 
 pytestmark = pytest.mark.slow
@@ -97,6 +98,13 @@ def test_vision_benches_report_a_camera_run(tiny_camera_run, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| 0 | " in table.read_text() and "1 of 1 seeds" in table.read_text()
     run = os.path.join(tmp_path, "cam-s0")
-    result = run_module("bench.vision_robustness", run, "--episodes=1", timeout=600)
+    out = tmp_path / "robustness.md"
+    args = [run, "--episodes=1", f"--out={out}"]
+    result = run_module("bench.vision_robustness", *args, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.count("student ") == 5 and "| as trained |" in result.stderr
+    assert result.stdout.count("student ") == len(vision_robustness.CONDITIONS)
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| ")]
+    assert len(rows) == 2 + len(vision_robustness.CONDITIONS) and "| as trained |" in rows[2]
+    # A second run of the bench takes the rows kept in the run instead of measuring again.
+    again = run_module("bench.vision_robustness", *args, timeout=300)
+    assert again.returncode == 0 and "student " not in again.stdout

@@ -138,3 +138,33 @@ def test_a_block_offset_moves_the_blocks_start_and_nothing_else():
     assert moved[: camera.ARM_SIZE] == pytest.approx(plain[: camera.ARM_SIZE], abs=1e-6)
     dx, dy = (m - p for m, p in zip(moved[6:8], plain[6:8], strict=True))
     assert (dx**2 + dy**2) ** 0.5 == pytest.approx(0.12, abs=1e-3)
+
+
+_TRAY = """
+import json
+import numpy as np
+from trainer import camera, envs
+env = camera.KukaGraspCamEnv(size=32)
+out = []
+for tray in (None, (0.55, 0.35, 0.2, 1.0), None):
+    env.configure(tray_rgba=tray)
+    envs.seed_process(3)
+    obs = env.reset()
+    out.append({"state": env.state.tolist(), "image": obs["image"].astype(int).tolist()})
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.slow
+def test_a_tinted_tray_changes_the_frame_and_nothing_else():
+    """The robustness check's other surface colour (bench/vision_robustness.py), taken off
+    again at the next reset without it."""
+    result = subprocess.run(
+        [sys.executable, "-c", _TRAY], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    plain, tinted, again = json.loads(result.stdout.strip().splitlines()[-1])
+    assert tinted["state"] == plain["state"] == again["state"]
+    assert tinted["image"] != plain["image"] and again["image"] == plain["image"]
+    red, _, blue = (sum(sum(c[i] for c in row) for row in tinted["image"]) for i in range(3))
+    assert red > blue  # brown

@@ -24,9 +24,19 @@ def teacher():
 def test_rounds_save_their_frames_and_a_resume_goes_on_from_the_last(teacher, tmp_path):
     lines = []
     tiny = VisionConfig(dagger_iterations=2, dagger_episodes=2, image_size=32, student_epochs=1)
-    result = dagger.teach(tiny, teacher, str(tmp_path), 2, 0, 2, log=lines.append)
+    saved = []  # what a gs:// run's Syncer is asked for: an upload once each round is saved
+
+    def on_round():
+        saved.append(json.loads((tmp_path / "dagger.json").read_text())["rounds"])
+
+    result = dagger.teach(
+        tiny, teacher, str(tmp_path), 2, 0, 2, log=lines.append, on_round=on_round
+    )
+    assert saved == [1, 2]
     state = json.loads((tmp_path / "dagger.json").read_text())
     assert state["rounds"] == 2 and len(state["success"]) == 2
+    for part in ("play_seconds", "fit_seconds"):  # where a round's time went
+        assert len(state[part]) == 2 and all(seconds >= 0 for seconds in state[part])
     first = np.load(tmp_path / "frames" / "round-000.npz")
     assert first["image"].shape[1:] == (32, 32, 3) and first["image"].dtype == np.uint8
     assert first["arm"].shape[1:] == (6,) and first["label"].shape[1:] == (3,)

@@ -6,6 +6,7 @@ tool must refuse, in one line, a run id whose derived names Kubernetes would rej
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -276,6 +277,27 @@ def test_run_ids_at_the_limit_fit_and_longer_ones_are_refused(kind, tmp_path, ca
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and f"at most {limit}" in err
     assert not (tmp_path / "no").exists()
+
+
+@pytest.mark.parametrize("kind", ["job", "tfjob", "trainjob", "distributed", "jobset"])
+def test_the_camera_env_is_written_for_one_pod_kinds_and_refused_for_the_roles(
+    kind, tmp_path, capsys
+):
+    common = [f"--kind={kind}", "--run=cam", "--image=i", "--tag=t", "--bucket=b"]
+    for flags in (["--env_id=KukaGraspCam-v0"], ["--env_id", "KukaGraspCam-v0"]):
+        code = overlay.main([*common, f"--name={kind}", f"--out={tmp_path}", "--", *flags])
+        err = capsys.readouterr().err.strip()
+        if kind in kinds.ROLES:  # trainer/commands.py refuses it too, but only once in a pod
+            assert code == 2 and err.count("\n") == 0
+            assert (
+                "KukaGraspCam-v0 trains in one pod (make submit, KIND=job, tfjob or trainjob)"
+                in err
+            )
+            assert not (tmp_path / kind).exists()
+        else:
+            assert code == 0, err
+            shown = json.dumps(_kustomize(str(tmp_path / kind)))
+            assert "KukaGraspCam-v0" in shown
 
 
 RESOURCES = {

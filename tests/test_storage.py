@@ -295,6 +295,36 @@ def test_upload_order_marker_and_download(gcs, tmp_path):
     assert storage.latest_run(client, "gs://runs/exp") == "r1"
 
 
+def test_a_camera_runs_pointers_go_up_after_the_files_they_name(gcs, tmp_path, monkeypatch):
+    """dagger.json names the last round's student, and the teacher's checkpoint pointer
+    its checkpoint: an upload cut short between the two groups leaves neither naming a
+    file the bucket lacks."""
+    _, client = gcs
+    client.create_bucket("runs")
+    local = tmp_path / "cam"
+    for name in (
+        "frames/round-000.npz",
+        "student/round-000/weights.index",
+        "teacher/checkpoints/ckpt-1.index",
+    ):
+        _write(local / name, "data")
+    _write(local / "dagger.json", '{"student": "student/round-000/weights"}')
+    _write(local / "teacher" / "checkpoints" / "checkpoint", 'model_checkpoint_path: "ckpt-1"')
+    mirror = storage.RunMirror(client, str(local), "gs://runs/cam")
+    groups = []
+    put = mirror._put
+    monkeypatch.setattr(mirror, "_put", lambda names: groups.append(sorted(names)) or put(names))
+    assert mirror.upload() == 5
+    assert groups == [
+        [
+            "frames/round-000.npz",
+            "student/round-000/weights.index",
+            "teacher/checkpoints/ckpt-1.index",
+        ],
+        ["dagger.json", "teacher/checkpoints/checkpoint"],
+    ]
+
+
 def test_a_mirror_deletes_only_what_it_uploaded(gcs, tmp_path):
     _, client = gcs
     client.create_bucket("runs")
@@ -505,6 +535,58 @@ def test_train_resume_and_render_through_gcs(gcs, tmp_path):
         b for n, b in _objects(client, "kuka", "runs/cloud/render/").items() if n.endswith(".mp4")
     ]
     assert len(videos) == 1 and videos[0].content_type == "video/mp4"
+
+
+@pytest.mark.slow
+def test_a_camera_run_resumes_on_a_new_machine_and_films_from_gcs(gcs, tmp_path):
+    """The cluster's way (issue 28): teacher, rounds and student all go to the bucket, and
+    a pod on another node goes on from the last round without training the teacher again."""
+    server, client = gcs
+    client.create_bucket("kuka")
+    env = {"STORAGE_EMULATOR_HOST": server.url}
+    staging = tmp_path / "staging"
+    camera = ["--env_id=KukaGraspCam-v0", "--image_size=32", "--dagger_episodes=2"]
+    flags = ["--logdir=gs://kuka/runs", f"--staging_dir={staging}", "--run=cam", *TINY_FLAGS]
+    first = run_task(*flags, *camera, "--dagger_iterations=1", "--student_epochs=1", env=env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    objects = _objects(client, "kuka", "runs/cam/")
+    for name in (
+        "SYNCED.json",
+        "vision.json",
+        "dagger.json",
+        "frames/round-000.npz",
+        "teacher/checkpoints/checkpoint",
+        "teacher/eval.json",
+        "policy/saved_model.pb",
+        "eval.json",
+    ):
+        assert f"runs/cam/{name}" in objects, name
+    assert any(n.startswith("runs/cam/student/round-000/") for n in objects)
+
+    shutil.rmtree(staging)  # a new machine: only the bucket has the run
+    second = run_task(*flags, *camera, "--dagger_iterations=2", "--student_epochs=1", env=env)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "Downloaded gs://kuka/runs/cam" in second.stderr
+    assert "Resumed after round 1" in second.stderr
+    assert "Training the teacher" not in second.stderr
+    state = json.loads(client.bucket("kuka").blob("runs/cam/dagger.json").download_as_text())
+    assert state["rounds"] == 2 and state["student"].startswith("student/round-001")
+    assert "runs/cam/frames/round-001.npz" in _objects(client, "kuka", "runs/cam/")
+
+    shutil.rmtree(staging)
+    render = run_task(
+        "render",
+        "--logdir=gs://kuka/runs",
+        f"--staging_dir={staging}",
+        "--run=cam",
+        "--episodes=1",
+        "--width=64",
+        "--height=48",
+        "--frame_stride=50",
+        env=env,
+    )
+    assert render.returncode == 0, render.stderr[-3000:]  # the student's 32x32 frames
+    assert any(n.endswith(".mp4") for n in _objects(client, "kuka", "runs/cam/render/"))
 
 
 @pytest.mark.slow

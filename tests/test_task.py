@@ -83,8 +83,8 @@ def _refused(tmp_path, *args: str) -> str:
         (["--env_id=KukaGraspCam-v0", "--image_size=16"], "--image_size must be at least 17"),
         (["--env_id=KukaGraspCam-v0", "--dagger_episodes=0"], "--dagger_episodes must be"),
         (
-            ["--env_id=KukaGraspCam-v0", "--logdir=gs://kuka-runs/runs"],
-            "KukaGraspCam-v0 trains on this machine with a local --logdir",
+            ["learn", "--env_id=KukaGraspCam-v0"],
+            "KukaGraspCam-v0 trains in one process, not as distributed roles",
         ),
     ],
 )

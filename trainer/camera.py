@@ -82,13 +82,16 @@ class KukaGraspCamEnv(envs.KukaGraspEnv):
         size: int = VisionConfig.image_size,
         camera: Camera | None = None,
         block_offset: tuple[float, float] = (0.0, 0.0),
+        tray_rgba: tuple[float, float, float, float] | None = None,
         **kwargs,
     ):
-        """`camera` and `block_offset` (metres added to the block's start in x and y,
-        outside the range KukaGymEnv draws from) are the robustness checks' changes."""
+        """`camera`, `block_offset` (metres added to the block's start in x and y, outside
+        the range KukaGymEnv draws from) and `tray_rgba` (the tray's colour, which its
+        texture is multiplied by; the tray is the surface the camera sees under the
+        block) are the robustness checks' changes."""
         # KukaGymEnv.__init__ calls reset(), which renders: the camera comes first.
         self.size = size
-        self.configure(camera, block_offset)
+        self.configure(camera, block_offset, tray_rgba)
         self.state = np.zeros(0, np.float32)
         super().__init__(**kwargs)
         self.observation_space = gym.spaces.Dict(
@@ -98,16 +101,21 @@ class KukaGraspCamEnv(envs.KukaGraspEnv):
             }
         )
 
-    def configure(self, camera: Camera | None = None, block_offset=(0.0, 0.0)) -> None:
-        """Sets the camera and block offset from the next reset on (the constructor's)."""
-        self.camera, self.block_offset = camera or Camera(), block_offset
+    def configure(
+        self, camera: Camera | None = None, block_offset=(0.0, 0.0), tray_rgba=None
+    ) -> None:
+        """Sets the camera, block offset and tray colour from the next reset on (the
+        constructor's)."""
+        self.camera, self.block_offset, self.tray_rgba = camera or Camera(), block_offset, tray_rgba
 
     def _observe(self, state) -> dict[str, np.ndarray]:
         self.state = np.asarray(state, np.float32)
         return {"image": self.camera.image(self.size), "arm": self.state[:ARM_SIZE].copy()}
 
     def reset(self):
-        state = super().reset()
+        state = super().reset()  # which loads the scene anew
+        if self.tray_rgba is not None:
+            pybullet.changeVisualShape(self._kuka.trayUid, -1, rgbaColor=self.tray_rgba)
         if any(self.block_offset):
             position, orientation = pybullet.getBasePositionAndOrientation(self.blockUid)
             x, y, z = position

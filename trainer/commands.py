@@ -139,8 +139,6 @@ def train(
     print(f"Run directory: {run_dir}", file=sys.stderr, flush=True)
     camera = _is_camera(cfg)  # the run's own env: a resume may not name it
     try:  # until the Syncer owns it, a gs:// run's lease is released here if anything fails
-        if camera and mirror is not None:
-            raise UsageError(_CAMERA_LOCAL)
         # TensorFlow loads only once the input is known good.
         from trainer import actors, agents, record, train
 
@@ -167,7 +165,9 @@ def train(
             elif camera:
                 from trainer import dagger
 
-                dagger.train(cfg, vision or VisionConfig(), run_dir, given or frozenset())
+                dagger.train(
+                    cfg, vision or VisionConfig(), run_dir, given or frozenset(), syncer=syncer
+                )
             else:
                 train.train(cfg, run_dir, syncer=syncer)
         finally:
@@ -194,8 +194,8 @@ def train(
     return 0
 
 
-_CAMERA_LOCAL = (
-    "KukaGraspCam-v0 trains on this machine with a local --logdir for now (docs/vision.md)"
+_CAMERA_ONE_PROCESS = (
+    "KukaGraspCam-v0 trains in one process, not as distributed roles (docs/vision.md)"
 )
 
 
@@ -207,13 +207,13 @@ def _is_camera(cfg: Config) -> bool:
 
 def _check_camera(cfg: Config, vision: VisionConfig, roles: RoleConfig | None) -> None:
     """UsageError, before the run directory is touched, for camera settings out of range,
-    a camera run asked of the distributed roles or a gs:// LOGDIR, or a bad --teacher."""
+    a camera run asked of the distributed roles, or a bad --teacher."""
     try:
         checks.validate_vision(vision)
         if not _is_camera(cfg):
             return
-        if roles is not None or cfg.logdir.startswith("gs://"):
-            raise ValueError(_CAMERA_LOCAL)
+        if roles is not None:
+            raise ValueError(_CAMERA_ONE_PROCESS)
         if vision.teacher:
             from trainer import labelling
 

@@ -26,6 +26,9 @@ AGENT_DEFAULTS: dict[str, dict[str, Any]] = {
     },
 }
 AGENTS = tuple(AGENT_DEFAULTS)
+# The env whose policy learns from its camera by DAgger (trainer/dagger.py): one process
+# on one machine or pod, never the distributed roles (deploy/ refuses them before a submit).
+CAMERA_ENV_ID = "KukaGraspCam-v0"
 # What runs made before a field existed did, so that they resume as they were created.
 _LEGACY = {
     "normalize_observations": True,

@@ -83,10 +83,11 @@ def teach(
     seed: int,
     eval_episodes: int,
     log=lambda line: print(line, file=sys.stderr, flush=True),
+    on_round=lambda: None,
 ) -> dict:
     """Runs (or resumes) the DAgger rounds, exports the student to RUN/policy and
     evaluates it; returns the evaluation (evaluate.summarize), also in eval.json and
-    TensorBoard."""
+    TensorBoard. `on_round()` is called once each round is saved (an upload)."""
     import tensorflow as tf
 
     tf.keras.utils.set_random_seed(seed)
@@ -107,13 +108,16 @@ def teach(
             with writer.as_default(step=state["frames"][-1]):
                 tf.summary.scalar("Vision/ImitationLoss", state["loss"][-1])
                 tf.summary.scalar("Vision/DriverSuccess", state["success"][-1])
+            writer.flush()  # the round's events go up with it
+            on_round()
             per_round = (time.monotonic() - started) / (index + 1 - first)
             left = per_round * (vision.dagger_iterations - index - 1)
             log(
                 f"round {index + 1}/{vision.dagger_iterations} | "
                 f"{'teacher' if index == 0 else 'student'} drove: success "
                 f"{state['success'][-1]:.0%} | {state['frames'][-1]:,} frames | imitation loss "
-                f"{state['loss'][-1]:.2e} | ETA {int(left // 60)}m{int(left % 60):02d}s"
+                f"{state['loss'][-1]:.2e} | played {state['play_seconds'][-1]:.0f} s, fitted "
+                f"{state['fit_seconds'][-1]:.0f} s | ETA {int(left // 60)}m{int(left % 60):02d}s"
             )
         export(model, os.path.join(run_dir, "policy"))
         episodes = pool.evaluate((None, student.params(model), sized), eval_episodes)
@@ -169,7 +173,9 @@ def _round(pool, model, vision: VisionConfig, teacher_params, index: int, data, 
     """
     driver = student.params(model) if index else None  # the teacher drives round 1
     sized = {"size": vision.image_size}
+    started = time.monotonic()
     replies = pool.spread("label", (teacher_params, driver, sized), vision.dagger_episodes)
+    played = time.monotonic()
     parts = [reply[0] for reply in replies if reply[0] is not None]
     new = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
     episodes = [episode for reply in replies for episode in reply[1]]
@@ -190,16 +196,24 @@ def _round(pool, model, vision: VisionConfig, teacher_params, index: int, data, 
         "loss": [*state["loss"], float(history.history["loss"][-1])],
         "frames": [*state["frames"], len(frames["label"])],
         "student": os.path.join(STUDENT, f"round-{index:03d}", "weights"),
+        # Where a round's time goes: playing (env processes, CPU) and fitting (what a
+        # GPU would speed up), for the cost on the cluster (docs/vision.md).
+        "play_seconds": [*state.get("play_seconds", []), round(played - started, 1)],
+        "fit_seconds": [*state.get("fit_seconds", []), round(time.monotonic() - played, 1)],
     }
     return frames, new, state
 
 
-def train(cfg: Config, vision: VisionConfig, run_dir: str, given=frozenset(), log=None) -> dict:
+def train(
+    cfg: Config, vision: VisionConfig, run_dir: str, given=frozenset(), log=None, syncer=None
+) -> dict:
     """A KukaGraspCam-v0 run: its teacher (trained in RUN/teacher unless `vision.teacher`
     names one), then the DAgger rounds; returns the student's evaluation.
 
     The run's vision.json is written once; a resume keeps it but for the `given` fields,
     of which only --dagger_iterations may differ (rundir.UsageError otherwise).
+    `syncer` (a gs:// run's storage.Syncer) uploads the whole run, the teacher's
+    checkpoints and each finished round included.
     """
     from trainer import train as state_training
 
@@ -220,7 +234,7 @@ def train(cfg: Config, vision: VisionConfig, run_dir: str, given=frozenset(), lo
             runs.save_config(teacher_cfg, os.path.join(teacher_dir, "config.json"))
         if (rundir.finished_at(teacher_dir) or 0) < teacher_cfg.total_steps:
             log(f"Training the teacher (state policy, {envs.DEFAULT_ENV_ID}) in {teacher_dir}")
-            state_training.train(teacher_cfg, teacher_dir, log=log)
+            state_training.train(teacher_cfg, teacher_dir, log=log, syncer=syncer)
     log(f"Teaching the camera policy ({vision.image_size}x{vision.image_size}) from {teacher_dir}")
     return teach(
         vision,
@@ -230,6 +244,7 @@ def train(cfg: Config, vision: VisionConfig, run_dir: str, given=frozenset(), lo
         cfg.seed,
         cfg.eval_episodes,
         log=log,
+        on_round=syncer.request if syncer is not None else lambda: None,
     )
 
 

@@ -16,8 +16,9 @@ import warnings
 
 import numpy as np
 
+from trainer.config import CAMERA_ENV_ID  # trainer/camera.py
+
 DEFAULT_ENV_ID = "KukaGrasp-v0"
-CAMERA_ENV_ID = "KukaGraspCam-v0"  # trainer/camera.py
 GRASP_ENV_IDS = (DEFAULT_ENV_ID, CAMERA_ENV_ID, "KukaBulletEnv-v0")
 # The env adds +10000 to the last reward when the block ends above z = 0.2; every
 # other reward is a small negative distance, so the last reward tells success.

@@ -252,7 +252,8 @@ def _resumed(cfg: Config, given: frozenset[str] | None, run_dir: str) -> Config:
 
 
 def fetch_for_render(client, remote: str, local_root: str, run: str) -> str:
-    """Downloads the run's config and policy from gs://; returns the run id ('' if none)."""
+    """Downloads the run's config and policy (and a camera run's settings) from gs://;
+    returns the run id ('' if none)."""
     from trainer import storage
 
     try:
@@ -263,6 +264,7 @@ def fetch_for_render(client, remote: str, local_root: str, run: str) -> str:
             if not mirror.download(only="config.json"):
                 raise UsageError(f"no complete run at {mirror.url} (no {storage.MARKER})")
             mirror.download(only="policy/")
+            mirror.download(only="vision.json")  # a camera run's frame size
     except storage.StorageError as e:
         raise UsageError(str(e)) from None
     return run_id

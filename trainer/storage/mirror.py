@@ -23,8 +23,14 @@ from trainer.storage import staging
 from trainer.storage.bucket import MARKER, StorageError, crc32c, describe, parse_url, retry_policy
 from trainer.storage.lease import LEASE, RELEASE_SECONDS, Lease
 
-# Uploaded after everything else but the marker: TensorFlow follows these to data files.
-POINTERS = ("checkpoints/checkpoint",)
+# Uploaded after everything else but the marker, since they name data files: TensorFlow's
+# checkpoint pointer (a camera run's teacher keeps one in teacher/checkpoints/) and a
+# camera run's dagger.json, which names the student of its last finished round.
+POINTERS = ("checkpoints/checkpoint", "dagger.json")
+
+
+def _is_pointer(name: str) -> bool:
+    return name in POINTERS or name.endswith("/" + POINTERS[0])
 
 
 def mirrored(name: str) -> bool:
@@ -109,6 +115,8 @@ class RunMirror:
         if not self._bucket.blob(self._name(MARKER)).exists(retry=self._retry()):
             return False  # no upload of the run ever finished
         names = [n for n in self._listing() if mirrored(n) and n.startswith(only)]
+        if not names:  # nothing of `only` was uploaded (a state run has no vision.json)
+            return True
         partial = self.local_dir.rstrip(os.sep) + ".download.tmp"
         shutil.rmtree(partial, ignore_errors=True)
         try:
@@ -151,8 +159,8 @@ class RunMirror:
 
     def _send(self, names: list[str]) -> None:
         """Uploads `names`: data first, then the pointers that name them."""
-        data = [f for f in names if f not in POINTERS]
-        pointers = [f for f in names if f in POINTERS]
+        data = [f for f in names if not _is_pointer(f)]
+        pointers = [f for f in names if _is_pointer(f)]
         for group in (data, pointers):
             stats = {f: self._stat(f) for f in group}
             stats = {f: stat for f, stat in stats.items() if stat is not None}
