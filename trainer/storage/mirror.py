@@ -1,9 +1,9 @@
 """A run mirrored between a local staging directory and gs://.
 
-Each upload sends data files first, TensorFlow's `checkpoints/checkpoint` pointer
-after them and the `SYNCED.json` marker last, so a pointer on GCS never names a
-checkpoint whose files are missing, and a run without the marker was never
-completely uploaded. The lease object (lease.py) is the bucket's alone: the mirror
+Each upload sends data files first, the pointers that name them after them
+(TensorFlow's `checkpoints/checkpoint`, a camera run's `dagger.json`: staging.POINTERS)
+and the `SYNCED.json` marker last, so a pointer on GCS never names a file that is
+missing, and a run without the marker was never completely uploaded. The lease object (lease.py) is the bucket's alone: the mirror
 never downloads, uploads or deletes it, and renews it before every upload.
 """
 
@@ -22,23 +22,6 @@ from google.cloud.storage import transfer_manager
 from trainer.storage import staging
 from trainer.storage.bucket import MARKER, StorageError, crc32c, describe, parse_url, retry_policy
 from trainer.storage.lease import LEASE, RELEASE_SECONDS, Lease
-
-# Uploaded after everything else but the marker, since they name data files: TensorFlow's
-# checkpoint pointer (a camera run's teacher keeps one in teacher/checkpoints/) and a
-# camera run's dagger.json, which names the student of its last finished round.
-POINTERS = ("checkpoints/checkpoint", "dagger.json")
-
-
-def _is_pointer(name: str) -> bool:
-    return name in POINTERS or name.endswith("/" + POINTERS[0])
-
-
-def mirrored(name: str) -> bool:
-    """Whether a run's file is kept in step: not the marker (each upload writes it), not
-    the lease nor its clock probes (their writers' alone: a downloaded lease sent back
-    would change its generation under its holder)."""
-    return name != MARKER and not name.startswith(LEASE)
-
 
 _WORKERS = 8  # files uploaded at once
 
@@ -114,7 +97,7 @@ class RunMirror:
         """
         if not self._bucket.blob(self._name(MARKER)).exists(retry=self._retry()):
             return False  # no upload of the run ever finished
-        names = [n for n in self._listing() if mirrored(n) and n.startswith(only)]
+        names = [n for n in self._listing() if staging.mirrored(n) and n.startswith(only)]
         if not names:  # nothing of `only` was uploaded (a state run has no vision.json)
             return True
         partial = self.local_dir.rstrip(os.sep) + ".download.tmp"
@@ -139,7 +122,7 @@ class RunMirror:
         return True
 
     def _local_files(self, only: str) -> list[str]:
-        return [f for f in staging.files(self.local_dir, only) if mirrored(f)]
+        return [f for f in staging.files(self.local_dir, only) if staging.mirrored(f)]
 
     def _stat(self, relative: str) -> tuple[int, int] | None:
         return staging.stat(self.local_dir, relative)
@@ -159,8 +142,8 @@ class RunMirror:
 
     def _send(self, names: list[str]) -> None:
         """Uploads `names`: data first, then the pointers that name them."""
-        data = [f for f in names if not _is_pointer(f)]
-        pointers = [f for f in names if _is_pointer(f)]
+        data = [f for f in names if not staging.is_pointer(f)]
+        pointers = [f for f in names if staging.is_pointer(f)]
         for group in (data, pointers):
             stats = {f: self._stat(f) for f in group}
             stats = {f: stat for f, stat in stats.items() if stat is not None}
@@ -299,7 +282,7 @@ class RunMirror:
         prefix was written by someone else and is left alone.
         """
         for name in self._listing():
-            if mirrored(name) and name not in local and name in self._sent:
+            if staging.mirrored(name) and name not in local and name in self._sent:
                 self._in_time()
                 self._bucket.blob(self._name(name)).delete(
                     retry=self._retry(), timeout=self._timeout()

@@ -5,6 +5,26 @@ from __future__ import annotations
 
 import os
 
+from trainer.storage.bucket import MARKER
+from trainer.storage.lease import LEASE
+
+# Uploaded after everything else but the marker, since they name data files: TensorFlow's
+# checkpoint pointer (a camera run's teacher keeps one in teacher/checkpoints/) and a
+# camera run's dagger.json, which names the student of its last finished round.
+POINTERS = ("checkpoints/checkpoint", "dagger.json")
+
+
+def is_pointer(name: str) -> bool:
+    """Whether the mirror sends `name` after the data files of an upload (POINTERS)."""
+    return name in POINTERS or name.endswith("/" + POINTERS[0])
+
+
+def mirrored(name: str) -> bool:
+    """Whether a run's file is kept in step: not the marker (each upload writes it), not
+    the lease nor its clock probes (their writers' alone: a downloaded lease sent back
+    would change its generation under its holder)."""
+    return name != MARKER and not name.startswith(LEASE)
+
 
 def files(local_dir: str, only: str = "") -> list[str]:
     """The files under `local_dir`/`only`, relative with "/", sorted."""
