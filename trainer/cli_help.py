@@ -1,4 +1,5 @@
-"""Per-command help: what a command does and its own flags, from the config dataclasses."""
+"""Per-command flags: what a command does and the flags it reads, from the config
+dataclasses; its --help and the refusal of any other flag both read HELP."""
 
 from __future__ import annotations
 
@@ -44,6 +45,34 @@ HELP = {
 }
 
 
+# Commands that read the training flags as well as their own (their --help says so).
+TRAINING_TOO = ("reverb", "collect", "learn", "distributed")
+
+
+def _own(command: str) -> list[str]:
+    """The flags `command`'s help lists, in order."""
+    fields = HELP[command][1]
+    if isinstance(fields, dict):
+        return list(fields)
+    classes = fields if isinstance(fields, tuple) else (fields,)
+    return [f.name for cls in classes for f in dataclasses.fields(cls)]
+
+
+def takes(command: str) -> frozenset[str]:
+    """Every flag `command` reads: its own, and the training ones for the distributed roles."""
+    training = (f.name for f in dataclasses.fields(Config)) if command in TRAINING_TOO else ()
+    return frozenset((*_own(command), *training))
+
+
+def check_flags(command: str, given) -> None:
+    """ValueError, in one line, naming the first flag in `given` that `command` does not
+    read, and the commands that do: a flag accepted and ignored would mislead."""
+    for name in given:
+        if name not in takes(command):
+            others = ", ".join(c for c in HELP if name in takes(c))
+            raise ValueError(f"{command} does not take --{name} (a flag of {others})")
+
+
 def _shown(value) -> str:
     return repr(",".join(map(str, value)) if isinstance(value, tuple) else value)
 
@@ -57,11 +86,8 @@ def command_help(command: str, commands) -> str:
         for name, doc in config.field_docs(cls).items()
     }
     if isinstance(fields, dict):
-        names = list(fields)
         docs.update({name: doc for name, doc in fields.items() if doc})
-    else:
-        classes = fields if isinstance(fields, tuple) else (fields,)
-        names = [f.name for cls in classes for f in dataclasses.fields(cls)]
+    names = _own(command)
     lines = [
         f"usage: python -m trainer.task {command} [--flag=value ...]",
         "",
@@ -80,7 +106,7 @@ def command_help(command: str, commands) -> str:
         )
         lines.append(f"  --{shown}  (default: {default}{per_agent})")
         lines += textwrap.wrap(docs[name], 88, initial_indent=" " * 6, subsequent_indent=" " * 6)
-    if command not in ("train", "eval", "render", "plot"):
+    if command in TRAINING_TOO:
         lines += ["", "The training flags apply too: python -m trainer.task train --help."]
     others = ", ".join(c for c in commands if c != command)
     lines += ["", f"Other commands: {others} (python -m trainer.task COMMAND --help)."]

@@ -99,7 +99,12 @@ def main(argv: list[str]) -> int:
         raise UsageError(
             f"unexpected arguments: {' '.join(argv[1:])}; the commands are {', '.join(COMMANDS)}"
         )
+    every = (Config, VisionConfig, RenderConfig, RoleConfig)
+    given = [
+        f.name for cls in every for f in dataclasses.fields(cls) if flags.FLAGS[f.name].present
+    ]
     try:  # every command reads --logdir; nothing may be written before it is known good
+        cli_help.check_flags(command, given)
         runs.check_logdir(flags.FLAGS.logdir)
     except ValueError as e:
         raise UsageError(str(e)) from None

@@ -3,8 +3,9 @@
 Each upload sends data files first, the pointers that name them after them
 (TensorFlow's `checkpoints/checkpoint`, a camera run's `dagger.json`: staging.POINTERS)
 and the `SYNCED.json` marker last, so a pointer on GCS never names a file that is
-missing, and a run without the marker was never completely uploaded. The lease object (lease.py) is the bucket's alone: the mirror
-never downloads, uploads or deletes it, and renews it before every upload.
+missing, and a run without the marker was never completely uploaded. The lease object
+(lease.py) is the bucket's alone: the mirror never downloads, uploads or deletes it,
+and renews it before every upload.
 """
 
 from __future__ import annotations
