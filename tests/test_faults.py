@@ -24,7 +24,7 @@ from tests.conftest import ROOT, TINY_FLAGS, ctrl_c_reaches_python, run_task
 from tests.test_storage import Emulator
 from trainer import evaluate, launch, rundir, runs
 from trainer.config import Config
-from trainer.rundir import UsageError
+from trainer.errors import UsageError
 
 pytestmark = pytest.mark.slow
 

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from trainer import rundir
+from trainer import errors, rundir
 from trainer.config import Config
 
 
@@ -17,7 +17,7 @@ def test_an_unwritable_file_of_the_run_is_one_line_exit_2(tmp_path):
     cfg, run_dir, _ = rundir.prepare(Config(logdir=str(tmp_path), run="r"), "first")
     os.remove(os.path.join(run_dir, "command.txt"))
     os.mkdir(os.path.join(run_dir, "command.txt"))
-    with pytest.raises(rundir.UsageError, match=r"^cannot write in .*command\.txt") as refused:
+    with pytest.raises(errors.UsageError, match=r"^cannot write in .*command\.txt") as refused:
         rundir.prepare(cfg, "second")
     assert "\n" not in str(refused.value)
 
@@ -45,14 +45,14 @@ def test_a_resume_takes_the_given_resumable_fields_and_refuses_other_given_chang
     cfg, _, _ = rundir.prepare(more, "more", given=frozenset({"total_steps"}))
     assert (cfg.total_steps, cfg.learning_rate) == (80_000, 5e-4)
     other = Config(logdir=str(tmp_path), run="r", learning_rate=1e-3)
-    with pytest.raises(rundir.UsageError, match=r"another config \(learning_rate: run has 0\.0005"):
+    with pytest.raises(errors.UsageError, match=r"another config \(learning_rate: run has 0\.0005"):
         rundir.prepare(other, "other", given=frozenset({"learning_rate"}))
 
 
 def test_a_resume_without_given_compares_every_field(tmp_path):
     """A distributed learner passes no `given`: its collectors read the same flags."""
     _saved_run(tmp_path, replay_capacity=200_000)
-    with pytest.raises(rundir.UsageError, match="replay_capacity: run has 200000"):
+    with pytest.raises(errors.UsageError, match="replay_capacity: run has 200000"):
         rundir.prepare(Config(logdir=str(tmp_path), run="r"), "learner")
 
 

@@ -11,7 +11,7 @@ import pytest
 from absl import flags
 
 from tests.conftest import ROOT, make_env, run_task
-from trainer import commands, config, rundir, runs, task
+from trainer import commands, config, errors, rundir, runs, task
 from trainer.config import Config, RenderConfig, RoleConfig
 from trainer.task import COMMANDS
 
@@ -184,6 +184,6 @@ def test_eval_refuses_an_episode_count_that_makes_no_sense_before_any_process(tm
     run_dir = tmp_path / "done"
     run_dir.mkdir()
     runs.save_config(Config(run="done"), str(run_dir / "config.json"))
-    with pytest.raises(rundir.UsageError, match="--eval_episodes must be positive, got 0"):
+    with pytest.raises(errors.UsageError, match="--eval_episodes must be positive, got 0"):
         commands.evaluate(Config(logdir=str(tmp_path), run="done", eval_episodes=0))
     assert sorted(os.listdir(run_dir)) == ["config.json"]

@@ -21,6 +21,7 @@ from tf_agents.environments import gym_wrapper
 from tf_agents.trajectories import time_step as ts
 
 from trainer import agents, envs, processes
+from trainer.errors import TrainerError
 
 
 @dataclass
@@ -32,7 +33,7 @@ class Episode:
     success: bool | None
 
 
-class ActorError(RuntimeError):
+class ActorError(TrainerError, RuntimeError):
     """An env process failed or died."""
 
 

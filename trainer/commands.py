@@ -1,7 +1,7 @@
 """What each command of `task.py` does, given its settings (task.py reads them from argv).
 
-Each returns the process's exit code: 0 done, 1 failed, 130 on Ctrl-C; bad input raises
-rundir.UsageError (exit 2) before anything is written.
+Each returns 0 when done, or 130 on Ctrl-C; a failure raises an errors.TrainerError,
+which carries its exit code (bad input: UsageError, exit 2, before anything is written).
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import os
 import signal
 import sys
 
-from trainer import checks, launch, processes, rundir, runs
+from trainer import checks, errors, launch, processes, rundir, runs
 from trainer.config import Config, RenderConfig, RoleConfig, VisionConfig
-from trainer.rundir import UsageError
+from trainer.errors import TrainerError, UsageError
 
 
 def plot(logdir: str, run: str) -> int:
@@ -25,10 +25,8 @@ def plot(logdir: str, run: str) -> int:
         raise UsageError(f"no run with TensorBoard events at {run_dir or logdir}")
     from trainer import plot as plotting  # reading event files loads TensorFlow
 
-    try:
+    with errors.usage():
         path = plotting.learning_curve(run_dir)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
     print(f"Wrote {path}", file=sys.stderr)
     return 0
 
@@ -37,43 +35,30 @@ def render(source: Config, cfg: RenderConfig) -> int:
     """Films a policy; `source` names the run (logdir, run) and the env and seed without one."""
     from trainer import render as rendering
 
-    try:
+    with errors.usage():
         checks.validate_render(cfg)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
     remote = source.logdir if source.logdir.startswith("gs://") else None
     if remote:
         client, local_root = rundir.gcs_root(remote, source.staging_dir)
         run_id = rundir.fetch_for_render(client, remote, local_root, source.run)
         source = dataclasses.replace(source, logdir=local_root, run=run_id)
-    try:
-        plan = rendering.plan(source, cfg.policy)
-    except rendering.RenderError as e:
-        raise UsageError(str(e)) from None
+    plan = rendering.plan(source, cfg.policy)  # RenderError, a UsageError, if it cannot
     print(f"Filming {plan.policy} on {plan.env_id} ...", file=sys.stderr, flush=True)
     try:
         out_dir = rendering.render(cfg, plan)
     except OSError as e:
         if not runs.is_disk_full(e):
             raise
-        print(
-            f"error: no space left on the disk of {plan.out_root}; nothing was written",
-            file=sys.stderr,
-        )
-        return 1
-    except rendering.RenderError as e:
-        raise UsageError(str(e)) from None
+        raise TrainerError(
+            f"no space left on the disk of {plan.out_root}; nothing was written"
+        ) from None
     print(f"Done: {out_dir}/video.mp4, video.gif, preview.png, render.json", file=sys.stderr)
     if remote:
         from trainer import storage
 
         run_url = storage.join(remote, os.path.basename(plan.out_root))
         mirror = storage.RunMirror(client, plan.out_root, run_url)
-        try:
-            mirror.upload(only=os.path.relpath(out_dir, plan.out_root))
-        except storage.StorageError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 1
+        mirror.upload(only=os.path.relpath(out_dir, plan.out_root))  # or StorageError
         print(
             f"Uploaded to {storage.join(run_url, 'render', os.path.basename(out_dir))}",
             file=sys.stderr,
@@ -90,15 +75,11 @@ def evaluate(cfg: Config) -> int:
     run_dir = os.path.join(cfg.logdir, cfg.run)
     if not os.path.exists(os.path.join(run_dir, "config.json")):
         raise UsageError(runs.missing_run(cfg.logdir, cfg.run))
-    try:
+    with errors.usage():
         saved = runs.load_config(os.path.join(run_dir, "config.json"))
-    except ValueError as e:
-        raise UsageError(str(e)) from None
     saved = dataclasses.replace(saved, eval_episodes=cfg.eval_episodes)
-    try:
+    with errors.usage():
         checks.validate(saved)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
     from trainer import envs, record
     from trainer import evaluate as evaluation
 
@@ -107,10 +88,8 @@ def evaluate(cfg: Config) -> int:
         from trainer import dagger
 
         evaluate_run = dagger.evaluate_run
-    try:
+    with errors.usage():
         path, result = evaluate_run(saved, run_dir)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
     print(evaluation.describe(result), file=sys.stderr)
     print(f"Wrote {path}", file=sys.stderr)
     return 0
@@ -131,23 +110,19 @@ def train(
     KukaGraspCam-v0 trains its camera policy with `vision` (trainer/dagger.py).
     """
     _check_camera(cfg, vision or VisionConfig(), roles)
-    try:
-        cfg, run_dir, mirror = rundir.prepare(cfg, command_line, given)
-    except (rundir.DiskFull, rundir.StorageDown) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    cfg, run_dir, mirror = rundir.prepare(cfg, command_line, given)
     print(f"Run directory: {run_dir}", file=sys.stderr, flush=True)
     camera = _is_camera(cfg)  # the run's own env: a resume may not name it
     try:  # until the Syncer owns it, a gs:// run's lease is released here if anything fails
         # TensorFlow loads only once the input is known good.
-        from trainer import actors, agents, record, train
+        from trainer import agents, train
 
         print(f"Learning on {agents.devices()}", file=sys.stderr, flush=True)
-        syncer, errors = None, (actors.ActorError, TimeoutError, record.CheckpointError)
+        syncer = None
         if mirror is not None:
             from trainer import storage
 
-            syncer, errors = storage.Syncer(mirror), (*errors, storage.StorageError)
+            syncer = storage.Syncer(mirror)
             deliver_sigterm = bound_sigterm(syncer, cfg.sigterm_budget)
             print(f"Uploading to {mirror.url}", file=sys.stderr, flush=True)
     except BaseException:
@@ -174,18 +149,18 @@ def train(
             if syncer is not None:
                 syncer.close()
                 deliver_sigterm()
-    except errors as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    except TimeoutError as e:  # the Reverb server or an env process stopped answering
+        raise TrainerError(str(e)) from None
     except KeyboardInterrupt:
         print(f"Interrupted; the last checkpoint is in {run_dir}", file=sys.stderr)
         return 130
-    except Exception as e:
+    except TrainerError:
+        raise
+    except Exception as e:  # OSError, or TensorFlow's own for the same disk
         message = _storage_failure(e, run_dir)
         if message is None:
             raise
-        print(f"error: {message}", file=sys.stderr)
-        return 1
+        raise TrainerError(message) from None
     print(
         f"Done: policy in {os.path.join(run_dir, 'policy')}, evaluation in "
         f"{os.path.join(run_dir, 'eval.json')}",
@@ -208,7 +183,7 @@ def _is_camera(cfg: Config) -> bool:
 def _check_camera(cfg: Config, vision: VisionConfig, roles: RoleConfig | None) -> None:
     """UsageError, before the run directory is touched, for camera settings out of range,
     a camera run asked of the distributed roles, or a bad --teacher."""
-    try:
+    with errors.usage():
         checks.validate_vision(vision)
         if not _is_camera(cfg):
             return
@@ -218,8 +193,6 @@ def _check_camera(cfg: Config, vision: VisionConfig, roles: RoleConfig | None) -
             from trainer import labelling
 
             labelling.check_teacher(vision.teacher)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
 
 
 def bound_sigterm(syncer, budget: float):
@@ -272,7 +245,7 @@ def _config_flags(cfg: Config) -> list[str]:
 
 def role(command: str, cfg: Config, roles: RoleConfig, command_line: str) -> int:
     """The distributed roles (`reverb`, `collect`, `learn`) and their local launcher."""
-    try:
+    with errors.usage():
         checks.validate(cfg)
         checks.validate_roles(roles)
         # On this machine: each collector's env processes, and the learner's eval env.
@@ -280,8 +253,6 @@ def role(command: str, cfg: Config, roles: RoleConfig, command_line: str) -> int
         processes.check_env_count(here.get(command, 1))
         if command == "reverb":
             launch.check_port_free(roles.port)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
     if cfg.agent != "ppo":
         raise UsageError(
             f"distributed training runs --agent=ppo, not {cfg.agent} (docs/distributed.md says why)"
@@ -301,16 +272,15 @@ def role(command: str, cfg: Config, roles: RoleConfig, command_line: str) -> int
         )
     if command == "learn":
         return train(cfg, command_line, roles)
-    from trainer import actors, distributed
+    from trainer import distributed
 
     try:
         if command == "reverb":
             distributed.serve(cfg, roles.port)
         else:
             distributed.collect(cfg, roles.reverb_address, roles.task)
-    except (TimeoutError, actors.ActorError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    except TimeoutError as e:  # the Reverb server stopped answering
+        raise TrainerError(str(e)) from None
     except KeyboardInterrupt:
         return 130
     return 0

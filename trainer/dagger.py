@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from trainer import actors, camera, envs, evaluate, labelling, resume, rundir, runs, student
+from trainer import actors, camera, envs, errors, evaluate, labelling, resume, rundir, runs, student
 from trainer.config import Config, VisionConfig
 
 # A camera run's own files beside config.json; dagger.json, written last in a round,
@@ -211,7 +211,7 @@ def train(
     names one), then the DAgger rounds; returns the student's evaluation.
 
     The run's vision.json is written once; a resume keeps it but for the `given` fields,
-    of which only --dagger_iterations may differ (rundir.UsageError otherwise).
+    of which only --dagger_iterations may differ (errors.UsageError otherwise).
     `syncer` (a gs:// run's storage.Syncer) uploads the whole run, the teacher's
     checkpoints and each finished round included.
     """
@@ -258,7 +258,7 @@ def _settings(vision: VisionConfig, path: str, given) -> VisionConfig:
     vision = resume.merged(saved, vision, given)
     changed = resume.differences(saved, vision, resumable={"dagger_iterations"})
     if changed:
-        raise rundir.UsageError(
+        raise errors.UsageError(
             f"the run exists with other camera settings ({'; '.join(changed)}); pass the same "
             "flags to resume it, or another --run"
         )

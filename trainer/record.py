@@ -14,6 +14,7 @@ from tf_agents.policies import policy_saver
 
 from trainer import agents, evaluate, runs
 from trainer.config import Config
+from trainer.errors import TrainerError
 from trainer.progress import Progress
 
 # Training metrics average the most recent episodes, as tf-agents' metrics do.
@@ -63,7 +64,7 @@ def _export_policy(saver, run_dir: str) -> None:
     runs.export_dir(os.path.join(run_dir, "policy"), saver.save)
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(TrainerError, RuntimeError):
     """The run has checkpoints, and none of them restores."""
 
 

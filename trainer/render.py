@@ -21,14 +21,15 @@ import types
 
 from trainer import envs, runs, video
 from trainer.config import Config, RenderConfig, VisionConfig
+from trainer.errors import UsageError
 
 GIF_STRIDE = 3
 # Films of random actions go to LOGDIR/random-policy/render/<time>/, whatever runs exist.
 RANDOM_DIR = "random-policy"
 
 
-class RenderError(Exception):
-    """A run, policy or env that cannot be filmed; one line for the user."""
+class RenderError(UsageError):
+    """A run, policy or env that cannot be filmed: bad input, one line, exit code 2."""
 
 
 @dataclasses.dataclass(frozen=True)

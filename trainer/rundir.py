@@ -16,23 +16,20 @@ import sys
 import tempfile
 import time
 
-from trainer import checks, processes, resume, runs
+from trainer import checks, errors, processes, resume, runs
 from trainer.config import Config
+from trainer.errors import Finished, TrainerError, UsageError
 
 
-class UsageError(Exception):
-    """Bad input: reported in one line with exit code 2."""
-
-
-class DiskFull(Exception):
+class DiskFull(TrainerError):
     """No room on the run's disk before training: one line naming it, exit code 1."""
 
 
-class StorageDown(Exception):
+class StorageDown(TrainerError):
     """Storage failed while a gs:// run was being staged: one line, exit code 1."""
 
 
-class AlreadyFinished(Exception):
+class AlreadyFinished(Finished):
     """The run has trained to --total_steps already: said in one line, exit code 0."""
 
 
@@ -143,10 +140,7 @@ def _enter(cfg: Config, given, command: str, local_root: str, run_dir: str, mirr
 
     Returns the run's config: `cfg`, or on a resume the one `_resumed` makes.
     """
-    try:  # one writer per run
-        runs.lock_run(local_root, cfg.run)
-    except runs.RunBusy as e:
-        raise UsageError(str(e)) from None
+    runs.lock_run(local_root, cfg.run)  # one writer per run (RunBusy, a UsageError)
     config_path = os.path.join(run_dir, "config.json")
     if mirror is not None and not os.path.exists(config_path) and mirror.download():
         print(f"Downloaded {mirror.url} to {run_dir}", file=sys.stderr, flush=True)
@@ -170,23 +164,19 @@ def _checked(cfg: Config) -> Config:
     """`cfg` with its run id, once every setting and the env are known good."""
     from trainer import envs
 
-    try:
+    with errors.usage():
         checks.validate(cfg)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
     if not envs.is_registered(cfg.env_id):
         raise UsageError(
             f"unknown env id {cfg.env_id!r}; use KukaGrasp-v0, KukaBulletEnv-v0 or another "
             "pybullet gym id"
         )
     run_id = cfg.run or runs.make_run_id(cfg.agent, cfg.env_id)
-    try:
+    with errors.usage():
         runs.check_run_id(run_id)
         processes.check_env_count(cfg.num_envs)
         if cfg.env_id != envs.CAMERA_ENV_ID:  # its policy learns by DAgger (trainer/dagger.py)
             envs.check_spaces(cfg.env_id)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
     return dataclasses.replace(cfg, run=run_id)
 
 
@@ -229,10 +219,8 @@ def _resumed(cfg: Config, given: frozenset[str] | None, run_dir: str) -> Config:
     except ValueError as e:
         raise UsageError(f"{e}; fix it or start a new run with another --run") from None
     cfg = resume.merged(saved, cfg, given, keep=resume.LOCATION_FIELDS)
-    try:
+    with errors.usage():
         checks.validate(cfg)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
     diffs = resume.differences(saved, cfg)
     if diffs:
         raise UsageError(
@@ -278,8 +266,6 @@ def staging_root(logdir: str, staging_dir: str) -> str:
         return staging_dir
     from trainer import storage
 
-    try:
+    with errors.usage():
         bucket, prefix = storage.parse_url(logdir)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
     return os.path.join(tempfile.gettempdir(), "kuka-staging", bucket, prefix)

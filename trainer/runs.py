@@ -10,6 +10,7 @@ import re
 
 from trainer import config
 from trainer.config import Config
+from trainer.errors import UsageError
 
 MAX_LEN = 63
 _VALID = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -129,7 +130,7 @@ def missing_run(logdir: str, run: str, shown: int = 5) -> str:
 _HELD: dict = {}
 
 
-class RunBusy(RuntimeError):
+class RunBusy(UsageError):
     """Another process trains the run; the message names it."""
 
 

@@ -21,12 +21,9 @@ import warnings
 
 from absl import app, flags, logging
 
-from trainer import cli_help, commands, config, runs
+from trainer import cli_help, commands, config, errors, runs
 from trainer.config import Config, RenderConfig, RoleConfig, VisionConfig
-from trainer.rundir import AlreadyFinished, UsageError
-
-USAGE_ERROR = 2
-
+from trainer.errors import TrainerError, UsageError
 
 COMMANDS = ("train", "eval", "render", "plot", "reverb", "collect", "learn", "distributed")
 
@@ -103,11 +100,9 @@ def main(argv: list[str]) -> int:
     given = [
         f.name for cls in every for f in dataclasses.fields(cls) if flags.FLAGS[f.name].present
     ]
-    try:  # every command reads --logdir; nothing may be written before it is known good
+    with errors.usage():  # every command reads --logdir; nothing is written before it is good
         cli_help.check_flags(command, given)
         runs.check_logdir(flags.FLAGS.logdir)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
     cfg = config_from_flags()
     _quiet_tensorflow()
     if command == "render":
@@ -138,18 +133,15 @@ def _parse_flags(argv: list[str]) -> list[str]:
         return flags.FLAGS(argv)
     except flags.Error as e:
         print(f"error: {e} (see python -m trainer.task --help)", file=sys.stderr)
-        sys.exit(USAGE_ERROR)
+        sys.exit(UsageError.exit_code)
 
 
 def _main(argv: list[str]) -> None:
     try:
         sys.exit(main(argv))
-    except AlreadyFinished as e:
-        print(e, file=sys.stderr)
-        sys.exit(0)
-    except UsageError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(USAGE_ERROR)
+    except TrainerError as e:  # the one place an error becomes a line and an exit code
+        print(f"{e.prefix}{e}", file=sys.stderr)
+        sys.exit(e.exit_code)
 
 
 def run() -> None:

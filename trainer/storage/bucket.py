@@ -12,12 +12,14 @@ from google.auth import exceptions as auth_exceptions
 from google.cloud import storage
 from google.cloud.storage import retry as storage_retry
 
+from trainer.errors import TrainerError
+
 MARKER = "SYNCED.json"  # a run's last complete upload (mirror.py writes it last)
 _URL = re.compile(r"^gs://([a-z0-9][a-z0-9._-]{1,220}[a-z0-9])(?:/(.*))?$")
 
 
-class StorageError(Exception):
-    """Storage could not be reached or used; one line for the user."""
+class StorageError(TrainerError):
+    """Storage could not be reached or used; one line for the user, exit code 1."""
 
 
 class StorageUnavailable(StorageError):
