@@ -26,7 +26,7 @@ import numpy as np
 import reverb
 import tensorflow as tf
 
-from trainer import actors, agents, record, wire
+from trainer import actors, agents, env_process, record, wire
 from trainer import learner as learner_lib
 from trainer.config import Config
 
@@ -257,7 +257,7 @@ def learn(
         queue.publish(int(version.numpy()))
         count = segments_per_iteration(cfg)
         log(f"Learner: {count} segments of {segment_length(cfg):,} steps per iteration")
-        recent: list[actors.Episode] = []
+        recent: list[env_process.Episode] = []
         try:
             while recorder.steps < cfg.total_steps:
                 t0 = time.time()

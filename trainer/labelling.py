@@ -8,16 +8,14 @@ env keeps beside its observation; the student acts from the observation alone
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 
 import numpy as np
 
-from trainer import actors, agents, envs, runs, student
+from trainer import agents, env_process, envs, runs, student
 
 
-def _play(env, env_id: str, driver, teacher, frames: list | None) -> actors.Episode:
+def _play(env, env_id: str, driver, teacher, frames: list | None) -> env_process.Episode:
     """One episode from a reset; `driver` None lets the teacher drive. With `frames`,
     every observation is kept with the teacher's greedy action for its state."""
     observation, ret, length = env.reset(), 0.0, 0
@@ -31,7 +29,7 @@ def _play(env, env_id: str, driver, teacher, frames: list | None) -> actors.Epis
         observation, reward, done, _ = env.step(np.clip(action, -1.0, 1.0))
         ret, length = ret + reward, length + 1
         if done:
-            return actors.Episode(ret, length, envs.is_success(env_id, float(reward)))
+            return env_process.Episode(ret, length, envs.is_success(env_id, float(reward)))
 
 
 def env_worker(conn, env_id: str, seed: int) -> None:
@@ -46,10 +44,8 @@ def env_worker(conn, env_id: str, seed: int) -> None:
     """
     import gym
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides how to stop
-    envs.silence_env_prints()
     envs.seed_process(seed)
-    with contextlib.suppress(BrokenPipeError, ConnectionResetError, EOFError):
+    with env_process.serving():
         conn.send(("ok", (None, None), 0.0))
         env, made = None, None
         while True:

@@ -1,7 +1,7 @@
 """What travels through Reverb: segment items, the actor's parameters, episodes.
 
 A segment item is one env's segment as the local loop's env processes return it
-(actors._EnvRunner.collect), plus the policy version it was collected with and the
+(env_process.EnvRunner.collect), plus the policy version it was collected with and the
 episodes that ended in it. Parameters travel as np.savez bytes: arrays and strings,
 never pickle, so a reader runs no code it receives.
 """
@@ -13,7 +13,7 @@ import io
 import numpy as np
 import tensorflow as tf
 
-from trainer import actors
+from trainer import env_process
 
 # Per episode: return, length, success (1, 0, or -1 for an env without one).
 EPISODE_FIELDS = 3
@@ -71,10 +71,10 @@ def unpack_params(blob: np.ndarray) -> dict:
     }
 
 
-def pack_episodes(finished: list[actors.Episode]) -> np.ndarray:
+def pack_episodes(finished: list[env_process.Episode]) -> np.ndarray:
     rows = [[e.ret, e.length, -1.0 if e.success is None else float(e.success)] for e in finished]
     return np.asarray(rows, np.float32).reshape(-1, EPISODE_FIELDS)
 
 
-def unpack_episodes(rows: np.ndarray) -> list[actors.Episode]:
-    return [actors.Episode(float(r), int(n), None if s < 0 else bool(s)) for r, n, s in rows]
+def unpack_episodes(rows: np.ndarray) -> list[env_process.Episode]:
+    return [env_process.Episode(float(r), int(n), None if s < 0 else bool(s)) for r, n, s in rows]

@@ -1,0 +1,45 @@
+"""trainer/env_process.py in-process: the Trajectory fields an env process builds itself.
+
+Pendulum-v1 (gym's own, no pybullet) ends every episode by its 200-step time limit,
+so one test sees a truncation and the boundary step after it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from trainer import env_process
+
+
+class _Constant:
+    """A stand-in for agents.NumpyActor: one action, and the calls it got."""
+
+    def __init__(self, value: float):
+        self.value, self.calls = value, []
+
+    def action(self, observation, greedy: bool = False):
+        self.calls.append(greedy)
+        return np.array([self.value], np.float32), {}
+
+
+def test_a_time_limit_is_a_truncation_then_a_boundary_step():
+    runner = env_process.EnvRunner("Pendulum-v1", seed=3)
+    segment, episodes = runner.collect(_Constant(5.0), 205)  # 5.0 is clipped to 2.0
+    assert [(e.length, e.success) for e in episodes] == [(200, None)]
+    last = 199  # the 200th step ends the episode by its time limit
+    assert segment["next_step_type"][last] == 2 and segment["discount"][last] == 1.0
+    # Then one boundary transition, LAST -> FIRST, reward 0 and discount 1.
+    assert segment["step_type"][last + 1] == 2 and segment["next_step_type"][last + 1] == 0
+    assert segment["reward"][last + 1] == 0.0 and segment["discount"][last + 1] == 1.0
+    assert segment["step_type"][last + 2] == 0 and segment["next_step_type"][last + 2] == 1
+    assert segment["observation"].shape == (205, 3) and segment["action"].shape == (205, 1)
+    assert episodes[0].ret == pytest.approx(float(np.sum(segment["reward"][:200])), rel=1e-6)
+
+
+def test_a_greedy_episode_starts_fresh_and_asks_for_greedy_actions():
+    runner = env_process.EnvRunner("Pendulum-v1", seed=3)
+    runner.collect(_Constant(0.0), 50)  # in the middle of a training episode
+    actor = _Constant(1.0)
+    episode = runner.episode(actor)
+    assert episode.length == 200 and actor.calls == [True] * 200
