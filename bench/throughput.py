@@ -22,6 +22,8 @@ import statistics
 import tempfile
 import time
 
+from trainer import layout
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # no CUDA probing notes between the pairs
 
 
@@ -90,7 +92,7 @@ def training_speed(
             **changes,
         )
         train.train(cfg, run_dir)
-        events = evaluate.read_scalar_events(os.path.join(run_dir, "train"))
+        events = evaluate.read_scalar_events(os.path.join(run_dir, layout.TRAIN_EVENTS))
         marks = [
             (step, wall)
             for step, _, wall in events["Metrics/EnvStepsPerSecond"]

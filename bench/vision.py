@@ -18,6 +18,7 @@ import subprocess
 import sys
 
 from bench import common
+from trainer import layout
 
 ENV_ID = "KukaGraspCam-v0"
 
@@ -32,16 +33,16 @@ def _walls(event_dir: str) -> tuple[float, float]:
 
 def row(run_dir: str, seed: int) -> str:
     """One seed's line of the table."""
-    with open(os.path.join(run_dir, "eval.json")) as f:
+    with open(os.path.join(run_dir, layout.EVAL_JSON)) as f:
         student = json.load(f)
     with open(os.path.join(run_dir, "dagger.json")) as f:
         rounds = json.load(f)
     teacher_dir = os.path.join(run_dir, "teacher")
-    with open(os.path.join(teacher_dir, "eval.json")) as f:
+    with open(os.path.join(teacher_dir, layout.EVAL_JSON)) as f:
         teacher = json.load(f)
-    start = _walls(os.path.join(teacher_dir, "train"))[0]
-    taught = _walls(os.path.join(teacher_dir, "eval"))[1]
-    end = _walls(os.path.join(run_dir, "eval"))[1]
+    start = _walls(os.path.join(teacher_dir, layout.TRAIN_EVENTS))[0]
+    taught = _walls(os.path.join(teacher_dir, layout.EVAL_EVENTS))[1]
+    end = _walls(os.path.join(run_dir, layout.EVAL_EVENTS))[1]
     low, high = student["success_interval"]
     per_round = " ".join(f"{s:.0%}" for s in rounds["success"])
     return (
@@ -55,7 +56,7 @@ def report(logdir: str, seeds: list[int], out: str, load: str) -> str:
     rows = [
         row(os.path.join(logdir, f"cam-s{seed}"), seed)
         for seed in seeds
-        if os.path.exists(os.path.join(logdir, f"cam-s{seed}", "eval.json"))
+        if os.path.exists(os.path.join(logdir, f"cam-s{seed}", layout.EVAL_JSON))
     ]
     command = common.shown(common.trainer_command(logdir, "cam-sN", [f"--env_id={ENV_ID}"]))
     text = "\n".join(

@@ -11,7 +11,7 @@ import os
 import signal
 import sys
 
-from trainer import checks, errors, launch, processes, rundir, runs
+from trainer import checks, errors, launch, layout, processes, rundir, runs
 from trainer.config import Config, RenderConfig, RoleConfig, VisionConfig
 from trainer.errors import TrainerError, UsageError
 
@@ -19,9 +19,9 @@ from trainer.errors import TrainerError, UsageError
 def plot(logdir: str, run: str) -> int:
     """Writes the run's learning_curve.png from its event files."""
     run_dir = os.path.join(logdir, run) if run else runs.latest_run(logdir)
-    if run and not os.path.isfile(os.path.join(run_dir, "config.json")):
+    if run and not os.path.isfile(os.path.join(run_dir, layout.CONFIG)):
         raise UsageError(runs.missing_run(logdir, run))
-    if run_dir is None or not os.path.isdir(os.path.join(run_dir, "train")):
+    if run_dir is None or not os.path.isdir(os.path.join(run_dir, layout.TRAIN_EVENTS)):
         raise UsageError(f"no run with TensorBoard events at {run_dir or logdir}")
     from trainer import plot as plotting  # reading event files loads TensorFlow
 
@@ -73,10 +73,10 @@ def evaluate(cfg: Config) -> int:
     if cfg.logdir.startswith("gs://"):
         raise UsageError("eval reads a local run; render or train it from gs:// first")
     run_dir = os.path.join(cfg.logdir, cfg.run)
-    if not os.path.exists(os.path.join(run_dir, "config.json")):
+    if not os.path.exists(os.path.join(run_dir, layout.CONFIG)):
         raise UsageError(runs.missing_run(cfg.logdir, cfg.run))
     with errors.usage():
-        saved = runs.load_config(os.path.join(run_dir, "config.json"))
+        saved = runs.load_config(os.path.join(run_dir, layout.CONFIG))
     saved = dataclasses.replace(saved, eval_episodes=cfg.eval_episodes)
     with errors.usage():
         checks.validate(saved)

@@ -20,7 +20,19 @@ import time
 
 import numpy as np
 
-from trainer import actors, camera, envs, errors, evaluate, labelling, resume, rundir, runs, student
+from trainer import (
+    actors,
+    camera,
+    envs,
+    errors,
+    evaluate,
+    labelling,
+    layout,
+    resume,
+    rundir,
+    runs,
+    student,
+)
 from trainer.config import Config, VisionConfig
 
 # A camera run's own files beside config.json; dagger.json, written last in a round,
@@ -97,7 +109,7 @@ def teach(
     if state["rounds"]:  # the weights hold the arm's normalization too
         model.load_weights(os.path.join(run_dir, state["student"]))
         log(f"Resumed after round {state['rounds']} ({len(data['label']):,} frames)")
-    writer = tf.summary.create_file_writer(os.path.join(run_dir, "train"))
+    writer = tf.summary.create_file_writer(os.path.join(run_dir, layout.TRAIN_EVENTS))
     sized = {"size": vision.image_size}
     worker = f"{labelling.__name__}:env_worker"
     with actors.ActorPool(envs.CAMERA_ENV_ID, num_envs, seed, worker=worker) as pool:
@@ -119,11 +131,11 @@ def teach(
                 f"{state['loss'][-1]:.2e} | played {state['play_seconds'][-1]:.0f} s, fitted "
                 f"{state['fit_seconds'][-1]:.0f} s | ETA {int(left // 60)}m{int(left % 60):02d}s"
             )
-        export(model, os.path.join(run_dir, "policy"))
+        export(model, os.path.join(run_dir, layout.POLICY))
         episodes = pool.evaluate((None, student.params(model), sized), eval_episodes)
     result = evaluate.summarize(episodes, sum(state["frames"][-1:]), envs.CAMERA_ENV_ID)
-    evaluate.write_json(result, os.path.join(run_dir, "eval.json"))
-    eval_writer = tf.summary.create_file_writer(os.path.join(run_dir, "eval"))
+    evaluate.write_json(result, os.path.join(run_dir, layout.EVAL_JSON))
+    eval_writer = tf.summary.create_file_writer(os.path.join(run_dir, layout.EVAL_EVENTS))
     evaluate.write_summaries(eval_writer, result)
     for each in (writer, eval_writer):
         each.flush()
@@ -220,8 +232,10 @@ def train(
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     vision = _settings(vision, os.path.join(run_dir, VISION), given)
     rounds = _state(run_dir)["rounds"]
-    if rounds >= vision.dagger_iterations and os.path.exists(os.path.join(run_dir, "eval.json")):
-        with open(os.path.join(run_dir, "eval.json")) as f:
+    if rounds >= vision.dagger_iterations and os.path.exists(
+        os.path.join(run_dir, layout.EVAL_JSON)
+    ):
+        with open(os.path.join(run_dir, layout.EVAL_JSON)) as f:
             log(f"Run {run_dir} already finished its {rounds} rounds (eval.json)")
             return json.load(f)
     teacher_dir = vision.teacher or os.path.join(run_dir, TEACHER)
@@ -230,8 +244,8 @@ def train(
             cfg, env_id=envs.DEFAULT_ENV_ID, logdir=run_dir, run=TEACHER
         )  # a run of its own: `make eval LOGDIR=RUN_DIR RUN=teacher` works on it
         os.makedirs(teacher_dir, exist_ok=True)
-        if not os.path.exists(os.path.join(teacher_dir, "config.json")):
-            runs.save_config(teacher_cfg, os.path.join(teacher_dir, "config.json"))
+        if not os.path.exists(os.path.join(teacher_dir, layout.CONFIG)):
+            runs.save_config(teacher_cfg, os.path.join(teacher_dir, layout.CONFIG))
         if (rundir.finished_at(teacher_dir) or 0) < teacher_cfg.total_steps:
             log(f"Training the teacher (state policy, {envs.DEFAULT_ENV_ID}) in {teacher_dir}")
             state_training.train(teacher_cfg, teacher_dir, log=log, syncer=syncer)

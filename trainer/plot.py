@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from trainer import evaluate
+from trainer import evaluate, layout
 
 
 def learning_curve(run_dir: str, out_path: str | None = None) -> str:
@@ -14,8 +14,8 @@ def learning_curve(run_dir: str, out_path: str | None = None) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    train = evaluate.read_scalars(os.path.join(run_dir, "train"))
-    evals = evaluate.read_scalars(os.path.join(run_dir, "eval"))
+    train = evaluate.read_scalars(os.path.join(run_dir, layout.TRAIN_EVENTS))
+    evals = evaluate.read_scalars(os.path.join(run_dir, layout.EVAL_EVENTS))
     if "Metrics/AverageReturn" not in train and "Eval/AverageReturn" not in evals:
         raise ValueError(f"{run_dir} has no returns in its event files yet")
     figure, (returns, success) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)

@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 from tf_agents.policies import policy_saver
 
-from trainer import agents, evaluate, runs
+from trainer import agents, evaluate, layout, runs
 from trainer.config import Config
 from trainer.errors import TrainerError
 from trainer.progress import Progress
@@ -54,14 +54,14 @@ def evals_left(cfg: Config, steps: int) -> int:
 
 def _recover_policy(run_dir: str) -> None:
     """Puts back the previous export if a crash came between _export_policy's two renames."""
-    final = os.path.join(run_dir, "policy")
+    final = os.path.join(run_dir, layout.POLICY)
     if not os.path.exists(final) and os.path.exists(final + ".old"):
         os.rename(final + ".old", final)
 
 
 def _export_policy(saver, run_dir: str) -> None:
     """Writes the policy beside `policy/` and swaps it in, so a reader never sees half of one."""
-    runs.export_dir(os.path.join(run_dir, "policy"), saver.save)
+    runs.export_dir(os.path.join(run_dir, layout.POLICY), saver.save)
 
 
 class CheckpointError(TrainerError, RuntimeError):
@@ -137,15 +137,19 @@ class RunRecorder:
         self.env_steps = tracked["env_steps"]
         _recover_policy(run_dir)
         self._checkpoint = tf.train.Checkpoint(**tracked)
-        self._manager = restore_newest(self._checkpoint, os.path.join(run_dir, "checkpoints"), log)
+        self._manager = restore_newest(
+            self._checkpoint, os.path.join(run_dir, layout.CHECKPOINTS), log
+        )
         self.start = self.steps = int(self.env_steps.numpy())
         if self.start:
             log(f"Resuming {run_dir} from env step {self.start:,}")
         self._saver = policy_saver.PolicySaver(
             agents.greedy_policy(agent), train_step=self.env_steps
         )
-        self._train_writer = tf.summary.create_file_writer(os.path.join(run_dir, "train"))
-        self._eval_writer = tf.summary.create_file_writer(os.path.join(run_dir, "eval"))
+        self._train_writer = tf.summary.create_file_writer(
+            os.path.join(run_dir, layout.TRAIN_EVENTS)
+        )
+        self._eval_writer = tf.summary.create_file_writer(os.path.join(run_dir, layout.EVAL_EVENTS))
         self._progress = Progress(
             cfg.total_steps, lambda steps: evals_left(cfg, steps) * cfg.eval_episodes
         )
@@ -169,7 +173,7 @@ class RunRecorder:
         result = evaluate.summarize(episodes, int(self.env_steps.numpy()), self._cfg.env_id)
         evaluate.write_summaries(self._eval_writer, result)
         if final:
-            evaluate.write_json(result, os.path.join(self._run_dir, "eval.json"))
+            evaluate.write_json(result, os.path.join(self._run_dir, layout.EVAL_JSON))
         self._log(evaluate.describe(result))
         return result
 
@@ -221,7 +225,7 @@ def evaluate_run(cfg: Config, run_dir: str) -> tuple[str, dict]:
     """
     from trainer import actors
 
-    checkpoints = os.path.join(run_dir, "checkpoints")
+    checkpoints = os.path.join(run_dir, layout.CHECKPOINTS)
     if not _listed(checkpoints):  # before any env process starts
         raise ValueError(f"no checkpoint in {checkpoints}")
     tf.keras.utils.set_random_seed(cfg.seed)

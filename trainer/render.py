@@ -19,7 +19,7 @@ import tempfile
 import time
 import types
 
-from trainer import envs, runs, video
+from trainer import envs, layout, runs, video
 from trainer.config import Config, RenderConfig, VisionConfig
 from trainer.errors import UsageError
 
@@ -51,14 +51,14 @@ def plan(cfg: Config, policy: str = "") -> Plan:
     """
     if cfg.run:
         run_dir = os.path.join(cfg.logdir, cfg.run)
-        if not os.path.isfile(os.path.join(run_dir, "config.json")):
+        if not os.path.isfile(os.path.join(run_dir, layout.CONFIG)):
             raise RenderError(runs.missing_run(cfg.logdir, cfg.run))
     else:
         run_dir = runs.latest_run(cfg.logdir)
     run_cfg = None
     if run_dir is not None:
         try:
-            run_cfg = runs.load_config(os.path.join(run_dir, "config.json"))
+            run_cfg = runs.load_config(os.path.join(run_dir, layout.CONFIG))
         except ValueError as e:
             raise RenderError(str(e)) from None
     env_id = run_cfg.env_id if run_cfg else cfg.env_id
@@ -72,7 +72,7 @@ def plan(cfg: Config, policy: str = "") -> Plan:
             f"no run found under {cfg.logdir}; train one with `make train`, "
             "or film random actions with --policy=random"
         )
-    policy_dir = policy or os.path.join(run_dir, "policy")
+    policy_dir = policy or os.path.join(run_dir, layout.POLICY)
     previous = f"{policy_dir}.old"  # a trainer between the two renames of an export
     if not policy and not os.path.isdir(policy_dir) and os.path.isdir(previous):
         policy_dir = previous

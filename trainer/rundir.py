@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 
-from trainer import checks, errors, processes, resume, runs
+from trainer import checks, errors, layout, processes, resume, runs
 from trainer.config import Config
 from trainer.errors import Finished, TrainerError, UsageError
 
@@ -36,7 +36,7 @@ class AlreadyFinished(Finished):
 def finished_at(run_dir: str) -> int | None:
     """The env step of the run's final evaluation (eval.json), if it has one."""
     try:
-        with open(os.path.join(run_dir, "eval.json")) as f:
+        with open(os.path.join(run_dir, layout.EVAL_JSON)) as f:
             return int(json.load(f)["env_steps"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -141,7 +141,7 @@ def _enter(cfg: Config, given, command: str, local_root: str, run_dir: str, mirr
     Returns the run's config: `cfg`, or on a resume the one `_resumed` makes.
     """
     runs.lock_run(local_root, cfg.run)  # one writer per run (RunBusy, a UsageError)
-    config_path = os.path.join(run_dir, "config.json")
+    config_path = os.path.join(run_dir, layout.CONFIG)
     if mirror is not None and not os.path.exists(config_path) and mirror.download():
         print(f"Downloaded {mirror.url} to {run_dir}", file=sys.stderr, flush=True)
     if os.path.exists(config_path):
@@ -152,7 +152,7 @@ def _enter(cfg: Config, given, command: str, local_root: str, run_dir: str, mirr
     os.makedirs(run_dir, exist_ok=True)
     if not os.path.exists(config_path):  # written once: a resume never rewrites it
         runs.save_config(cfg, config_path)
-    commands, before = os.path.join(run_dir, "command.txt"), ""
+    commands, before = os.path.join(run_dir, layout.COMMAND), ""
     if os.path.exists(commands):
         with open(commands) as f:
             before = f.read()
@@ -215,7 +215,7 @@ def _resumed(cfg: Config, given: frozenset[str] | None, run_dir: str) -> Config:
     resume.RESUMABLE_FIELDS differs; AlreadyFinished if the run is done.
     """
     try:
-        saved = runs.load_config(os.path.join(run_dir, "config.json"))
+        saved = runs.load_config(os.path.join(run_dir, layout.CONFIG))
     except ValueError as e:
         raise UsageError(f"{e}; fix it or start a new run with another --run") from None
     cfg = resume.merged(saved, cfg, given, keep=resume.LOCATION_FIELDS)
@@ -249,7 +249,7 @@ def fetch_for_render(client, remote: str, local_root: str, run: str) -> str:
         if run_id:
             local = os.path.join(local_root, run_id)
             mirror = storage.RunMirror(client, local, storage.join(remote, run_id))
-            if not mirror.download(only="config.json"):
+            if not mirror.download(only=layout.CONFIG):
                 raise UsageError(f"no complete run at {mirror.url} (no {storage.MARKER})")
             mirror.download(only="policy/")
             mirror.download(only="vision.json")  # a camera run's frame size

@@ -8,7 +8,7 @@ import json
 import os
 import re
 
-from trainer import config
+from trainer import config, layout
 from trainer.config import Config
 from trainer.errors import UsageError
 
@@ -104,7 +104,7 @@ def list_runs(logdir: str) -> list[str]:
     found = [
         (os.path.getmtime(os.path.join(logdir, name)), name)
         for name in os.listdir(logdir)
-        if os.path.isfile(os.path.join(logdir, name, "config.json"))
+        if os.path.isfile(os.path.join(logdir, name, layout.CONFIG))
     ]
     return [name for _, name in sorted(found, reverse=True)]
 
@@ -224,7 +224,7 @@ def unwritable_message(run_dir: str, error: BaseException) -> str:
 
 
 def _last_checkpoint(run_dir: str) -> str:
-    pointer = os.path.join(run_dir, "checkpoints", "checkpoint")
+    pointer = os.path.join(run_dir, layout.CHECKPOINTS, "checkpoint")
     if not os.path.exists(pointer):
         return "none yet"
     with open(pointer) as f:  # TensorFlow's pointer names only complete checkpoints
