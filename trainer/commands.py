@@ -80,10 +80,11 @@ def evaluate(cfg: Config) -> int:
     saved = dataclasses.replace(saved, eval_episodes=cfg.eval_episodes)
     with errors.usage():
         checks.validate(saved)
-    from trainer import envs, record
+    from trainer import envs
     from trainer import evaluate as evaluation
+    from trainer import train as training
 
-    evaluate_run = record.evaluate_run
+    evaluate_run = training.evaluate_run
     if saved.env_id == envs.CAMERA_ENV_ID:
         from trainer import dagger
 

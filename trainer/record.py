@@ -5,7 +5,6 @@ the exported policy and uploads, on the env-step axis.
 from __future__ import annotations
 
 import os
-import sys
 import time
 
 import numpy as np
@@ -79,7 +78,7 @@ def _verify(path: str) -> None:
         reader.get_tensor(name)
 
 
-def _listed(directory: str) -> list[str]:
+def listed_checkpoints(directory: str) -> list[str]:
     """The checkpoints TensorFlow's pointer file lists, oldest first."""
     state = tf.train.get_checkpoint_state(directory)
     return list(state.all_model_checkpoint_paths) if state else []
@@ -92,7 +91,7 @@ def restore_newest(checkpoint: tf.train.Checkpoint, directory: str, log, keep: i
     CheckpointError names every file when none restores. No checkpoint: a fresh run.
     """
     failed = []
-    for path in reversed(_listed(directory)):
+    for path in reversed(listed_checkpoints(directory)):
         try:
             _verify(path)
             checkpoint.restore(path).expect_partial()
@@ -215,27 +214,3 @@ class RunRecorder:
         self._eval_writer.flush()
         self._sync(force=True)
         return result
-
-
-def evaluate_run(cfg: Config, run_dir: str) -> tuple[str, dict]:
-    """Plays `cfg.eval_episodes` greedy episodes with the run's newest checkpoint.
-
-    Writes eval-<step>.json beside the run's eval.json and returns (its path, the
-    result); ValueError when the run has no checkpoint.
-    """
-    from trainer import actors
-
-    checkpoints = os.path.join(run_dir, layout.CHECKPOINTS)
-    if not _listed(checkpoints):  # before any env process starts
-        raise ValueError(f"no checkpoint in {checkpoints}")
-    tf.keras.utils.set_random_seed(cfg.seed)
-    with actors.ActorPool(cfg.env_id, min(cfg.num_envs, cfg.eval_episodes), cfg.seed) as pool:
-        agent, train_step, env_steps = agents.for_pool(cfg, pool)
-        checkpoint = tf.train.Checkpoint(agent=agent, env_steps=env_steps, train_step=train_step)
-        restore_newest(checkpoint, checkpoints, log=lambda msg: print(msg, file=sys.stderr))
-        step = int(env_steps.numpy())
-        episodes = pool.evaluate(agents.actor_params(agent), cfg.eval_episodes)
-    result = evaluate.summarize(episodes, step, cfg.env_id)
-    path = os.path.join(run_dir, f"eval-{step}.json")
-    evaluate.write_json(result, path)
-    return path, result

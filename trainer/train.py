@@ -1,15 +1,17 @@
-"""The local training loop: env processes collect, the agent learns, `record` keeps the run."""
+"""The local training loop: env processes collect, the agent learns, `record` keeps the
+run; and `make eval` of a state run, which builds the same agent from its checkpoint."""
 
 from __future__ import annotations
 
 import collections
 import math
+import os
 import sys
 import time
 
 import tensorflow as tf
 
-from trainer import actors, agents, record
+from trainer import actors, agents, evaluate, layout, record
 from trainer import learner as learner_lib
 from trainer.config import Config
 
@@ -77,3 +79,26 @@ def train(cfg: Config, run_dir: str, log=None, syncer=None) -> dict:
         finally:
             recorder.close()
         return recorder.final_eval()
+
+
+def evaluate_run(cfg: Config, run_dir: str) -> tuple[str, dict]:
+    """`make eval`: `cfg.eval_episodes` greedy episodes with the run's newest checkpoint,
+    in env processes of its own (the record evaluates in the training loop's).
+
+    Writes eval-<step>.json beside the run's eval.json and returns (its path, the
+    result); ValueError when the run has no checkpoint.
+    """
+    checkpoints = os.path.join(run_dir, layout.CHECKPOINTS)
+    if not record.listed_checkpoints(checkpoints):  # before any env process starts
+        raise ValueError(f"no checkpoint in {checkpoints}")
+    tf.keras.utils.set_random_seed(cfg.seed)
+    with actors.ActorPool(cfg.env_id, min(cfg.num_envs, cfg.eval_episodes), cfg.seed) as pool:
+        agent, train_step, env_steps = agents.for_pool(cfg, pool)
+        checkpoint = tf.train.Checkpoint(agent=agent, env_steps=env_steps, train_step=train_step)
+        record.restore_newest(checkpoint, checkpoints, log=lambda msg: print(msg, file=sys.stderr))
+        step = int(env_steps.numpy())
+        episodes = pool.evaluate(agents.actor_params(agent), cfg.eval_episodes)
+    result = evaluate.summarize(episodes, step, cfg.env_id)
+    path = os.path.join(run_dir, f"eval-{step}.json")
+    evaluate.write_json(result, path)
+    return path, result
