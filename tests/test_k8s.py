@@ -548,6 +548,7 @@ def test_distributed_roles_find_each_other(generated):
 
 
 def test_pods_are_restricted_and_bounded(all_objects):
+    assert not [obj for obj in all_objects if obj["kind"] == "PodDefaults"]
     for obj in all_objects:
         for pod in _pod_specs(obj):
             assert pod["securityContext"]["runAsNonRoot"] is True
@@ -561,6 +562,18 @@ def test_pods_are_restricted_and_bounded(all_objects):
                     assert {"requests", "limits"} <= set(container["resources"])
         if obj["kind"] == "Service":
             assert obj["spec"]["type"] == "ClusterIP"
+
+
+def test_the_restricted_settings_are_written_once_and_never_output():
+    """components/common copies restricted/pod-security.yaml into every pod template;
+    the source object is kustomize's local config, read but never applied."""
+    written = [
+        os.path.relpath(os.path.join(root, name), ROOT)
+        for root, _, names in os.walk(os.path.join(ROOT, "k8s"))
+        for name in names
+        if name.endswith(".yaml") and "runAsNonRoot" in open(os.path.join(root, name)).read()
+    ]
+    assert written == ["k8s/components/common/restricted/pod-security.yaml"]
 
 
 def _failure_table() -> list[dict]:
