@@ -295,34 +295,45 @@ def test_upload_order_marker_and_download(gcs, tmp_path):
     assert storage.latest_run(client, "gs://runs/exp") == "r1"
 
 
-def test_a_camera_runs_pointers_go_up_after_the_files_they_name(gcs, tmp_path, monkeypatch):
-    """dagger.json names the last round's student, and the teacher's checkpoint pointer
-    its checkpoint: an upload cut short between the two groups leaves neither naming a
-    file the bucket lacks."""
+@pytest.mark.parametrize(
+    "pointer, data",
+    [
+        ("checkpoints/checkpoint", "checkpoints/ckpt-{}.index"),
+        ("teacher/checkpoints/checkpoint", "teacher/checkpoints/ckpt-{}.index"),  # camera
+        ("dagger.json", "student/round-{}/weights.index"),  # a camera run's last round
+    ],
+)
+def test_a_pointer_rewritten_during_an_upload_never_names_a_file_it_left_out(
+    gcs, tmp_path, monkeypatch, pointer, data
+):
+    """TensorFlow writes a checkpoint's files, then rewrites its pointer, while an
+    upload is under way. The CI once caught the bucket holding a pointer that named a
+    checkpoint whose files that upload had not listed, and a pod resuming there skipped
+    it: the pointer goes up as read before the files were listed."""
     _, client = gcs
     client.create_bucket("runs")
-    local = tmp_path / "cam"
-    for name in (
-        "frames/round-000.npz",
-        "student/round-000/weights.index",
-        "teacher/checkpoints/ckpt-1.index",
-    ):
-        _write(local / name, "data")
-    _write(local / "dagger.json", '{"student": "student/round-000/weights"}')
-    _write(local / "teacher" / "checkpoints" / "checkpoint", 'model_checkpoint_path: "ckpt-1"')
-    mirror = storage.RunMirror(client, str(local), "gs://runs/cam")
-    groups = []
+    local = tmp_path / "run"
+    _write(local / data.format(1), "one")
+    _write(local / pointer, "names 1")
+    mirror = storage.RunMirror(client, str(local), "gs://runs/r")
     put = mirror._put
-    monkeypatch.setattr(mirror, "_put", lambda names: groups.append(sorted(names)) or put(names))
-    assert mirror.upload() == 5
-    assert groups == [
-        [
-            "frames/round-000.npz",
-            "student/round-000/weights.index",
-            "teacher/checkpoints/ckpt-1.index",
-        ],
-        ["dagger.json", "teacher/checkpoints/checkpoint"],
-    ]
+
+    def training_goes_on(names):  # the next checkpoint lands while the data goes up
+        _write(local / data.format(2), "two")
+        _write(local / pointer, "names 2")
+        return put(names)
+
+    monkeypatch.setattr(mirror, "_put", training_goes_on)
+    mirror.upload()
+    objects = _objects(client, "runs", "r/")
+    assert objects[f"r/{pointer}"].download_as_text() == "names 1"
+    assert f"r/{data.format(1)}" in objects and f"r/{data.format(2)}" not in objects
+    assert json.loads(objects["r/SYNCED.json"].download_as_text())["verified"]
+    monkeypatch.setattr(mirror, "_put", put)
+    mirror.upload()  # the next upload sends the new files, then the pointer naming them
+    objects = _objects(client, "runs", "r/")
+    assert objects[f"r/{pointer}"].download_as_text() == "names 2"
+    assert f"r/{data.format(2)}" in objects
 
 
 def test_a_mirror_deletes_only_what_it_uploaded(gcs, tmp_path):

@@ -149,14 +149,16 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0][:200] if text else ""
 
 
-def crc32c(path: str) -> str:
-    """A file's CRC32C as Cloud Storage reports it (base64 of the big-endian digest)."""
+def crc32c(path: str | None = None, data: bytes = b"") -> str:
+    """The CRC32C of a file at `path`, or of `data`, as Cloud Storage reports it (base64
+    of the big-endian digest)."""
     import google_crc32c
 
-    checksum = google_crc32c.Checksum()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            checksum.update(chunk)
+    checksum = google_crc32c.Checksum(data)
+    if path is not None:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                checksum.update(chunk)
     return base64.b64encode(checksum.digest()).decode()
 
 

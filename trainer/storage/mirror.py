@@ -44,6 +44,8 @@ class RunMirror:
         self._bucket = client.bucket(self._bucket_name)
         self._retry_deadline = retry_deadline
         self._sent: dict[str, tuple[int, int]] = {}
+        # The pointers as this upload read them, before listing the files (_snapshot).
+        self._pointers: dict[str, tuple[bytes, tuple[int, int]]] = {}
         self._deadline: float | None = None  # time.monotonic() after which nothing starts
         self.lease: Lease | None = None  # renewed before every upload once taken
 
@@ -141,16 +143,27 @@ class RunMirror:
         """Local files not uploaded as they are now (all of them before a first upload)."""
         return self._changed(self._local_files(""))
 
+    def _snapshot(self, only: str) -> None:
+        """Reads the pointers before the files are listed; they go up as read, so none
+        names a file this upload left out (TensorFlow rewrites its pointer meanwhile)."""
+        self._pointers = staging.pointers(self.local_dir, self._local_files(only))
+
     def _send(self, names: list[str]) -> None:
-        """Uploads `names`: data first, then the pointers that name them."""
+        """Uploads `names`: data first, then the pointers that name them, as snapshot."""
         data = [f for f in names if not staging.is_pointer(f)]
-        pointers = [f for f in names if staging.is_pointer(f)]
-        for group in (data, pointers):
-            stats = {f: self._stat(f) for f in group}
-            stats = {f: stat for f, stat in stats.items() if stat is not None}
-            if stats:
-                vanished = self._put(list(stats))
-                self._sent.update((f, stat) for f, stat in stats.items() if f not in vanished)
+        stats = {f: self._stat(f) for f in data}
+        stats = {f: stat for f, stat in stats.items() if stat is not None}
+        if stats:
+            vanished = self._put(list(stats))
+            self._sent.update((f, stat) for f, stat in stats.items() if f not in vanished)
+        for name in names:
+            if name in self._pointers:  # one written after the snapshot waits for the next
+                self._in_time()
+                content, stat = self._pointers[name]
+                self._bucket.blob(self._name(name)).upload_from_string(
+                    content, retry=self._retry(), timeout=self._timeout()
+                )
+                self._sent[name] = stat
 
     def _put(self, names: list[str]) -> set[str]:
         """Uploads `names` in parallel; returns those the run deleted meanwhile; OutOfTime,
@@ -203,14 +216,18 @@ class RunMirror:
         for name in files:
             self._in_time()  # a CRC32C of every file takes a while
             blob, stat = remote.get(name), self._stat(name)
-            if stat is None:
-                continue  # deleted by the run: nothing to vouch for
-            path = os.path.join(self.local_dir, name)
+            if stat is None or (staging.is_pointer(name) and name not in self._pointers):
+                continue  # deleted by the run, or a pointer new since the snapshot: the next
             try:
-                if blob is None or blob.size != stat[0] or blob.crc32c != crc32c(path):
-                    wrong.append(name)
+                if name in self._pointers:  # the pointer as this upload read it
+                    content = self._pointers[name][0]
+                    size, crc = len(content), crc32c(data=content)
+                else:
+                    size, crc = stat[0], crc32c(os.path.join(self.local_dir, name))
             except FileNotFoundError:
                 continue
+            if blob is None or blob.size != size or blob.crc32c != crc:
+                wrong.append(name)
         return wrong
 
     def _seed(self, files: list[str]) -> None:
@@ -231,6 +248,7 @@ class RunMirror:
         sizes, CRC32C) before it writes the marker, and sends again whatever is
         missing or different, so the marker never vouches for a file that is not there.
         """
+        self._snapshot(only)
         files = self._local_files(only)
         if not only and not self._sent:
             self._seed(files)

@@ -26,6 +26,21 @@ def mirrored(name: str) -> bool:
     return name != MARKER and not name.startswith(LEASE)
 
 
+def pointers(local_dir: str, names: list[str]) -> dict[str, tuple[bytes, tuple[int, int]]]:
+    """The pointers among `names`: each one's bytes and its (size, mtime) from just
+    before they were read. A pointer read before the files are listed names only files
+    that existed when the listing was taken."""
+    out = {}
+    for name in filter(is_pointer, names):
+        before = stat(local_dir, name)
+        try:
+            with open(os.path.join(local_dir, name), "rb") as f:
+                out[name] = f.read(), before
+        except FileNotFoundError:
+            continue
+    return out
+
+
 def files(local_dir: str, only: str = "") -> list[str]:
     """The files under `local_dir`/`only`, relative with "/", sorted."""
     found = []
