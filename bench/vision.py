@@ -35,7 +35,7 @@ def row(run_dir: str, seed: int) -> str:
     """One seed's line of the table."""
     with open(os.path.join(run_dir, layout.EVAL_JSON)) as f:
         student = json.load(f)
-    with open(os.path.join(run_dir, "dagger.json")) as f:
+    with open(os.path.join(run_dir, layout.DAGGER_STATE)) as f:
         rounds = json.load(f)
     teacher_dir = os.path.join(run_dir, "teacher")
     with open(os.path.join(teacher_dir, layout.EVAL_JSON)) as f:

@@ -163,8 +163,8 @@ def train(
             raise
         raise TrainerError(message) from None
     print(
-        f"Done: policy in {os.path.join(run_dir, 'policy')}, evaluation in "
-        f"{os.path.join(run_dir, 'eval.json')}",
+        f"Done: policy in {os.path.join(run_dir, layout.POLICY)}, evaluation in "
+        f"{os.path.join(run_dir, layout.EVAL_JSON)}",
         file=sys.stderr,
     )
     return 0

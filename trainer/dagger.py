@@ -41,7 +41,7 @@ TEACHER = "teacher"  # the state policy's run, when none is given
 VISION = "vision.json"  # the settings, written once, so a resume keeps them
 FRAMES = "frames"  # round-NNN.npz: a round's frames, never recollected on a resume
 STUDENT = "student"  # round-NNN/: the student after each round; dagger.json names one
-STATE = "dagger.json"
+STATE = layout.DAGGER_STATE
 
 
 def _state(run_dir: str) -> dict:

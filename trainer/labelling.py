@@ -114,7 +114,7 @@ def check_teacher(run_dir: str):
         raise ValueError(f"--teacher={run_dir} is not a run: {e}") from None
     if cfg.env_id != envs.DEFAULT_ENV_ID:
         raise ValueError(f"the teacher {run_dir} learned {cfg.env_id}, not {envs.DEFAULT_ENV_ID}")
-    if not os.path.exists(os.path.join(run_dir, layout.CHECKPOINTS, "checkpoint")):
+    if not os.path.exists(os.path.join(run_dir, layout.CHECKPOINT_POINTER)):
         raise ValueError(f"the teacher {run_dir} has no checkpoint")
     return cfg
 

@@ -7,7 +7,8 @@
     RUN/eval.json            the final evaluation (`eval` writes eval-<step>.json beside it)
     RUN/train/, RUN/eval/    TensorBoard's event files
 
-A camera run adds its own files (trainer/dagger.py) and its teacher's run in teacher/.
+A camera run adds its own files (trainer/dagger.py) and its teacher's run in teacher/;
+its dagger.json is named here, since storage/ sends it after the files it names.
 """
 
 CONFIG = "config.json"
@@ -17,3 +18,5 @@ POLICY = "policy"
 EVAL_JSON = "eval.json"
 TRAIN_EVENTS = "train"
 EVAL_EVENTS = "eval"
+CHECKPOINT_POINTER = CHECKPOINTS + "/checkpoint"  # TensorFlow's, naming the newest
+DAGGER_STATE = "dagger.json"  # a camera run's finished rounds, naming the last student

@@ -224,7 +224,7 @@ def unwritable_message(run_dir: str, error: BaseException) -> str:
 
 
 def _last_checkpoint(run_dir: str) -> str:
-    pointer = os.path.join(run_dir, layout.CHECKPOINTS, "checkpoint")
+    pointer = os.path.join(run_dir, layout.CHECKPOINT_POINTER)
     if not os.path.exists(pointer):
         return "none yet"
     with open(pointer) as f:  # TensorFlow's pointer names only complete checkpoints
