@@ -99,8 +99,11 @@ OVERLAY = $(PY3) -m deploy.overlay --namespace='$(NAMESPACE)' --image='$(IMAGE)'
 	--bucket='$(BUCKET)' --auth='$(AUTH)' $(if $(GPU),--gpu) $(if $(DRY_RUN),--dry-run) \
 	$(if $(SPOT),--spot) $(call kflag,ACCELERATOR,accelerator) $(call kflag,QUEUE,queue) \
 	$(call kflag,PRIORITY_CLASS,priority-class) $(call kflag,DEADLINE,deadline)
-JOB_RESOURCE = $(if $(filter tfjob,$(KIND)),tfjobs.kubeflow.org,$(if $(filter trainjob,$(KIND)),trainjobs.trainer.kubeflow.org,jobs.batch))
-POD_LABEL = $(if $(filter tfjob,$(KIND)),training.kubeflow.org/job-name,$(if $(filter trainjob,$(KIND)),jobset.sigs.k8s.io/jobset-name,batch.kubernetes.io/job-name))
+# A fact of flavour $(1) from deploy/kinds.py, the one table of them (FIELD $(2)).
+kind_fact = $(or $(shell $(PY3) -m deploy.values kind '$(1)' $(2)),$(error KIND '$(1)' is not a flavour))
+JOB_RESOURCE = $(call kind_fact,$(KIND),api_resource)
+POD_LABEL = $(call kind_fact,$(KIND),pod_label)
+TUNE_RESOURCE = $(call kind_fact,tune,api_resource)
 export NAMESPACE IMAGE TAG BUCKET PROJECT AUTH GPU DRY_RUN LOCATION
 # Local targets read these from the environment ("$${RUN}"), so that any value, quotes
 # included, reaches the trainer intact and gets its one-line answer.
@@ -277,14 +280,14 @@ study: ## The tutorial's study: SEEDS runs of one experiment, RUN-s1 ... under o
 		&& $(if $(DRY_RUN),echo ,)kubectl apply -k 'k8s/overlays/local/$(RUN_ID)-s'$$seed; \
 	done
 
-TUNE_HINT = Katib lets only its trial counts change (kubectl -n $(NAMESPACE) edit experiments.kubeflow.org kuka-tune-$(RUN_ID)): make delete-tune RUN=$(RUN_ID) first (the trials stay in the bucket), or choose another RUN
+TUNE_HINT = Katib lets only its trial counts change (kubectl -n $(NAMESPACE) edit $(TUNE_RESOURCE) kuka-tune-$(RUN_ID)): make delete-tune RUN=$(RUN_ID) first (the trials stay in the bucket), or choose another RUN
 # Katib's Experiment is kuka-tune-RUN, at most 40 characters: the default run id is cut to
 # fit. Katib's pod webhook adds the metrics collector only in namespaces with the label set.
 tune: RUN_ID_KIND := tune
 .PHONY: tune
 tune: ## Search PPO's settings with Katib: MAX_TRIALS trials of `make submit`'s Job, PARALLEL_TRIALS at a time (RUN names the Experiment)
 	$(call need,BUCKET)$(call need,IMAGE)$(call fits,tune,$(RUN_ID))
-	@$(ABSENT) 'experiments.kubeflow.org/kuka-tune-$(RUN_ID)' --hint='$(TUNE_HINT)'
+	@$(ABSENT) '$(TUNE_RESOURCE)/kuka-tune-$(RUN_ID)' --hint='$(TUNE_HINT)'
 	$(OVERLAY) --kind=tune --name='tune-$(RUN_ID)' --run='$(RUN_ID)' $(call kflag,MAX_TRIALS,max-trials) \
 		$(call kflag,PARALLEL_TRIALS,parallel-trials) -- $(call kflag,STEPS,total_steps) $(call kflag,ENV_ID,env_id) $(ARGS)
 	@$(MAKE) --no-print-directory push
@@ -296,13 +299,13 @@ tune: ## Search PPO's settings with Katib: MAX_TRIALS trials of `make submit`'s 
 .PHONY: status-tune
 status-tune: ## RUN's Katib Experiment, its best trial so far, and its trials
 	$(call need,RUN)
-	$(run) kubectl -n '$(NAMESPACE)' get experiments.kubeflow.org 'kuka-tune-$(RUN)' -o wide
+	$(run) kubectl -n '$(NAMESPACE)' get '$(TUNE_RESOURCE)' 'kuka-tune-$(RUN)' -o wide
 	$(run) kubectl -n '$(NAMESPACE)' get trials.kubeflow.org -l 'katib.kubeflow.org/experiment=kuka-tune-$(RUN)'
 
 .PHONY: delete-tune
 delete-tune: ## Delete RUN's Katib Experiment and its trials (their runs stay in the bucket)
 	$(call need,RUN)
-	$(run) kubectl -n '$(NAMESPACE)' delete experiments.kubeflow.org 'kuka-tune-$(RUN)' --ignore-not-found
+	$(run) kubectl -n '$(NAMESPACE)' delete '$(TUNE_RESOURCE)' 'kuka-tune-$(RUN)' --ignore-not-found
 
 DISTRIBUTED_HINT = a namespace holds one distributed run: make delete-distributed once it is done, then make submit-distributed again (the same RUN goes on from its last checkpoint in the bucket)
 .PHONY: submit-distributed

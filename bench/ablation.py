@@ -139,7 +139,7 @@ def main() -> None:
         "--variants",
         default=",".join(NAMED),
         help="comma-separated keys of bench/variants.py; 'space' adds both ends of each "
-        "parameter of make tune's search (k8s/tune/trial/search-space.json)",
+        "parameter of make tune's search (k8s/overlays/tune/trial/search-space.json)",
     )
     parser.add_argument("--eval_interval", type=int, default=100_000, help="steps between evals")
     parser.add_argument("--eval_episodes", type=int, default=100, help="greedy episodes per eval")

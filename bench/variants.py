@@ -2,7 +2,7 @@
 
 Each variant names every flag of the setting it studies, so a row keeps its meaning
 when trainer/config.py's defaults change. Besides the named variants, every parameter
-of `make tune`'s Katib search (k8s/tune/trial/search-space.json, its one home) gives
+of `make tune`'s Katib search (k8s/overlays/tune/trial/search-space.json, its one home) gives
 two: the parameter at each end of its range, the rest at the defaults.
 """
 

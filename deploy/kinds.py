@@ -1,5 +1,8 @@
 """The run flavours and where each keeps what an overlay sets: names, paths, limits.
 
+One table for deploy/, the Makefile (through deploy.values) and the tests. A new
+flavour is a folder k8s/overlays/NAME and an entry here (docs/architecture.md).
+
 Standard library only, as deploy/overlay.py, which writes the overlays from these.
 """
 
@@ -19,13 +22,17 @@ _QUEUE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-
 
 @dataclasses.dataclass(frozen=True)
 class Kind:
-    """What one flavour renders from and which object carries the run."""
+    """One flavour: k8s/overlays/NAME renders it (NAME is its key in KINDS), and which
+    object carries the run."""
 
-    base: str  # under k8s/
     resource: str  # the object kind the run's name goes on
     prefix: str  # that object's name is PREFIX-RUN
     args_path: str  # JSON pointer to its container arguments
     command: str  # the trainer command it runs
+    # kubectl's name for that object (`make status`, `make delete`) and the label its
+    # controller puts on the run's pods with the object's name (`make logs`).
+    api_resource: str = ""
+    pod_label: str = ""
     # Names the controllers derive from the object's name: the longest one must fit
     # name_limit (training-operator's pod and Service NAME-worker-0; the TrainJob's
     # JobSet, whose webhook checks its pod name NAME-node-0-0 plus a 5-character
@@ -37,40 +44,43 @@ class Kind:
     name_limit: int = NAME_LIMIT
 
 
+_JOB_ARGS = "/spec/template/spec/containers/0/args"
+_JOB_PODS = ("jobs.batch", "batch.kubernetes.io/job-name")
 KINDS = {
-    "job": Kind("base", "Job", "kuka-train", "/spec/template/spec/containers/0/args", "train"),
+    "job": Kind("Job", "kuka-train", _JOB_ARGS, "train", *_JOB_PODS),
     "tfjob": Kind(
-        "overlays/tfjob",
         "TFJob",
         "kuka-train",
         "/spec/tfReplicaSpecs/Worker/template/spec/containers/0/args",
         "train",
+        "tfjobs.kubeflow.org",
+        "training.kubeflow.org/job-name",
         "-worker-0",
     ),
     "trainjob": Kind(
-        "overlays/trainjob",
         "TrainJob",
         "kuka-train",
         "/spec/trainer/args",
         "train",
+        "trainjobs.trainer.kubeflow.org",
+        "jobset.sigs.k8s.io/jobset-name",
         "-node-0-0-xxxxx",
     ),
-    "render": Kind(
-        "render", "Job", "kuka-render", "/spec/template/spec/containers/0/args", "render"
-    ),
+    "render": Kind("Job", "kuka-render", _JOB_ARGS, "render", *_JOB_PODS),
     # Katib names each trial EXPERIMENT-xxxxxxxx, and the trial is its run.
     "tune": Kind(
-        "tune",
         "Experiment",
         "kuka-tune",
         "/spec/trialTemplate/trialSpec/spec/template/spec/containers/0/args",
         "train",
+        "experiments.kubeflow.org",
+        "katib.kubeflow.org/experiment",
         name_limit=40,
     ),
     # The roles' names are fixed (one distributed run per namespace); the run id
     # reaches them through the flags ConfigMap. jobset: the roles as one JobSet.
-    "distributed": Kind("distributed", "Job", "", "", ""),
-    "jobset": Kind("jobset", "JobSet", "", "", ""),
+    "distributed": Kind("Job", "", "", "", "jobs.batch"),
+    "jobset": Kind("JobSet", "", "", "", "jobsets.jobset.x-k8s.io"),
 }
 # The distributed kinds, and where each keeps its collectors' parallelism.
 ROLES = {
@@ -142,7 +152,9 @@ def check_run(run: str, kind: str) -> None:
 
 def check_env(kind: str, flags: list[str]) -> None:
     """ValueError, in one line, if the trainer flags ask `kind` for an env it cannot run:
-    the camera env trains in one process (trainer/dagger.py), not as distributed roles."""
+    the camera env trains in one process (trainer/dagger.py), not as distributed roles.
+    A tune trial may run it: the searched PPO settings train its teacher, and its
+    evaluation writes the eval/SuccessRate that Katib reads."""
     for i, flag in enumerate(flags):
         value = flag.partition("=")[2] if flag.startswith("--env_id=") else None
         if flag == "--env_id" and i + 1 < len(flags):
@@ -161,6 +173,11 @@ def check_queue(queue: str) -> None:
             f"QUEUE {queue!r} is not a LocalQueue name: lowercase letters, digits, dashes and "
             f"dots, at most {NAME_LIMIT} characters"
         )
+
+
+def folder(kind: str) -> str:
+    """The kustomization that renders `kind`, under k8s/."""
+    return f"overlays/{kind}"
 
 
 def runtime_name(priority_class: str = "") -> str:

@@ -29,6 +29,7 @@ from deploy.kinds import (
     check_env,
     check_queue,
     check_run,
+    folder,
     runtime_name,
 )
 from trainer.config import RoleConfig
@@ -141,7 +142,6 @@ def _setting_patches(args) -> list[dict]:
 
 def kustomization(args, flags: list[str], directory: str) -> dict:
     """The kustomization.yaml of the overlay in `directory`, as a dict."""
-    spec = KINDS[args.kind]
     k8s = lambda path: os.path.relpath(os.path.join(K8S, path), directory)  # noqa: E731
     components = [k8s("components/common")]
     if args.auth == "key-file":
@@ -163,10 +163,10 @@ def kustomization(args, flags: list[str], directory: str) -> dict:
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
         "namespace": args.namespace,
-        "resources": [k8s(spec.base)],
+        "resources": [k8s(folder(args.kind))],
         "components": components,
         "images": images,
-        "patches": _patches(args, spec, flags) + _setting_patches(args),
+        "patches": _patches(args, KINDS[args.kind], flags) + _setting_patches(args),
     }
     generators = []
     if args.kind != "render":

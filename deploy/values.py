@@ -3,6 +3,7 @@
     python3 -m deploy.values run-id [AGENT] [ENV_ID] [KIND]   a new run id (runs.make_run_id)
     python3 -m deploy.values default FIELD                    a default of trainer/config.py
     python3 -m deploy.values check-run RUN KIND               why RUN cannot name a KIND run
+    python3 -m deploy.values kind KIND FIELD                  a fact of flavour KIND (kinds.py)
 
 check-run prints the one-line reason (nothing when RUN fits) and exits 0, so that
 the Makefile can stop with it through $(error) before it builds or contacts anything.
@@ -24,8 +25,9 @@ from trainer.config import Config
 
 USAGE = (
     "usage: python3 -m deploy.values run-id [AGENT] [ENV_ID] [KIND] | default FIELD"
-    " | check-run RUN KIND"
+    " | check-run RUN KIND | kind KIND FIELD"
 )
+FACTS = ("api_resource", "pod_label", "prefix", "resource")
 
 
 def main(argv: list[str]) -> int:
@@ -44,6 +46,13 @@ def main(argv: list[str]) -> int:
             kinds.check_run(*rest)
         except ValueError as e:
             print(e)
+        return 0
+    if what == "kind" and len(rest) == 2 and rest[1] in FACTS:
+        if rest[0] not in kinds.KINDS:
+            known = ", ".join(sorted(kinds.KINDS))
+            print(f"values: error: KIND {rest[0]!r} is not one of {known}", file=sys.stderr)
+            return 2
+        print(getattr(kinds.KINDS[rest[0]], rest[1]))
         return 0
     if what == "default" and len(rest) == 1 and rest[0] in Config.__dataclass_fields__:
         print(getattr(Config, rest[0]))

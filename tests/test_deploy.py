@@ -279,7 +279,7 @@ def test_run_ids_at_the_limit_fit_and_longer_ones_are_refused(kind, tmp_path, ca
     assert not (tmp_path / "no").exists()
 
 
-@pytest.mark.parametrize("kind", ["job", "tfjob", "trainjob", "distributed", "jobset"])
+@pytest.mark.parametrize("kind", ["job", "tfjob", "trainjob", "distributed", "jobset", "tune"])
 def test_the_camera_env_is_written_for_one_pod_kinds_and_refused_for_the_roles(
     kind, tmp_path, capsys
 ):
@@ -317,7 +317,11 @@ def _key(obj: dict) -> tuple[str, str]:
 def test_delete_distributed_selects_the_runs_objects_only(tmp_path):
     args = ["--kind=distributed", "--name=d", "--run=r", "--image=i", "--tag=t", "--bucket=b"]
     assert overlay.main([*args, f"--out={tmp_path}"]) == 0
-    shared = {_key(o) for o in _kustomize(os.path.join(ROOT, "k8s/base"))}
+    shared = {
+        _key(o)
+        for folder in ("k8s/base", "k8s/workloads/tensorboard")
+        for o in _kustomize(os.path.join(ROOT, folder))
+    }
     makefile = open(os.path.join(ROOT, "Makefile")).read()
     line = next(x for x in makefile.splitlines() if x.startswith("DISTRIBUTED_KINDS ="))
     deleted_kinds = line.split("=", 1)[1].strip().split(",")
@@ -411,3 +415,14 @@ def test_values_give_the_makefile_run_ids_and_defaults(capsys):
     assert values.main(["default", "eval_episodes"]) == 0
     assert capsys.readouterr().out.strip() == str(Config.eval_episodes)
     assert values.main(["default", "no_such_field"]) == 2
+    # The Makefile's per-flavour facts (JOB_RESOURCE, POD_LABEL) come from deploy/kinds.py.
+    assert values.main(["kind", "tfjob", "api_resource"]) == 0
+    assert capsys.readouterr().out.strip() == "tfjobs.kubeflow.org"
+    assert values.main(["kind", "nope", "api_resource"]) == 2
+    assert "KIND 'nope' is not one of" in capsys.readouterr().err
+
+
+def test_an_unknown_kind_stops_make_in_one_line():
+    result = _make("status", "KIND=tfjobs")
+    assert result.returncode != 0 and "kubectl" not in result.stdout
+    assert "KIND 'tfjobs' is not one of distributed, job, jobset" in result.stderr

@@ -11,6 +11,7 @@ import dataclasses
 import glob
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -19,23 +20,14 @@ import pytest
 import yaml
 from absl import flags
 
-from deploy import overlay
+from deploy import kinds, overlay
 from tests.conftest import ROOT
 from tests.upstream import trainer as trainer_v2
 from trainer import checks, task
 from trainer.config import Config, RenderConfig, RoleConfig
 
-KUSTOMIZATIONS = [
-    "base",
-    "overlays/tfjob",
-    "overlays/trainjob",
-    "overlays/example-gpu",
-    "render",
-    "distributed",
-    "jobset",
-    "tune",
-]
-KINDS = ["job", "tfjob", "trainjob", "render", "distributed", "jobset", "tune"]
+KINDS = list(kinds.KINDS)
+KUSTOMIZATIONS = ["base", "overlays/example-gpu", *(kinds.folder(kind) for kind in KINDS)]
 # GKE offers 1.34 and later; Kubeflow Trainer v2.3.0 tests up to 1.35 (.github/workflows/test-e2e.yaml).
 K8S_VERSION = "1.35.0"
 CRD_SCHEMAS = {
@@ -190,6 +182,63 @@ def test_gpu_goes_to_the_learning_pod_only(scheduled):
         assert all(image.endswith(":v1.2.3") for image in others), (kind, others)
 
 
+def test_a_key_file_reaches_every_pod_that_uses_the_bucket(tmp_path):
+    """AUTH=key-file: each kind's trainer (a TrainJob's as the Trainer builds its pod), the
+    distributed learner, the render Job and TensorBoard mount the key and point
+    GOOGLE_APPLICATION_CREDENTIALS at it; the collectors and Reverb never read the bucket."""
+    for kind in KINDS:
+        argv = [f"--kind={kind}", f"--name=k-{kind}", *USER, "--auth=key-file", f"--out={tmp_path}"]
+        assert overlay.main(argv) == 0
+        objects = _kustomize(str(tmp_path / f"k-{kind}"))
+        runtimes = [o for o in objects if o["kind"] == "TrainingRuntime"]
+        for trainjob in (o for o in objects if o["kind"] == "TrainJob"):  # runtimePatches' rules
+            assert trainer_v2.validate_trainjob(trainjob, runtimes) == []
+        pods = _pods_by_name(objects)
+        keyed = set()
+        for name, pod in pods.items():
+            container = pod["containers"][0]
+            env = {e["name"]: e.get("value") for e in container.get("env", [])}
+            if env.get("GOOGLE_APPLICATION_CREDENTIALS") != "/var/secrets/google/key.json":
+                continue
+            volume = {"name": "gcp-credentials", "secret": {"secretName": "gcp-credentials"}}
+            assert volume in pod["volumes"], (kind, name)
+            mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+            assert mounts["/var/secrets/google"] == "gcp-credentials", (kind, name)
+            keyed.add(name)
+        runs = {
+            "tfjob": "TFJob",
+            "trainjob": "TrainJob",  # not its TrainingRuntime, which every run shares
+            "render": "kuka-render",
+            "distributed": "kuka-learn",
+            "jobset": "kuka-learn",
+        }
+        reads = {runs.get(kind, "kuka-train")} | ({"tensorboard"} if kind != "render" else set())
+        assert keyed == reads, kind
+
+
+POD_FIELDS = r"/(containers|nodeSelector|tolerations|terminationGracePeriodSeconds|priorityClassName|volumes)\b"
+
+
+def test_the_components_patch_pods_where_the_table_says_they_are():
+    """The gpu, spot, priority and key-file components write each kind's pod path out
+    (kustomize patches take no variables); each one is a path deploy/kinds.py knows,
+    so a kind whose pod moves shows up here rather than as a pod without its setting."""
+    known = {kind: set(paths) for kind, paths in kinds.POD_SPECS.items()}
+    for kind, paths in kinds.GPU_PODS.items():
+        known.setdefault(kind, set()).update(paths)
+    known["Deployment"] = {"/spec/template/spec"}  # TensorBoard's and Reverb's, no run's
+    checked = 0
+    for path in glob.glob(os.path.join(ROOT, "k8s", "components", "*", "kustomization.yaml")):
+        for patch in yaml.safe_load(open(path)).get("patches", []):
+            operations = yaml.safe_load(patch.get("patch", "[]"))
+            for op in operations if isinstance(operations, list) else []:
+                pod = re.split(POD_FIELDS, op["path"], maxsplit=1)[0]
+                if pod != op["path"]:
+                    assert pod in known[patch["target"]["kind"]], (path, op["path"])
+                    checked += 1
+    assert checked > 40
+
+
 def test_spot_queue_priority_and_deadline_reach_every_run(scheduled):
     for kind, objects in scheduled.items():
         pods = _pods_by_name(objects)
@@ -287,6 +336,59 @@ def _templates_in(node) -> list[dict]:
     return found + [t for value in node.values() for t in _templates_in(value)]
 
 
+WORKLOADS = {"Job", "Deployment", "TFJob", "TrainJob", "TrainingRuntime", "JobSet", "Experiment"}
+
+
+def test_each_flavour_is_a_folder_and_a_row_of_the_table():
+    """Adding a flavour touches k8s/overlays/NAME and deploy/kinds.py's KINDS, nothing
+    else (docs/architecture.md); examples (example-*) combine flavours with components."""
+    overlays = os.path.join(ROOT, "k8s", "overlays")
+    folders = {
+        name
+        for name in os.listdir(overlays)
+        if os.path.isdir(os.path.join(overlays, name))
+        and name != "local"
+        and not name.startswith("example-")
+    }
+    assert folders == set(KINDS)
+    assert {kinds.folder(kind) for kind in KINDS} == {f"overlays/{name}" for name in folders}
+
+
+def test_the_base_holds_no_workload_and_no_flavour_deletes_one():
+    """The base is what every flavour shares; each adds its own workload. A flavour
+    that embeds another's pods (tune, jobset) marks them local-config, never deletes."""
+    assert not {o["kind"] for o in _kustomize(os.path.join(ROOT, "k8s", "base"))} & WORKLOADS
+    for root, _, names in os.walk(os.path.join(ROOT, "k8s")):
+        for name in names:
+            if name.endswith(".yaml") and "local" not in root.split(os.sep):
+                assert "$patch: delete" not in open(os.path.join(root, name)).read(), name
+
+
+def test_each_flavour_outputs_its_own_workload_only(generated):
+    """tune's trials embed the Job, the JobSet the roles: their sources are not output,
+    also once a user's overlay has patched them."""
+    workloads = {
+        kind: sorted(
+            o["kind"]
+            for o in generated[kind]
+            if o["kind"] in WORKLOADS and o["metadata"]["name"] != "tensorboard"
+        )
+        for kind in KINDS
+    }
+    assert workloads == {
+        "job": ["Job"],
+        "tfjob": ["TFJob"],
+        "trainjob": ["TrainJob", "TrainingRuntime"],
+        "render": ["Job"],
+        "tune": ["Experiment"],
+        "distributed": ["Deployment", "Job", "Job"],
+        "jobset": ["JobSet"],
+    }
+    for kind in KINDS:  # and every flavour that trains shows it in TensorBoard
+        names = {o["metadata"]["name"] for o in generated[kind]}
+        assert ("tensorboard" in names) == (kind != "render"), kind
+
+
 def test_no_pod_gets_an_istio_sidecar(all_objects):
     """A Kubeflow profile namespace injects Istio's sidecar, and a Job with one never ends."""
     templates = [(o["kind"], t) for o in all_objects for t in _templates_in(o)]
@@ -310,7 +412,9 @@ def test_containers_run_under_dumb_init():
     # The root file system is read-only; HOME must be a writable emptyDir (/tmp).
     assert "HOME=/tmp" in dockerfile
     assert ".venv*" in open(os.path.join(ROOT, ".dockerignore")).read().split()  # both venvs
-    tensorboard = yaml.safe_load(open(os.path.join(ROOT, "k8s/base/tensorboard-deployment.yaml")))
+    tensorboard = yaml.safe_load(
+        open(os.path.join(ROOT, "k8s/workloads/tensorboard/tensorboard-deployment.yaml"))
+    )
     assert tensorboard["spec"]["template"]["spec"]["containers"][0]["command"][:2] == [
         "dumb-init",
         "--",
@@ -351,7 +455,9 @@ def test_kubeflow_objects_validate_against_their_crds(all_objects):
 def test_katib_schema_refuses_a_misspelt_field():
     jsonschema = pytest.importorskip("jsonschema")
     (experiment,) = [
-        o for o in _kustomize(os.path.join(ROOT, "k8s", "tune")) if o["kind"] == "Experiment"
+        o
+        for o in _kustomize(os.path.join(ROOT, "k8s", kinds.folder("tune")))
+        if o["kind"] == "Experiment"
     ]
     experiment["spec"]["parallelTrials"] = 3
     with pytest.raises(jsonschema.ValidationError, match="parallelTrials"):
@@ -359,7 +465,7 @@ def test_katib_schema_refuses_a_misspelt_field():
 
 
 def _search_space() -> list[dict]:
-    with open(os.path.join(ROOT, "k8s", "tune", "trial", "search-space.json")) as f:
+    with open(os.path.join(ROOT, "k8s", kinds.folder("tune"), "trial", "search-space.json")) as f:
         (patch,) = json.load(f)
     return patch["value"]
 

@@ -42,7 +42,7 @@ def jobsets(tmp_path_factory) -> list[dict]:
     """Every flavour of the rendered JobSet: tracked, generated, scheduled, 1 to 64 collectors."""
     out = tmp_path_factory.mktemp("jobset")
     return [
-        _jobset(render(os.path.join(ROOT, "k8s", "jobset"))),
+        _jobset(render(os.path.join(ROOT, "k8s", "overlays", "jobset"))),
         _jobset(write_overlay(out, "jobset", "--", "--total_steps=123")),
         _jobset(write_overlay(out, "jobset", *SCHEDULING)),
         _jobset(write_overlay(out, "jobset", "--collectors=1")),

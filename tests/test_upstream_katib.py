@@ -32,7 +32,7 @@ def experiments(tmp_path_factory) -> list[dict]:
     """Every flavour of the rendered Experiment: tracked, generated, scheduled, resized."""
     out = tmp_path_factory.mktemp("tune")
     return [
-        _experiment(render(os.path.join(ROOT, "k8s", "tune"))),
+        _experiment(render(os.path.join(ROOT, "k8s", "overlays", "tune"))),
         _experiment(write_overlay(out, "tune", "--", "--total_steps=123")),
         _experiment(write_overlay(out, "tune", *SCHEDULING)),
         _experiment(write_overlay(out, "tune", "--max-trials=4", "--parallel-trials=4")),
