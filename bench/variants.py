@@ -11,7 +11,7 @@ import os
 
 SEARCH_SPACE = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-    *("k8s", "tune", "trial", "search-space.json"),
+    *("k8s", "overlays", "tune", "trial", "search-space.json"),
 )
 
 # The drive-down study's reward variants ran with the old initial action mean (0.1).
