@@ -15,6 +15,7 @@ docs/distributed.md turns these into a scaling model. Usage:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import subprocess
@@ -30,22 +31,15 @@ FLAGS = ["--num_envs=1", "--collect_steps=2048"]
 WARMUP_SECONDS = 25.0  # the collectors' start-up: TensorFlow import, env processes
 
 
+@contextlib.contextmanager
 def _agent():
-    """(the config the collectors run with, a fresh PPO agent for it)."""
-    import tensorflow as tf
-    from tf_agents.specs import tensor_spec
-
-    from trainer import agents, config, distributed
+    """(the config the collectors run with, a fresh PPO agent for it), built as the
+    learner builds its own (trainer/builder.py); its one env process idles meanwhile."""
+    from trainer import builder, config, distributed
 
     cfg = config.Config(num_envs=1, collect_steps=2048)
-    time_step_spec, action_spec = distributed.specs(cfg.env_id)
-    agent = agents.create(
-        cfg,
-        tensor_spec.from_spec(time_step_spec),
-        tensor_spec.from_spec(action_spec),
-        tf.Variable(0, dtype=tf.int64),
-    )
-    return cfg, agent
+    with builder.agent(cfg, 1, first_index=distributed.EVAL_INDEX) as parts:
+        yield cfg, parts.agent
 
 
 def learner_capacity(iterations: int = 5) -> float:
@@ -56,28 +50,28 @@ def learner_capacity(iterations: int = 5) -> float:
 
     from trainer import learner as learner_lib
 
-    cfg, agent = _agent()
-    learner = learner_lib.create(cfg, agent)
-    batch = [2, cfg.collect_steps]
-    spec = agent.collect_data_spec
-    spec = spec.replace(
-        policy_info={k: v for k, v in spec.policy_info.items() if k != "value_prediction"}
-    )
-    rng = np.random.default_rng(0)
+    with _agent() as (cfg, agent):
+        learner = learner_lib.create(cfg, agent)
+        batch = [2, cfg.collect_steps]
+        spec = agent.collect_data_spec
+        spec = spec.replace(
+            policy_info={k: v for k, v in spec.policy_info.items() if k != "value_prediction"}
+        )
+        rng = np.random.default_rng(0)
 
-    def sample(s):
-        shape = batch + list(s.shape)
-        if s.dtype.is_integer:
-            return tf.ones(shape, s.dtype)  # StepType.MID
-        return tf.constant(rng.standard_normal(shape), s.dtype)
+        def sample(s):
+            shape = batch + list(s.shape)
+            if s.dtype.is_integer:
+                return tf.ones(shape, s.dtype)  # StepType.MID
+            return tf.constant(rng.standard_normal(shape), s.dtype)
 
-    experience = tf.nest.map_structure(sample, tensor_spec.from_spec(spec))
-    steps = 2 * cfg.collect_steps
-    learner.learn(experience, steps)  # traces
-    start = time.time()
-    for _ in range(iterations):
-        learner.learn(experience, steps)
-    return iterations * steps / (time.time() - start)
+        experience = tf.nest.map_structure(sample, tensor_spec.from_spec(spec))
+        steps = 2 * cfg.collect_steps
+        learner.learn(experience, steps)  # traces
+        start = time.time()
+        for _ in range(iterations):
+            learner.learn(experience, steps)
+        return iterations * steps / (time.time() - start)
 
 
 class _Drain(threading.Thread):
@@ -107,39 +101,39 @@ def collector_speed(collectors: int, seconds: float) -> float:
 
     from trainer import distributed, launch
 
-    cfg, agent = _agent()
-    port = launch.free_port()
-    server = distributed.make_server(cfg, port)
-    address = f"127.0.0.1:{port}"
-    client = reverb.Client(address)
-    distributed.publish(client, 0, agent)
-    drain = _Drain(address)
-    drain.start()
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "trainer.task", "collect", "--run=bench"]
-            + [f"--reverb_address={address}", f"--task={task_}", *FLAGS],
-            cwd=common.ROOT,
-            stderr=subprocess.DEVNULL,
-        )
-        for task_ in range(collectors)
-    ]
-    try:
-        time.sleep(WARMUP_SECONDS)
-        start = time.time()
-        time.sleep(seconds)
-        end = time.time()
-        distributed.publish(client, 1, agent, done=True)
-        for proc in procs:
-            proc.wait(timeout=120)
-    finally:
-        drain.stop.set()
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-        server.stop()
-    arrived = [t for t in drain.arrivals if start <= t <= end]
-    return len(arrived) * distributed.segment_length(cfg) / (end - start)
+    with _agent() as (cfg, agent):
+        port = launch.free_port()
+        server = distributed.make_server(cfg, port)
+        address = f"127.0.0.1:{port}"
+        client = reverb.Client(address)
+        distributed.publish(client, 0, agent)
+        drain = _Drain(address)
+        drain.start()
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "trainer.task", "collect", "--run=bench"]
+                + [f"--reverb_address={address}", f"--task={task_}", *FLAGS],
+                cwd=common.ROOT,
+                stderr=subprocess.DEVNULL,
+            )
+            for task_ in range(collectors)
+        ]
+        try:
+            time.sleep(WARMUP_SECONDS)
+            start = time.time()
+            time.sleep(seconds)
+            end = time.time()
+            distributed.publish(client, 1, agent, done=True)
+            for proc in procs:
+                proc.wait(timeout=120)
+        finally:
+            drain.stop.set()
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+            server.stop()
+        arrived = [t for t in drain.arrivals if start <= t <= end]
+        return len(arrived) * distributed.segment_length(cfg) / (end - start)
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ import numpy as np
 import reverb
 import tensorflow as tf
 
-from trainer import actors, agents, env_process, record, wire
+from trainer import actors, agents, builder, env_process, record, wire
 from trainer import learner as learner_lib
 from trainer.config import Config
 
@@ -235,50 +235,38 @@ def learn(
 ) -> dict:
     """Trains from the segments in Reverb to `cfg.total_steps`; returns the final eval."""
     _check_agent(cfg)
-    tf.keras.utils.set_random_seed(cfg.seed)
-    if cfg.deterministic:
-        tf.config.experimental.enable_op_determinism()
-    with actors.ActorPool(cfg.env_id, 1, cfg.seed, first_index=EVAL_INDEX) as pool:
-        agent, train_step, env_steps = agents.for_pool(cfg, pool)
-        version = tf.Variable(0, dtype=tf.int64, name="policy_version")
-        learner = learner_lib.create(cfg, agent)
-        tracked = {"agent": agent, "env_steps": env_steps, "train_step": train_step}
-        tracked.update(learner.tracked())
-        recorder = record.RunRecorder(
-            cfg,
-            run_dir,
-            agent,
-            {**tracked, "policy_version": version},
-            episodes=lambda n: pool.evaluate(agents.actor_params(agent), n),
-            log=log,
-            syncer=syncer,
-        )
-        queue = _Queue(cfg, address, agent, data_timeout, log)
+    version = tf.Variable(0, dtype=tf.int64, name="policy_version")
+    with builder.run(
+        cfg,
+        run_dir,
+        1,
+        first_index=EVAL_INDEX,
+        tracked={"policy_version": version},
+        log=log,
+        syncer=syncer,
+    ) as run:
+        queue = _Queue(cfg, address, run.parts.agent, data_timeout, log)
         queue.publish(int(version.numpy()))
         count = segments_per_iteration(cfg)
         log(f"Learner: {count} segments of {segment_length(cfg):,} steps per iteration")
         recent: list[env_process.Episode] = []
-        try:
-            while recorder.steps < cfg.total_steps:
-                t0 = time.time()
-                items, lags = queue.take(count, int(version.numpy()))
-                for item in items:
-                    recent += wire.unpack_episodes(item.pop("episodes"))
-                    item.pop("version")
-                recent = recent[-record.METRIC_WINDOW :]
-                experience = learner_lib.to_trajectory(items, agent.collect_data_spec)
-                loss_info = learner.learn(experience, len(items) * segment_length(cfg))
-                version.assign_add(1)
-                queue.publish(int(version.numpy()))
-                extra = {
-                    "Metrics/PolicyLag": float(np.mean(lags)),
-                    "Metrics/DroppedEnvSteps": float(queue.dropped_steps),
-                }
-                recorder.record(
-                    len(items) * segment_length(cfg), time.time() - t0, loss_info, recent, extra
-                )
-        finally:
-            recorder.close()
-        with_done = recorder.final_eval()
-        queue.publish(int(version.numpy()), done=True)  # collectors stop when they see it
-        return with_done
+        while run.recorder.steps < cfg.total_steps:
+            t0 = time.time()
+            items, lags = queue.take(count, int(version.numpy()))
+            for item in items:
+                recent += wire.unpack_episodes(item.pop("episodes"))
+                item.pop("version")
+            recent = recent[-record.METRIC_WINDOW :]
+            experience = learner_lib.to_trajectory(items, run.parts.agent.collect_data_spec)
+            loss_info = run.learner.learn(experience, len(items) * segment_length(cfg))
+            version.assign_add(1)
+            queue.publish(int(version.numpy()))
+            extra = {
+                "Metrics/PolicyLag": float(np.mean(lags)),
+                "Metrics/DroppedEnvSteps": float(queue.dropped_steps),
+            }
+            run.recorder.record(
+                len(items) * segment_length(cfg), time.time() - t0, loss_info, recent, extra
+            )
+    queue.publish(int(version.numpy()), done=True)  # collectors stop when they see it
+    return run.result

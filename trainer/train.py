@@ -11,7 +11,7 @@ import time
 
 import tensorflow as tf
 
-from trainer import actors, agents, evaluate, layout, record
+from trainer import builder, evaluate, layout, record
 from trainer import learner as learner_lib
 from trainer.config import Config
 
@@ -19,25 +19,9 @@ from trainer.config import Config
 def train(cfg: Config, run_dir: str, log=None, syncer=None) -> dict:
     """Trains (or resumes) the run in `run_dir` to `cfg.total_steps`; returns the final eval."""
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    # Python's random too: unseeded Keras initializers draw their seeds from it.
-    tf.keras.utils.set_random_seed(cfg.seed)
-    if cfg.deterministic:
-        tf.config.experimental.enable_op_determinism()
     log(f"Starting {cfg.num_envs} env processes for {cfg.env_id} ...")
-    with actors.ActorPool(cfg.env_id, cfg.num_envs, cfg.seed) as pool:
-        agent, train_step, env_steps = agents.for_pool(cfg, pool)
-        learner = learner_lib.create(cfg, agent)
-        tracked = {"agent": agent, "env_steps": env_steps, "train_step": train_step}
-        tracked.update(learner.tracked())
-        recorder = record.RunRecorder(
-            cfg,
-            run_dir,
-            agent,
-            tracked,
-            episodes=lambda n: pool.evaluate(agents.actor_params(agent), n),
-            log=log,
-            syncer=syncer,
-        )
+    with builder.run(cfg, run_dir, cfg.num_envs, log=log, syncer=syncer) as run:
+        pool, recorder = run.parts.pool, run.recorder
         per_env = math.ceil(cfg.collect_steps / cfg.num_envs)
         recent = collections.deque(maxlen=record.METRIC_WINDOW)
 
@@ -47,38 +31,31 @@ def train(cfg: Config, run_dir: str, log=None, syncer=None) -> dict:
             return max(2, min(per_env, left))
 
         pending = 0  # steps per env of the collection under way, if any
-        try:
-            while recorder.steps < cfg.total_steps:
-                t0, steps, idle = time.time(), recorder.steps, pool.idle_seconds
-                if not pending:
-                    pending = share(steps)
-                    pool.start_collect(agents.actor_params(agent), pending)
-                after = steps + pending * cfg.num_envs
-                # The env processes keep busy while the learner trains, except before an
-                # evaluation (which needs them) and at the end.
-                then = None
-                if (
-                    cfg.overlap
-                    and after < cfg.total_steps
-                    and not record.eval_due(cfg, steps, after)
-                ):
-                    then = (agents.actor_params(agent), share(after))
-                results = pool.finish_collect(then)
-                new_steps, pending = pending * cfg.num_envs, then[1] if then else 0
-                experience = learner_lib.to_trajectory(
-                    [seg for seg, _ in results], agent.collect_data_spec
-                )
-                for _, episodes in results:
-                    recent.extend(episodes)
-                loss_info = learner.learn(experience, new_steps)
-                seconds = time.time() - t0
-                idle_share = (pool.idle_seconds - idle) / (cfg.num_envs * seconds)
-                recorder.record(
-                    new_steps, seconds, loss_info, recent, {"Metrics/EnvIdleShare": idle_share}
-                )
-        finally:
-            recorder.close()
-        return recorder.final_eval()
+        while recorder.steps < cfg.total_steps:
+            t0, steps, idle = time.time(), recorder.steps, pool.idle_seconds
+            if not pending:
+                pending = share(steps)
+                pool.start_collect(run.parts.params(), pending)
+            after = steps + pending * cfg.num_envs
+            # The env processes keep busy while the learner trains, except before an
+            # evaluation (which needs them) and at the end.
+            then = None
+            if cfg.overlap and after < cfg.total_steps and not record.eval_due(cfg, steps, after):
+                then = (run.parts.params(), share(after))
+            results = pool.finish_collect(then)
+            new_steps, pending = pending * cfg.num_envs, then[1] if then else 0
+            experience = learner_lib.to_trajectory(
+                [seg for seg, _ in results], run.parts.agent.collect_data_spec
+            )
+            for _, episodes in results:
+                recent.extend(episodes)
+            loss_info = run.learner.learn(experience, new_steps)
+            seconds = time.time() - t0
+            idle_share = (pool.idle_seconds - idle) / (cfg.num_envs * seconds)
+            recorder.record(
+                new_steps, seconds, loss_info, recent, {"Metrics/EnvIdleShare": idle_share}
+            )
+    return run.result
 
 
 def evaluate_run(cfg: Config, run_dir: str) -> tuple[str, dict]:
@@ -91,13 +68,11 @@ def evaluate_run(cfg: Config, run_dir: str) -> tuple[str, dict]:
     checkpoints = os.path.join(run_dir, layout.CHECKPOINTS)
     if not record.listed_checkpoints(checkpoints):  # before any env process starts
         raise ValueError(f"no checkpoint in {checkpoints}")
-    tf.keras.utils.set_random_seed(cfg.seed)
-    with actors.ActorPool(cfg.env_id, min(cfg.num_envs, cfg.eval_episodes), cfg.seed) as pool:
-        agent, train_step, env_steps = agents.for_pool(cfg, pool)
-        checkpoint = tf.train.Checkpoint(agent=agent, env_steps=env_steps, train_step=train_step)
+    with builder.agent(cfg, min(cfg.num_envs, cfg.eval_episodes)) as parts:
+        checkpoint = tf.train.Checkpoint(**parts.checkpointed())
         record.restore_newest(checkpoint, checkpoints, log=lambda msg: print(msg, file=sys.stderr))
-        step = int(env_steps.numpy())
-        episodes = pool.evaluate(agents.actor_params(agent), cfg.eval_episodes)
+        step = int(parts.env_steps.numpy())
+        episodes = parts.episodes(cfg.eval_episodes)
     result = evaluate.summarize(episodes, step, cfg.env_id)
     path = os.path.join(run_dir, f"eval-{step}.json")
     evaluate.write_json(result, path)
