@@ -53,3 +53,30 @@ def test_each_agent_has_its_own_defaults_and_old_runs_keep_theirs():
     assert (old_sac.learning_starts, old_sac.target_update_tau) == (0, 0.005)
     # and, before the reward scale was written, with SAC's own 0.001.
     assert old_sac.reward_scale == 0.001
+
+
+def test_the_resume_rules_and_the_help_read_the_fields_marks():
+    """A field marked resumable is the one list: resume.differences and --help read it."""
+    from tests.conftest import run_task
+    from trainer import resume
+
+    assert config.resumable(Config) == {
+        "total_steps",
+        "overlap",
+        "deterministic",
+        "logdir",
+        "staging_dir",
+        "checkpoint_interval",
+        "eval_interval",
+        "eval_episodes",
+        "sigterm_budget",
+    }
+    assert config.resumable(config.VisionConfig) == {"dagger_iterations"}
+    saved = Config()
+    wanted = dataclasses.replace(saved, total_steps=1, seed=5, eval_episodes=3)
+    assert resume.differences(saved, wanted) == ["seed: run has 0, flags say 5"]
+    shown = run_task("train", "--help").stdout
+    for name in config.resumable(Config):
+        assert f"--{name}" in shown or f"--[no]{name}" in shown
+    marked = [line for line in shown.splitlines() if "a resumed run may change it" in line]
+    assert len(marked) == len(config.resumable(Config) | config.resumable(config.VisionConfig))

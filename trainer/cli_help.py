@@ -88,6 +88,7 @@ def command_help(command: str, commands) -> str:
     if isinstance(fields, dict):
         docs.update({name: doc for name, doc in fields.items() if doc})
     names = _own(command)
+    resumable_fields = config.resumable(Config) | config.resumable(VisionConfig)
     lines = [
         f"usage: python -m trainer.task {command} [--flag=value ...]",
         "",
@@ -104,7 +105,8 @@ def command_help(command: str, commands) -> str:
             for agent, values in config.AGENT_DEFAULTS.items()
             if name in values
         )
-        lines.append(f"  --{shown}  (default: {default}{per_agent})")
+        resumable = "; a resumed run may change it" if name in resumable_fields else ""
+        lines.append(f"  --{shown}  (default: {default}{per_agent}{resumable})")
         lines += textwrap.wrap(docs[name], 88, initial_indent=" " * 6, subsequent_indent=" " * 6)
     if command in TRAINING_TOO:
         lines += ["", "The training flags apply too: python -m trainer.task train --help."]

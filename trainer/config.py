@@ -44,6 +44,17 @@ _LEGACY = {
 LR_SCHEDULES = ("constant", "linear")
 
 
+def _resumable(default):
+    """A field that a resumed run may change (resume.py): how long and where it runs, how
+    often it saves and evaluates, never what it learns; --help says so."""
+    return dataclasses.field(default=default, metadata={"resumable": True})
+
+
+def resumable(cls: type) -> frozenset[str]:
+    """The fields of `cls` that a resumed run may change."""
+    return frozenset(f.name for f in dataclasses.fields(cls) if f.metadata.get("resumable"))
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
     """How one training run is set up.
@@ -120,14 +131,14 @@ class Config:
 
     env_id: str = "KukaGrasp-v0"
     agent: str = "ppo"
-    total_steps: int = 600_000
+    total_steps: int = _resumable(600_000)
     num_envs: int = 2
     seed: int = 0
-    logdir: str = "runs"
-    staging_dir: str = ""
+    logdir: str = _resumable("runs")
+    staging_dir: str = _resumable("")
     run: str = ""
     collect_steps: int = 4096
-    overlap: bool = True
+    overlap: bool = _resumable(True)
     actor_layers: tuple[int, ...] = (200, 100)
     value_layers: tuple[int, ...] = (200, 100)
     learning_rate: float = 3e-4
@@ -149,11 +160,11 @@ class Config:
     train_ratio: float = 1.0
     learning_starts: int = 10_000
     target_update_tau: float = 0.02
-    deterministic: bool = True
-    checkpoint_interval: int = 50_000
-    eval_interval: int = 100_000
-    eval_episodes: int = 50
-    sigterm_budget: float = 15.0
+    deterministic: bool = _resumable(True)
+    checkpoint_interval: int = _resumable(50_000)
+    eval_interval: int = _resumable(100_000)
+    eval_episodes: int = _resumable(50)
+    sigterm_budget: float = _resumable(15.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -203,7 +214,7 @@ class VisionConfig:
     """
 
     teacher: str = ""
-    dagger_iterations: int = 8
+    dagger_iterations: int = _resumable(8)
     dagger_episodes: int = 20
     image_size: int = 64
     student_epochs: int = 3

@@ -270,7 +270,7 @@ def _settings(vision: VisionConfig, path: str, given) -> VisionConfig:
     with open(path) as f:
         saved = VisionConfig(**json.load(f))
     vision = resume.merged(saved, vision, given)
-    changed = resume.differences(saved, vision, resumable={"dagger_iterations"})
+    changed = resume.differences(saved, vision)
     if changed:
         raise errors.UsageError(
             f"the run exists with other camera settings ({'; '.join(changed)}); pass the same "

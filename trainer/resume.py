@@ -10,21 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 
-# Config fields a resumed run may change; any other difference from the run's
-# config.json is refused, since the checkpoint would not match what the flags ask for.
-RESUMABLE_FIELDS = frozenset(
-    {
-        "total_steps",
-        "overlap",
-        "deterministic",
-        "logdir",
-        "staging_dir",
-        "checkpoint_interval",
-        "eval_interval",
-        "eval_episodes",
-        "sigterm_budget",
-    }
-)
+from trainer import config
+
 # Where the run is now, which its saved config cannot know (a moved or staged run).
 LOCATION_FIELDS = ("logdir", "staging_dir", "run")
 
@@ -37,8 +24,10 @@ def merged(saved, wanted, given: frozenset[str] | None, keep=()):
     return dataclasses.replace(saved, **{name: getattr(wanted, name) for name in taken})
 
 
-def differences(saved, wanted, resumable=RESUMABLE_FIELDS) -> list[str]:
-    """Fields outside `resumable` where `wanted` differs from `saved`, one phrase each."""
+def differences(saved, wanted) -> list[str]:
+    """The fields where `wanted` differs from `saved` that a resumed run may not change
+    (config.resumable: the fields marked so), one phrase each."""
+    resumable = config.resumable(type(saved))
     return [
         f"{f.name}: run has {getattr(saved, f.name)!r}, flags say {getattr(wanted, f.name)!r}"
         for f in dataclasses.fields(saved)

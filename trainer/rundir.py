@@ -62,8 +62,8 @@ def prepare(cfg: Config, command: str, given: frozenset[str] | None = None):
 
     Returns (config, local run dir, storage.RunMirror or None). A new run gets
     config.json and command.txt; an existing one must agree with the fields in `given`
-    (all of them when None; resume.RESUMABLE_FIELDS may differ), takes its saved values for the
-    others, and gets the command appended. A gs:// run lives in a local staging copy,
+    (all of them when None; config.resumable's fields may differ), takes its saved values
+    for the others, and gets the command appended. A gs:// run lives in a local staging copy,
     downloaded first when only the bucket has it.
     """
     cfg = _checked(cfg)
@@ -211,8 +211,8 @@ def _resumed(cfg: Config, given: frozenset[str] | None, run_dir: str) -> Config:
     """The resumed run's config: its config.json, with the `given` fields of `cfg` (all
     when None) and `cfg`'s location.
 
-    The rules are resume.py's. UsageError if a given field outside
-    resume.RESUMABLE_FIELDS differs; AlreadyFinished if the run is done.
+    The rules are resume.py's. UsageError if a given field that
+    config.resumable leaves out differs; AlreadyFinished if the run is done.
     """
     try:
         saved = runs.load_config(os.path.join(run_dir, layout.CONFIG))
