@@ -103,6 +103,7 @@ OVERLAY = $(PY3) -m deploy.overlay --namespace='$(NAMESPACE)' --image='$(IMAGE)'
 kind_fact = $(or $(shell $(PY3) -m deploy.values kind '$(1)' $(2)),$(error KIND '$(1)' is not a flavour))
 JOB_RESOURCE = $(call kind_fact,$(KIND),api_resource)
 POD_LABEL = $(call kind_fact,$(KIND),pod_label)
+JOB_PREFIX = $(call kind_fact,$(KIND),prefix)
 TUNE_RESOURCE = $(call kind_fact,tune,api_resource)
 export NAMESPACE IMAGE TAG BUCKET PROJECT AUTH GPU DRY_RUN LOCATION
 # Local targets read these from the environment ("$${RUN}"), so that any value, quotes
@@ -263,7 +264,7 @@ SUBMIT_HINT = $(APPLY_WOULD): make delete RUN=$(RUN_ID)$(if $(filter-out job,$(K
 .PHONY: submit
 submit: ## Build and push the image, write the overlay, start training RUN on the cluster (stops first if RUN is there)
 	$(call need,BUCKET)$(call need,IMAGE)$(call fits,$(KIND),$(RUN_ID))
-	@$(ABSENT) '$(JOB_RESOURCE)/kuka-train-$(RUN_ID)' --hint='$(SUBMIT_HINT)'
+	@$(ABSENT) '$(JOB_RESOURCE)/$(JOB_PREFIX)-$(RUN_ID)' --hint='$(SUBMIT_HINT)'
 	@$(MAKE) --no-print-directory manifests RUN='$(RUN_ID)'
 	@$(MAKE) --no-print-directory push
 	$(run) kubectl apply -k 'k8s/overlays/local/$(RUN_ID)'
@@ -273,7 +274,7 @@ STUDY_HINT = $(APPLY_WOULD): make delete RUN=$(RUN_ID)-sN for each seed N, then 
 .PHONY: study
 study: ## The tutorial's study: SEEDS runs of one experiment, RUN-s1 ... under one TensorBoard
 	$(call need,BUCKET)$(call need,IMAGE)$(call fits,$(KIND),$(RUN_ID)-s$(SEEDS))
-	@$(ABSENT) $(foreach s,$(shell seq 1 '$(SEEDS)'),'$(JOB_RESOURCE)/kuka-train-$(RUN_ID)-s$(s)') --hint='$(STUDY_HINT)'
+	@$(ABSENT) $(foreach s,$(shell seq 1 '$(SEEDS)'),'$(JOB_RESOURCE)/$(JOB_PREFIX)-$(RUN_ID)-s$(s)') --hint='$(STUDY_HINT)'
 	@$(MAKE) --no-print-directory push
 	for seed in $$(seq 1 '$(SEEDS)'); do \
 		$(MAKE) --no-print-directory manifests RUN='$(RUN_ID)-s'$$seed SEED=$$seed \
@@ -339,12 +340,12 @@ status: ## Training jobs (KIND) in NAMESPACE, and their pods with the exit code 
 .PHONY: logs
 logs: ## Follow the logs of RUN's training pod (KIND as submitted)
 	$(call need,RUN)
-	$(run) kubectl -n '$(NAMESPACE)' logs -f --tail=100 -l '$(POD_LABEL)=kuka-train-$(RUN)'
+	$(run) kubectl -n '$(NAMESPACE)' logs -f --tail=100 -l '$(POD_LABEL)=$(JOB_PREFIX)-$(RUN)'
 
 .PHONY: delete
 delete: ## Delete RUN's training job (KIND as submitted; its logs stay in the bucket)
 	$(call need,RUN)
-	$(run) kubectl -n '$(NAMESPACE)' delete '$(JOB_RESOURCE)' 'kuka-train-$(RUN)' --ignore-not-found
+	$(run) kubectl -n '$(NAMESPACE)' delete '$(JOB_RESOURCE)' '$(JOB_PREFIX)-$(RUN)' --ignore-not-found
 
 ##@ Checks
 

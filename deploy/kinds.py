@@ -112,6 +112,13 @@ GPU_PODS = {
 }
 RUN_JOBS = "app.kubernetes.io/name in (kuka-train,kuka-learn,kuka-collect,kuka-render)"
 GPU_JOBS = "app.kubernetes.io/name in (kuka-train,kuka-learn)"
+# Where each kind carries Kueue's queue-name label (the kueue component adds it): the run's
+# top object, but a Katib trial's Job, which the Experiment's trial template labels.
+_QUEUE_KEY = "metadata/labels/kueue.x-k8s.io~1queue-name"
+QUEUE_LABELS = {
+    "(Job|TFJob|TrainJob|JobSet)": f"/{_QUEUE_KEY}",
+    "Experiment": f"/spec/trialTemplate/trialSpec/{_QUEUE_KEY}",
+}
 DEADLINES = {
     "Job": ["/spec/activeDeadlineSeconds"],
     "TFJob": ["/spec/runPolicy/activeDeadlineSeconds"],

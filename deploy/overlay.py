@@ -23,6 +23,7 @@ from deploy.kinds import (
     GPU_PODS,
     KINDS,
     POD_SPECS,
+    QUEUE_LABELS,
     ROLES,
     RUN_JOBS,
     Kind,
@@ -33,9 +34,6 @@ from deploy.kinds import (
     runtime_name,
 )
 from trainer.config import RoleConfig
-
-# Where a Katib trial's Job takes the Kueue label (the kueue component adds it).
-QUEUED_TRIAL = "/spec/trialTemplate/trialSpec/{key}"
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 K8S = os.path.join(ROOT, "k8s")
@@ -130,12 +128,8 @@ def _setting_patches(args) -> list[dict]:
             ]
             patches.append({"target": _run_target(kind, GPU_JOBS), "patch": json.dumps(operations)})
     if args.queue:
-        key = "metadata/labels/kueue.x-k8s.io~1queue-name"
-        for kind, path in (
-            ("(Job|TFJob|TrainJob|JobSet)", f"/{key}"),
-            ("Experiment", QUEUED_TRIAL),
-        ):
-            label = [{"op": "replace", "path": path.format(key=key), "value": args.queue}]
+        for kind, path in QUEUE_LABELS.items():
+            label = [{"op": "replace", "path": path, "value": args.queue}]
             patches.append({"target": {"kind": kind}, "patch": json.dumps(label)})
     return patches
 

@@ -426,3 +426,16 @@ def test_an_unknown_kind_stops_make_in_one_line():
     result = _make("status", "KIND=tfjobs")
     assert result.returncode != 0 and "kubectl" not in result.stdout
     assert "KIND 'tfjobs' is not one of distributed, job, jobset" in result.stderr
+
+
+@pytest.mark.parametrize("kind", ["job", "tfjob", "trainjob"])
+def test_the_run_targets_name_each_kinds_object_from_the_table(kind):
+    """make delete and make logs find RUN's object by deploy/kinds.py's row, not a copy."""
+    from deploy import kinds
+
+    spec = kinds.KINDS[kind]
+    deleted = _make("delete", "RUN=r1", f"KIND={kind}")
+    assert deleted.returncode == 0, deleted.stderr
+    assert f"delete {spec.api_resource} {spec.prefix}-r1 --ignore-not-found" in deleted.stdout
+    logs = _make("logs", "RUN=r1", f"KIND={kind}")
+    assert f"-l {spec.pod_label}={spec.prefix}-r1" in logs.stdout
