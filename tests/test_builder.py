@@ -66,10 +66,10 @@ def test_a_run_checkpoints_its_counters_its_learner_and_the_loops_own_variables(
 
 def test_a_loop_that_fails_keeps_what_it_learned_and_is_not_evaluated(tmp_path):
     run_dir = str(tmp_path / "run")
-    with pytest.raises(RuntimeError, match="the loop failed"):
-        with builder.run(CFG, run_dir, 1, log=print) as run:
-            _iteration(run)
-            raise RuntimeError("the loop failed")
+    failed = pytest.raises(RuntimeError, match="the loop failed")
+    with failed, builder.run(CFG, run_dir, 1, log=print) as run:
+        _iteration(run)
+        raise RuntimeError("the loop failed")
     assert run.result is None
     assert record.listed_checkpoints(os.path.join(run_dir, layout.CHECKPOINTS))
     assert not os.path.exists(os.path.join(run_dir, layout.EVAL_JSON))
