@@ -27,4 +27,6 @@ def test_the_same_rules_serve_the_camera_settings():
         saved, VisionConfig(dagger_iterations=16), frozenset({"dagger_iterations"})
     )
     assert (wanted.image_size, wanted.dagger_iterations) == (48, 16)
-    assert resume.differences(saved, wanted, resumable={"dagger_iterations"}) == []
+    assert resume.differences(saved, wanted) == []  # dagger_iterations is marked resumable
+    changed = dataclasses.replace(wanted, image_size=64)
+    assert resume.differences(saved, changed) == ["image_size: run has 48, flags say 64"]
