@@ -110,3 +110,26 @@ def test_make_eval_plays_a_camera_runs_student(tiny_camera_run, tmp_path):
 def test_make_eval_of_a_camera_run_without_a_round_says_so(tmp_path):
     with pytest.raises(ValueError, match="no DAgger round has finished"):
         dagger.evaluate_run(Config(), str(tmp_path))
+
+
+@pytest.mark.slow
+def test_a_camera_setting_resumes_a_camera_run_and_is_refused_for_a_state_run(
+    tiny_camera_run, tiny_run, tmp_path
+):
+    """The run's own env decides, which a resume need not name (commands._camera_flags)."""
+    import shutil
+
+    from tests.conftest import run_task
+
+    shutil.copytree(tiny_camera_run, tmp_path / "cam")
+    shutil.copytree(tiny_run, tmp_path / "tiny")
+    done = run_task(f"--logdir={tmp_path}", "--run=cam", "--dagger_iterations=2")
+    assert done.returncode == 0 and "already" in done.stderr, done.stderr[-2000:]
+    refused = run_task(
+        f"--logdir={tmp_path}", "--run=tiny", "--total_steps=1200", "--image_size=32"
+    )
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines()[-1] == (
+        "error: --image_size is a setting of KukaGraspCam-v0 runs, and this run trains "
+        "KukaGrasp-v0; leave it out or add --env_id=KukaGraspCam-v0"
+    )

@@ -86,6 +86,9 @@ def _refused(tmp_path, *args: str) -> str:
             ["learn", "--env_id=KukaGraspCam-v0"],
             "KukaGraspCam-v0 trains in one process, not as distributed roles",
         ),
+        # A camera setting for a state run would be accepted and ignored.
+        (["--dagger_iterations=3"], "--dagger_iterations is a setting of KukaGraspCam-v0 runs"),
+        (["--run=state", "--image_size=32"], "this run trains KukaGrasp-v0"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, words):

@@ -111,7 +111,11 @@ def train(
     KukaGraspCam-v0 trains its camera policy with `vision` (trainer/dagger.py).
     """
     _check_camera(cfg, vision or VisionConfig(), roles)
-    cfg, run_dir, mirror = rundir.prepare(cfg, command_line, given)
+    camera_flags = _camera_flags(given)
+    saved = os.path.join(cfg.logdir, cfg.run, layout.CONFIG)
+    if not cfg.logdir.startswith("gs://") and not (cfg.run and os.path.isfile(saved)):
+        camera_flags(cfg)  # a new local run: the flags are its settings, nothing written yet
+    cfg, run_dir, mirror = rundir.prepare(cfg, command_line, given, camera_flags)
     print(f"Run directory: {run_dir}", file=sys.stderr, flush=True)
     camera = _is_camera(cfg)  # the run's own env: a resume may not name it
     try:  # until the Syncer owns it, a gs:// run's lease is released here if anything fails
@@ -173,6 +177,22 @@ def train(
 _CAMERA_ONE_PROCESS = (
     "KukaGraspCam-v0 trains in one process, not as distributed roles (docs/vision.md)"
 )
+
+
+def _camera_flags(given: frozenset[str] | None):
+    """The check that a run given a camera setting is a camera run: its own env decides,
+    which a resume need not name, so rundir.prepare calls it once the run is known."""
+    vision = {f.name for f in dataclasses.fields(VisionConfig)}
+
+    def check(cfg: Config) -> None:
+        stray = sorted((given or frozenset()) & vision)
+        if stray and not _is_camera(cfg):
+            raise UsageError(
+                f"--{stray[0]} is a setting of KukaGraspCam-v0 runs, and this run trains "
+                f"{cfg.env_id}; leave it out or add --env_id=KukaGraspCam-v0"
+            )
+
+    return check
 
 
 def _is_camera(cfg: Config) -> bool:

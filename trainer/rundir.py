@@ -57,8 +57,9 @@ def gcs_root(logdir: str, staging_dir: str):
     return client, staging_root(logdir, staging_dir)
 
 
-def prepare(cfg: Config, command: str, given: frozenset[str] | None = None):
-    """Checks everything about the run before any heavy work.
+def prepare(cfg: Config, command: str, given: frozenset[str] | None = None, check=None):
+    """Checks everything about the run before any heavy work; `check(config)`, if given,
+    sees the run's own settings (a resumed run's saved ones) before anything is written.
 
     Returns (config, local run dir, storage.RunMirror or None). A new run gets
     config.json and command.txt; an existing one must agree with the fields in `given`
@@ -72,7 +73,7 @@ def prepare(cfg: Config, command: str, given: frozenset[str] | None = None):
     try:
         _check_run_dir(run_dir)
         try:
-            cfg = _enter(cfg, given, command, local_root, run_dir, mirror)
+            cfg = _enter(cfg, given, command, local_root, run_dir, mirror, check)
         except OSError as e:  # the run lock's flush, config.json, command.txt
             if runs.is_disk_full(e):
                 raise DiskFull(runs.disk_full_message(run_dir)) from None
@@ -135,7 +136,9 @@ def _check_run_dir(run_dir: str) -> None:
         ) from None
 
 
-def _enter(cfg: Config, given, command: str, local_root: str, run_dir: str, mirror) -> Config:
+def _enter(
+    cfg: Config, given, command: str, local_root: str, run_dir: str, mirror, check=None
+) -> Config:
     """Locks the run, stages a gs:// run, checks a resume, writes config.json and command.txt.
 
     Returns the run's config: `cfg`, or on a resume the one `_resumed` makes.
@@ -149,6 +152,8 @@ def _enter(cfg: Config, given, command: str, local_root: str, run_dir: str, mirr
     # A distributed run's Reverb server may have made reverb/ before the learner got here.
     elif os.path.exists(run_dir) and set(os.listdir(run_dir)) - {"reverb"}:
         raise UsageError(f"{run_dir} exists but holds no config.json; choose another --run")
+    if check is not None:
+        check(cfg)
     os.makedirs(run_dir, exist_ok=True)
     if not os.path.exists(config_path):  # written once: a resume never rewrites it
         runs.save_config(cfg, config_path)
