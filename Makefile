@@ -100,7 +100,7 @@ OVERLAY = $(PY3) -m deploy.overlay --namespace='$(NAMESPACE)' --image='$(IMAGE)'
 	$(if $(SPOT),--spot) $(call kflag,ACCELERATOR,accelerator) $(call kflag,QUEUE,queue) \
 	$(call kflag,PRIORITY_CLASS,priority-class) $(call kflag,DEADLINE,deadline)
 # A fact of flavour $(1) from deploy/kinds.py, the one table of them (FIELD $(2)).
-kind_fact = $(or $(shell $(PY3) -m deploy.values kind '$(1)' $(2)),$(error KIND '$(1)' is not a flavour))
+kind_fact = $(or $(shell $(PY3) -m deploy.values kind '$(1)' $(2)),$(error KIND '$(1)' has no $(2)))
 JOB_RESOURCE = $(call kind_fact,$(KIND),api_resource)
 POD_LABEL = $(call kind_fact,$(KIND),pod_label)
 JOB_PREFIX = $(call kind_fact,$(KIND),prefix)

@@ -52,7 +52,15 @@ def main(argv: list[str]) -> int:
             known = ", ".join(sorted(kinds.KINDS))
             print(f"values: error: KIND {rest[0]!r} is not one of {known}", file=sys.stderr)
             return 2
-        print(getattr(kinds.KINDS[rest[0]], rest[1]))
+        value = getattr(kinds.KINDS[rest[0]], rest[1])
+        if not value:  # the distributed roles: fixed names, their own targets
+            print(
+                f"values: error: KIND {rest[0]!r} is a distributed layout: make "
+                "status-distributed, make delete-distributed",
+                file=sys.stderr,
+            )
+            return 2
+        print(value)
         return 0
     if what == "default" and len(rest) == 1 and rest[0] in Config.__dataclass_fields__:
         print(getattr(Config, rest[0]))

@@ -420,6 +420,8 @@ def test_values_give_the_makefile_run_ids_and_defaults(capsys):
     assert capsys.readouterr().out.strip() == "tfjobs.kubeflow.org"
     assert values.main(["kind", "nope", "api_resource"]) == 2
     assert "KIND 'nope' is not one of" in capsys.readouterr().err
+    assert values.main(["kind", "jobset", "prefix"]) == 2
+    assert "make delete-distributed" in capsys.readouterr().err
 
 
 def test_an_unknown_kind_stops_make_in_one_line():
