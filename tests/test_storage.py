@@ -19,7 +19,7 @@ from google.api_core import exceptions as api_exceptions
 
 from tests.conftest import ROOT, TINY_FLAGS, run_task
 from tests.fakes import gcs_proxy
-from trainer import commands, evaluate, storage
+from trainer import evaluate, storage
 
 emulator = pytest.importorskip("gcp_storage_emulator.server")
 emulator_objects = pytest.importorskip("gcp_storage_emulator.handlers.objects")
@@ -466,7 +466,7 @@ def test_a_mirror_past_its_deadline_starts_no_request(gcs, tmp_path):
 def test_sigterm_during_the_final_upload_still_reports_and_releases(gcs, tmp_path):
     """Review point 4: training done, the final upload slow, then SIGTERM. task.py's
     handler raised SystemExit inside close(): no "Out of time" line, lease kept. Now
-    the handler (commands.bound_sigterm) only sets the deadline once close() has
+    the handler (storage.bound_sigterm) only sets the deadline once close() has
     begun; the exit (143) follows close()."""
     server, client = gcs
     local = tmp_path / "run"
@@ -483,7 +483,7 @@ def test_sigterm_during_the_final_upload_still_reports_and_releases(gcs, tmp_pat
 
     previous = signal.signal(signal.SIGTERM, stop)
     try:
-        deliver = commands.bound_sigterm(syncer, storage.sync.RESERVE + 1.5)
+        deliver = storage.bound_sigterm(syncer, storage.sync.RESERVE + 1.5)
         server.proxy.delay, server.proxy.on_request = 1.0, sigterm_once
         with pytest.raises(SystemExit) as stopped:
             syncer.close()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import signal
 import sys
 
 from trainer import checks, errors, launch, layout, processes, rundir, runs
@@ -128,7 +127,7 @@ def train(
             from trainer import storage
 
             syncer = storage.Syncer(mirror)
-            deliver_sigterm = bound_sigterm(syncer, cfg.sigterm_budget)
+            deliver_sigterm = storage.bound_sigterm(syncer, cfg.sigterm_budget)
             print(f"Uploading to {mirror.url}", file=sys.stderr, flush=True)
     except BaseException:
         if mirror is not None:
@@ -214,31 +213,6 @@ def _check_camera(cfg: Config, vision: VisionConfig, roles: RoleConfig | None) -
             from trainer import labelling
 
             labelling.check_teacher(vision.teacher)
-
-
-def bound_sigterm(syncer, budget: float):
-    """On SIGTERM, uploads end within `budget` seconds of it; task.py's own handler then
-    stops training as before (a checkpoint, exit 143).
-
-    Once `syncer.close()` has begun, that handler waits: raising inside close() would
-    abandon its final upload, the one line saying what stays local and the lease.
-    Returns what delivers such a waiting SIGTERM, to be called after close().
-    """
-    previous, waiting = signal.getsignal(signal.SIGTERM), []
-
-    def handler(signum, frame):
-        syncer.stop_within(budget)
-        if syncer.closing:
-            waiting.append((signum, frame))
-        elif callable(previous):
-            previous(signum, frame)
-
-    def deliver():
-        if waiting and callable(previous):
-            previous(*waiting[0])
-
-    signal.signal(signal.SIGTERM, handler)
-    return deliver
 
 
 def _storage_failure(error: Exception, run_dir: str) -> str | None:

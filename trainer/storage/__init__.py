@@ -26,7 +26,7 @@ from trainer.storage.bucket import (  # noqa: E402
 )
 from trainer.storage.lease import Lease, LeaseLost, RunBusy  # noqa: E402
 from trainer.storage.mirror import RunMirror  # noqa: E402
-from trainer.storage.sync import Syncer  # noqa: E402
+from trainer.storage.sync import Syncer, bound_sigterm  # noqa: E402
 
 __all__ = [
     "FAILURES",
@@ -38,6 +38,7 @@ __all__ = [
     "StorageError",
     "StorageUnavailable",
     "Syncer",
+    "bound_sigterm",
     "check_bucket",
     "describe",
     "join",

@@ -1,7 +1,9 @@
-"""Uploads a run in the background while it trains, and once more at the end, in time."""
+"""Uploads a run in the background while it trains, and once more at the end, in time;
+`bound_sigterm` holds those uploads to the SIGTERM budget."""
 
 from __future__ import annotations
 
+import signal
 import sys
 import threading
 import time
@@ -143,3 +145,28 @@ class Syncer:
         )
         self._mirror.stop_by(time.monotonic())  # uploads still under way start nothing more
         self._mirror.release_lease()
+
+
+def bound_sigterm(syncer, budget: float):
+    """On SIGTERM, uploads end within `budget` seconds of it; task.py's own handler then
+    stops training as before (a checkpoint, exit 143).
+
+    Once `syncer.close()` has begun, that handler waits: raising inside close() would
+    abandon its final upload, the one line saying what stays local and the lease.
+    Returns what delivers such a waiting SIGTERM, to be called after close().
+    """
+    previous, waiting = signal.getsignal(signal.SIGTERM), []
+
+    def handler(signum, frame):
+        syncer.stop_within(budget)
+        if syncer.closing:
+            waiting.append((signum, frame))
+        elif callable(previous):
+            previous(signum, frame)
+
+    def deliver():
+        if waiting and callable(previous):
+            previous(*waiting[0])
+
+    signal.signal(signal.SIGTERM, handler)
+    return deliver
