@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from trainer import checks
+from trainer import checks, config
 from trainer.config import Config, VisionConfig
 
 
@@ -54,3 +54,13 @@ def test_camera_settings_out_of_range_are_named(field, value, words):
 
 def test_the_smallest_frame_the_student_takes_is_valid():
     checks.validate_vision(VisionConfig(image_size=17))
+
+
+def test_the_distributed_roles_run_the_agents_the_table_names():
+    for agent in config.AGENTS:
+        cfg = config.for_agent(agent)
+        if agent in config.DISTRIBUTED_AGENTS:
+            checks.validate_distributed(cfg)
+        else:
+            with pytest.raises(ValueError, match=f"not {agent} \\(docs/distributed.md"):
+                checks.validate_distributed(cfg)

@@ -33,5 +33,7 @@ def test_each_algorithm_has_the_interface_both_loops_use(name):
 
 
 def test_an_unknown_algorithm_is_named():
-    with pytest.raises(ValueError, match="unknown agent 'dqn'; choose one of ppo, sac"):
+    with pytest.raises(
+        ValueError, match=f"unknown agent 'dqn'; choose one of {', '.join(config.AGENTS)}"
+    ):
         learner.algorithm("dqn")

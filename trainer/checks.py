@@ -3,7 +3,15 @@ first setting that does not, before any work starts."""
 
 from __future__ import annotations
 
-from trainer.config import AGENTS, LR_SCHEDULES, Config, RenderConfig, RoleConfig, VisionConfig
+from trainer.config import (
+    AGENTS,
+    DISTRIBUTED_AGENTS,
+    LR_SCHEDULES,
+    Config,
+    RenderConfig,
+    RoleConfig,
+    VisionConfig,
+)
 
 # Fields that must be above zero (`not >` in validate also refuses NaN).
 _POSITIVE = (
@@ -92,4 +100,13 @@ def validate_vision(vision: VisionConfig) -> None:
         raise ValueError(
             f"--image_size must be at least {student.min_size()} (the student's "
             f"convolutions), got {vision.image_size}"
+        )
+
+
+def validate_distributed(cfg: Config) -> None:
+    """Raises ValueError if the distributed roles cannot run `cfg.agent`."""
+    if cfg.agent not in DISTRIBUTED_AGENTS:
+        runs = " or ".join(f"--agent={agent}" for agent in DISTRIBUTED_AGENTS)
+        raise ValueError(
+            f"distributed training runs {runs}, not {cfg.agent} (docs/distributed.md says why)"
         )

@@ -243,15 +243,12 @@ def role(command: str, cfg: Config, roles: RoleConfig, command_line: str) -> int
     with errors.usage():
         checks.validate(cfg)
         checks.validate_roles(roles)
+        checks.validate_distributed(cfg)
         # On this machine: each collector's env processes, and the learner's eval env.
         here = {"distributed": roles.collectors * cfg.num_envs + 1, "collect": cfg.num_envs}
         processes.check_env_count(here.get(command, 1))
         if command == "reverb":
             launch.check_port_free(roles.port)
-    if cfg.agent != "ppo":
-        raise UsageError(
-            f"distributed training runs --agent=ppo, not {cfg.agent} (docs/distributed.md says why)"
-        )
     if command == "distributed":
         run_id = cfg.run or runs.make_run_id(cfg.agent, cfg.env_id)
         flags_ = _config_flags(dataclasses.replace(cfg, run=run_id))

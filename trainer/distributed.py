@@ -26,7 +26,7 @@ import numpy as np
 import reverb
 import tensorflow as tf
 
-from trainer import actors, agents, builder, env_process, record, wire
+from trainer import actors, agents, builder, checks, env_process, record, wire
 from trainer import learner as learner_lib
 from trainer.config import Config
 
@@ -45,11 +45,6 @@ SERVER_WAIT_SECONDS = 300
 
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
-
-
-def _check_agent(cfg: Config) -> None:
-    if cfg.agent != "ppo":
-        raise ValueError(f"distributed training runs the ppo agent, not {cfg.agent!r}")
 
 
 def segment_length(cfg: Config) -> int:
@@ -116,7 +111,7 @@ def make_server(cfg: Config, port: int) -> reverb.Server:
 
 def serve(cfg: Config, port: int, log=_log) -> None:
     """Runs the Reverb server on `port` until SIGTERM or Ctrl-C."""
-    _check_agent(cfg)
+    checks.validate_distributed(cfg)
     server = make_server(cfg, port)
     log(f"Reverb server on port {port}")
     try:
@@ -151,7 +146,7 @@ def collect(cfg: Config, address: str, task: int, log=_log) -> int:
     first parameters, so collectors may start before either; reconnects when the
     server restarts.
     """
-    _check_agent(cfg)
+    checks.validate_distributed(cfg)
     length, room = segment_length(cfg), QUEUE_ITERATIONS * segments_per_iteration(cfg)
     first = COLLECTOR_INDEX + task * cfg.num_envs
     collected, started, version, params = 0, time.time(), -1, None
@@ -234,7 +229,7 @@ def learn(
     cfg: Config, run_dir: str, address: str, data_timeout: float, log=_log, syncer=None
 ) -> dict:
     """Trains from the segments in Reverb to `cfg.total_steps`; returns the final eval."""
-    _check_agent(cfg)
+    checks.validate_distributed(cfg)
     version = tf.Variable(0, dtype=tf.int64, name="policy_version")
     with builder.run(
         cfg,
