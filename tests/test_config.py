@@ -80,3 +80,20 @@ def test_the_resume_rules_and_the_help_read_the_fields_marks():
         assert f"--{name}" in shown or f"--[no]{name}" in shown
     marked = [line for line in shown.splitlines() if "a resumed run may change it" in line]
     assert len(marked) == len(config.resumable(Config) | config.resumable(config.VisionConfig))
+
+
+def test_an_agents_own_settings_are_marked_once_and_the_help_says_whose():
+    owners = config.owners(Config)
+    assert {name for name, agent in owners.items() if agent == "sac"} == {
+        "replay_capacity",
+        "batch_size",
+        "train_ratio",
+        "learning_starts",
+        "target_update_tau",
+    }
+    assert set(owners.values()) <= set(config.AGENTS)
+    docs = config.field_docs(Config)
+    for name, doc in docs.items():
+        prefix = doc.split(" ")[0]
+        marked = prefix[:-1] if prefix[:-1] in config.AGENTS and prefix.endswith(":") else None
+        assert marked == owners.get(name), (name, doc)  # the help's prefix is the mark's

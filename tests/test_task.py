@@ -89,6 +89,9 @@ def _refused(tmp_path, *args: str) -> str:
         # A camera setting for a state run would be accepted and ignored.
         (["--dagger_iterations=3"], "--dagger_iterations is a setting of KukaGraspCam-v0 runs"),
         (["--run=state", "--image_size=32"], "this run trains KukaGrasp-v0"),
+        # An agent's own setting for a run of another agent, likewise.
+        (["--agent=sac", "--clip_ratio=0.3"], "--clip_ratio is a setting of --agent=ppo runs"),
+        (["--learning_starts=5"], "--learning_starts is a setting of --agent=sac runs"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, words):

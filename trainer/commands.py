@@ -10,7 +10,7 @@ import dataclasses
 import os
 import sys
 
-from trainer import checks, errors, launch, layout, processes, rundir, runs
+from trainer import checks, config, errors, launch, layout, processes, rundir, runs
 from trainer.config import Config, RenderConfig, RoleConfig, VisionConfig
 from trainer.errors import TrainerError, UsageError
 
@@ -110,11 +110,11 @@ def train(
     KukaGraspCam-v0 trains its camera policy with `vision` (trainer/dagger.py).
     """
     _check_camera(cfg, vision or VisionConfig(), roles)
-    camera_flags = _camera_flags(given)
+    reads = _flags_it_reads(given)
     saved = os.path.join(cfg.logdir, cfg.run, layout.CONFIG)
     if not cfg.logdir.startswith("gs://") and not (cfg.run and os.path.isfile(saved)):
-        camera_flags(cfg)  # a new local run: the flags are its settings, nothing written yet
-    cfg, run_dir, mirror = rundir.prepare(cfg, command_line, given, camera_flags)
+        reads(cfg)  # a new local run: the flags are its settings, nothing written yet
+    cfg, run_dir, mirror = rundir.prepare(cfg, command_line, given, reads)
     print(f"Run directory: {run_dir}", file=sys.stderr, flush=True)
     camera = _is_camera(cfg)  # the run's own env: a resume may not name it
     try:  # until the Syncer owns it, a gs:// run's lease is released here if anything fails
@@ -178,17 +178,27 @@ _CAMERA_ONE_PROCESS = (
 )
 
 
-def _camera_flags(given: frozenset[str] | None):
-    """The check that a run given a camera setting is a camera run: its own env decides,
-    which a resume need not name, so rundir.prepare calls it once the run is known."""
+def _flags_it_reads(given: frozenset[str] | None):
+    """The check that every setting given is one the run reads: a camera setting needs a
+    camera run, an agent's own setting (config.owners) a run of that agent. The run's
+    own env and agent decide, which a resume need not name, so rundir.prepare calls it
+    once the run is known; a flag accepted and ignored would mislead."""
+    given = given or frozenset()
     vision = {f.name for f in dataclasses.fields(VisionConfig)}
+    owners = config.owners(Config)
 
     def check(cfg: Config) -> None:
-        stray = sorted((given or frozenset()) & vision)
+        stray = sorted(given & vision)
         if stray and not _is_camera(cfg):
             raise UsageError(
                 f"--{stray[0]} is a setting of KukaGraspCam-v0 runs, and this run trains "
                 f"{cfg.env_id}; leave it out or add --env_id=KukaGraspCam-v0"
+            )
+        other = sorted(name for name in given if owners.get(name, cfg.agent) != cfg.agent)
+        if other:
+            raise UsageError(
+                f"--{other[0]} is a setting of --agent={owners[other[0]]} runs, and this run "
+                f"trains with {cfg.agent}; leave it out"
             )
 
     return check

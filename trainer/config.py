@@ -53,6 +53,17 @@ def _resumable(default):
     return dataclasses.field(default=default, metadata={"resumable": True})
 
 
+def _only(agent: str, default):
+    """A field that only `agent` reads: its --help begins with the agent's name, and a run
+    of another agent refuses the flag (commands.py)."""
+    return dataclasses.field(default=default, metadata={"agent": agent})
+
+
+def owners(cls: type) -> dict[str, str]:
+    """Each field of `cls` that one agent alone reads, and that agent."""
+    return {f.name: f.metadata["agent"] for f in dataclasses.fields(cls) if "agent" in f.metadata}
+
+
 def resumable(cls: type) -> frozenset[str]:
     """The fields of `cls` that a resumed run may change."""
     return frozenset(f.name for f in dataclasses.fields(cls) if f.metadata.get("resumable"))
@@ -91,34 +102,34 @@ class Config:
             comma-separated.
         learning_rate: Adam learning rate of every network.
         discount: Reward discount per step.
-        num_epochs: ppo: passes over each iteration's batch.
-        minibatch_size: ppo: steps per gradient step; each epoch shuffles the batch into
+        num_epochs: passes over each iteration's batch.
+        minibatch_size: steps per gradient step; each epoch shuffles the batch into
             minibatches.
-        gae_lambda: ppo: lambda of generalized advantage estimation.
-        clip_ratio: ppo: importance ratio clipping.
-        entropy_coef: ppo: entropy regularization coefficient.
-        action_mean_init: ppo: scale of the initial weights of the action mean's output
+        gae_lambda: lambda of generalized advantage estimation.
+        clip_ratio: importance ratio clipping.
+        entropy_coef: entropy regularization coefficient.
+        action_mean_init: scale of the initial weights of the action mean's output
             layer (tf-agents' init_means_output_factor, 0.1 by default there). At 0.1 some
             seeds start with a steady drift that drives the arm to the tray's rim before any
             lift is seen (docs/agent.md).
         lr_schedule: Learning rate over the run: constant, or linear (decays to 0 at
             --total_steps).
-        normalize_observations: ppo: scale observations by running mean and standard
+        normalize_observations: scale observations by running mean and standard
             deviation (clipped to +-5).
         reward_scale: Factor applied to every reward before learning. The Kuka envs give
             about -5 a step and +10,000 for a lift.
-        normalize_rewards: ppo: divide rewards by their running standard deviation (after
+        normalize_rewards: divide rewards by their running standard deviation (after
             --reward_scale).
-        reward_clip: ppo: clip normalized rewards to +-this (0: no clipping); only with
+        reward_clip: clip normalized rewards to +-this (0: no clipping); only with
             --normalize_rewards. Clipping at 10 made a lift worth too little
             (docs/agent.md).
         max_policy_lag: distributed: the learner drops segments collected with a policy more
             than this many learner iterations old (logged as Metrics/DroppedEnvSteps).
-        replay_capacity: sac: transitions kept in the replay buffer.
-        batch_size: sac: transitions per gradient step.
-        train_ratio: sac: gradient steps per collected environment step.
-        learning_starts: sac: environment steps collected before the first gradient step.
-        target_update_tau: sac: how far the target critics move toward the critics after
+        replay_capacity: transitions kept in the replay buffer.
+        batch_size: transitions per gradient step.
+        train_ratio: gradient steps per collected environment step.
+        learning_starts: environment steps collected before the first gradient step.
+        target_update_tau: how far the target critics move toward the critics after
             each gradient step.
         deterministic: TensorFlow ops with deterministic kernels only, so one seed gives the
             same run on the same machine (cost measured by bench/throughput.py
@@ -146,23 +157,23 @@ class Config:
     value_layers: tuple[int, ...] = (200, 100)
     learning_rate: float = 3e-4
     discount: float = 0.995
-    num_epochs: int = 10
-    minibatch_size: int = 256
-    gae_lambda: float = 0.95
-    clip_ratio: float = 0.2
-    entropy_coef: float = 0.0
-    action_mean_init: float = 0.01
+    num_epochs: int = _only("ppo", 10)
+    minibatch_size: int = _only("ppo", 256)
+    gae_lambda: float = _only("ppo", 0.95)
+    clip_ratio: float = _only("ppo", 0.2)
+    entropy_coef: float = _only("ppo", 0.0)
+    action_mean_init: float = _only("ppo", 0.01)
     lr_schedule: str = "constant"
-    normalize_observations: bool = True
+    normalize_observations: bool = _only("ppo", True)
     reward_scale: float = 1.0
-    normalize_rewards: bool = True
-    reward_clip: float = 0.0
+    normalize_rewards: bool = _only("ppo", True)
+    reward_clip: float = _only("ppo", 0.0)
     max_policy_lag: int = 2
-    replay_capacity: int = 300_000
-    batch_size: int = 256
-    train_ratio: float = 1.0
-    learning_starts: int = 10_000
-    target_update_tau: float = 0.02
+    replay_capacity: int = _only("sac", 300_000)
+    batch_size: int = _only("sac", 256)
+    train_ratio: float = _only("sac", 1.0)
+    learning_starts: int = _only("sac", 10_000)
+    target_update_tau: float = _only("sac", 0.02)
     deterministic: bool = _resumable(True)
     checkpoint_interval: int = _resumable(50_000)
     eval_interval: int = _resumable(100_000)
@@ -256,7 +267,11 @@ def field_docs(cls: type = Config) -> dict[str, str]:
         param.arg_name: " ".join(param.description.split())
         for param in docstring_parser.parse(cls.__doc__ or "").params
     }
-    return {field.name: docs.get(field.name, "") for field in dataclasses.fields(cls)}
+    return {
+        field.name: (f"{field.metadata['agent']}: " if "agent" in field.metadata else "")
+        + docs.get(field.name, "")
+        for field in dataclasses.fields(cls)
+    }
 
 
 def for_agent(agent: str = Config.agent, **given) -> Config:
