@@ -84,6 +84,17 @@ def test_the_resume_rules_and_the_help_read_the_fields_marks():
 
 def test_an_agents_own_settings_are_marked_once_and_the_help_says_whose():
     owners = config.owners(Config)
+    assert {name for name, agent in owners.items() if agent == "ppo"} == {
+        "num_epochs",
+        "minibatch_size",
+        "gae_lambda",
+        "clip_ratio",
+        "entropy_coef",
+        "action_mean_init",
+        "normalize_observations",
+        "normalize_rewards",
+        "reward_clip",
+    }
     assert {name for name, agent in owners.items() if agent == "sac"} == {
         "replay_capacity",
         "batch_size",

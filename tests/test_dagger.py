@@ -116,7 +116,7 @@ def test_make_eval_of_a_camera_run_without_a_round_says_so(tmp_path):
 def test_a_camera_setting_resumes_a_camera_run_and_is_refused_for_a_state_run(
     tiny_camera_run, tiny_run, tmp_path
 ):
-    """The run's own env decides, which a resume need not name (commands._camera_flags)."""
+    """The run's own env decides, which a resume need not name (commands._flags_it_reads)."""
     import shutil
 
     from tests.conftest import run_task

@@ -92,6 +92,7 @@ def _refused(tmp_path, *args: str) -> str:
         # An agent's own setting for a run of another agent, likewise.
         (["--agent=sac", "--clip_ratio=0.3"], "--clip_ratio is a setting of --agent=ppo runs"),
         (["--learning_starts=5"], "--learning_starts is a setting of --agent=sac runs"),
+        (["collect", "--batch_size=5"], "--batch_size is a setting of --agent=sac runs"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, words):
@@ -131,6 +132,21 @@ def _existing_run(tmp_path, **fields) -> str:
         Config(logdir=str(tmp_path / "runs"), run="old", **fields), str(run_dir / "config.json")
     )
     return str(run_dir)
+
+
+def test_a_resumed_run_refuses_another_agents_setting_and_writes_nothing(tmp_path):
+    """The run's saved agent decides, which the resume does not name."""
+    run_dir = tmp_path / "old"
+    run_dir.mkdir()
+    runs.save_config(config.for_agent("sac", run="old"), str(run_dir / "config.json"))
+    before = sorted(os.listdir(run_dir))
+    result = run_task(f"--logdir={tmp_path}", "--run=old", "--clip_ratio=0.2", timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: --clip_ratio is a setting of --agent=ppo runs, and this run trains with sac; "
+        "leave it out"
+    )
+    assert sorted(os.listdir(run_dir)) == before
 
 
 def test_existing_run_with_other_config_is_refused(tmp_path):

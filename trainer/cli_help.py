@@ -88,7 +88,9 @@ def command_help(command: str, commands) -> str:
     if isinstance(fields, dict):
         docs.update({name: doc for name, doc in fields.items() if doc})
     names = _own(command)
+    # Only `train` resumes a run from its flags (the distributed roles list none of these).
     resumable_fields = config.resumable(Config) | config.resumable(VisionConfig)
+    resumable_fields = resumable_fields if command == "train" else frozenset()
     lines = [
         f"usage: python -m trainer.task {command} [--flag=value ...]",
         "",

@@ -110,11 +110,7 @@ def train(
     KukaGraspCam-v0 trains its camera policy with `vision` (trainer/dagger.py).
     """
     _check_camera(cfg, vision or VisionConfig(), roles)
-    reads = _flags_it_reads(given)
-    saved = os.path.join(cfg.logdir, cfg.run, layout.CONFIG)
-    if not cfg.logdir.startswith("gs://") and not (cfg.run and os.path.isfile(saved)):
-        reads(cfg)  # a new local run: the flags are its settings, nothing written yet
-    cfg, run_dir, mirror = rundir.prepare(cfg, command_line, given, reads)
+    cfg, run_dir, mirror = rundir.prepare(cfg, command_line, given, _flags_it_reads(given))
     print(f"Run directory: {run_dir}", file=sys.stderr, flush=True)
     camera = _is_camera(cfg)  # the run's own env: a resume may not name it
     try:  # until the Syncer owns it, a gs:// run's lease is released here if anything fails
@@ -185,7 +181,6 @@ def _flags_it_reads(given: frozenset[str] | None):
     once the run is known; a flag accepted and ignored would mislead."""
     given = given or frozenset()
     vision = {f.name for f in dataclasses.fields(VisionConfig)}
-    owners = config.owners(Config)
 
     def check(cfg: Config) -> None:
         stray = sorted(given & vision)
@@ -194,14 +189,20 @@ def _flags_it_reads(given: frozenset[str] | None):
                 f"--{stray[0]} is a setting of KukaGraspCam-v0 runs, and this run trains "
                 f"{cfg.env_id}; leave it out or add --env_id=KukaGraspCam-v0"
             )
-        other = sorted(name for name in given if owners.get(name, cfg.agent) != cfg.agent)
-        if other:
-            raise UsageError(
-                f"--{other[0]} is a setting of --agent={owners[other[0]]} runs, and this run "
-                f"trains with {cfg.agent}; leave it out"
-            )
+        _check_agent_flags(cfg, given)
 
     return check
+
+
+def _check_agent_flags(cfg: Config, given: frozenset[str]) -> None:
+    """UsageError naming the first flag in `given` that only another agent reads."""
+    owners = config.owners(Config)
+    other = sorted(name for name in given if owners.get(name, cfg.agent) != cfg.agent)
+    if other:
+        raise UsageError(
+            f"--{other[0]} is a setting of --agent={owners[other[0]]} runs, and this run "
+            f"trains with {cfg.agent}; leave it out"
+        )
 
 
 def _is_camera(cfg: Config) -> bool:
@@ -235,9 +236,11 @@ def _storage_failure(error: Exception, run_dir: str) -> str | None:
 
 
 def _config_flags(cfg: Config) -> list[str]:
-    """Flags that rebuild `cfg` in a child process."""
-    out = []
+    """Flags that rebuild `cfg` in a child process (none that only another agent reads)."""
+    out, owners = [], config.owners(Config)
     for field in dataclasses.fields(Config):
+        if owners.get(field.name, cfg.agent) != cfg.agent:
+            continue
         value = getattr(cfg, field.name)
         if isinstance(value, bool):
             out.append(f"--{'' if value else 'no'}{field.name}")
@@ -248,12 +251,15 @@ def _config_flags(cfg: Config) -> list[str]:
     return out
 
 
-def role(command: str, cfg: Config, roles: RoleConfig, command_line: str) -> int:
-    """The distributed roles (`reverb`, `collect`, `learn`) and their local launcher."""
+def role(command: str, cfg: Config, roles: RoleConfig, command_line: str, given=frozenset()) -> int:
+    """The distributed roles (`reverb`, `collect`, `learn`) and their local launcher;
+    `given` names the flags given, none of which may be another agent's."""
     with errors.usage():
         checks.validate(cfg)
         checks.validate_roles(roles)
         checks.validate_distributed(cfg)
+    _check_agent_flags(cfg, given)
+    with errors.usage():
         # On this machine: each collector's env processes, and the learner's eval env.
         here = {"distributed": roles.collectors * cfg.num_envs + 1, "collect": cfg.num_envs}
         processes.check_env_count(here.get(command, 1))

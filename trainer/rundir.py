@@ -58,8 +58,10 @@ def gcs_root(logdir: str, staging_dir: str):
 
 
 def prepare(cfg: Config, command: str, given: frozenset[str] | None = None, check=None):
-    """Checks everything about the run before any heavy work; `check(config)`, if given,
-    sees the run's own settings (a resumed run's saved ones) before anything is written.
+    """Checks everything about the run before any heavy work. `check(config)`, if given,
+    sees the run's own settings: a new run's before storage is contacted or anything is
+    written; a resumed run's saved ones once they are known (a gs:// run's after its
+    download), before its config.json or command.txt is touched.
 
     Returns (config, local run dir, storage.RunMirror or None). A new run gets
     config.json and command.txt; an existing one must agree with the fields in `given`
@@ -67,7 +69,12 @@ def prepare(cfg: Config, command: str, given: frozenset[str] | None = None, chec
     for the others, and gets the command appended. A gs:// run lives in a local staging copy,
     downloaded first when only the bucket has it.
     """
+    saved = os.path.join(cfg.logdir, cfg.run, layout.CONFIG)
+    new = not cfg.run or (not cfg.logdir.startswith("gs://") and not os.path.isfile(saved))
     cfg = _checked(cfg)
+    if check is not None and new:  # the flags are its settings: checked before any contact
+        check(cfg)
+        check = None
     local_root, mirror = _local_root(cfg)
     run_dir = os.path.join(local_root, cfg.run)
     try:

@@ -120,7 +120,8 @@ def main(argv: list[str]) -> int:
         given = frozenset(f.name for f in fields if flags.FLAGS[f.name].present)
         vision = config_from_flags(VisionConfig)
         return commands.train(cfg, command_line, given=given, vision=vision)
-    return commands.role(command, cfg, config_from_flags(RoleConfig), command_line)
+    roles = config_from_flags(RoleConfig)
+    return commands.role(command, cfg, roles, command_line, frozenset(given))
 
 
 def _parse_flags(argv: list[str]) -> list[str]:
