@@ -100,7 +100,7 @@ OVERLAY = $(PY3) -m deploy.overlay --namespace='$(NAMESPACE)' --image='$(IMAGE)'
 	$(if $(SPOT),--spot) $(call kflag,ACCELERATOR,accelerator) $(call kflag,QUEUE,queue) \
 	$(call kflag,PRIORITY_CLASS,priority-class) $(call kflag,DEADLINE,deadline)
 # A fact of flavour $(1) from deploy/kinds.py, the one table of them (FIELD $(2)).
-kind_fact = $(or $(shell $(PY3) -m deploy.values kind '$(1)' $(2)),$(error KIND '$(1)' has no $(2)))
+kind_fact = $(eval kind_out := $(shell $(PY3) -m deploy.values kind '$(1)' $(2) 2>&1))$(if $(filter values:,$(firstword $(kind_out))),$(error $(wordlist 3,99,$(kind_out))),$(kind_out))
 JOB_RESOURCE = $(call kind_fact,$(KIND),api_resource)
 POD_LABEL = $(call kind_fact,$(KIND),pod_label)
 JOB_PREFIX = $(call kind_fact,$(KIND),prefix)
@@ -290,7 +290,8 @@ tune: ## Search PPO's settings with Katib: MAX_TRIALS trials of `make submit`'s 
 	$(call need,BUCKET)$(call need,IMAGE)$(call fits,tune,$(RUN_ID))
 	@$(ABSENT) '$(TUNE_RESOURCE)/kuka-tune-$(RUN_ID)' --hint='$(TUNE_HINT)'
 	$(OVERLAY) --kind=tune --name='tune-$(RUN_ID)' --run='$(RUN_ID)' $(call kflag,MAX_TRIALS,max-trials) \
-		$(call kflag,PARALLEL_TRIALS,parallel-trials) -- $(call kflag,STEPS,total_steps) $(call kflag,ENV_ID,env_id) $(ARGS)
+		$(call kflag,PARALLEL_TRIALS,parallel-trials) -- $(call kflag,STEPS,total_steps) $(call kflag,ENV_ID,env_id) \
+		$(call kflag,AGENT,agent) $(ARGS)
 	@$(MAKE) --no-print-directory push
 	@$(PY3) -m deploy.cluster label --namespace='$(NAMESPACE)' $(if $(DRY_RUN),--dry-run) \
 		katib.kubeflow.org/metrics-collector-injection=enabled
@@ -318,7 +319,8 @@ submit-distributed: ## Build and push the image, start Reverb, COLLECTORS collec
 		$(if $(filter jobset,$(LAYOUT)),--require=jobsets.jobset.x-k8s.io) jobsets.jobset.x-k8s.io,deployments.apps,jobs.batch
 	$(OVERLAY) --kind='$(if $(filter jobs,$(LAYOUT)),distributed,jobset)' --name='distributed-$(RUN_ID)' \
 		--run='$(RUN_ID)' $(call kflag,COLLECTORS,collectors) \
-		-- $(call kflag,STEPS,total_steps) $(call kflag,SEED,seed) $(call kflag,ENV_ID,env_id) $(ARGS)
+		-- $(call kflag,STEPS,total_steps) $(call kflag,SEED,seed) $(call kflag,ENV_ID,env_id) \
+		$(call kflag,AGENT,agent) $(ARGS)
 	@$(MAKE) --no-print-directory push
 	$(run) kubectl apply -k 'k8s/overlays/local/distributed-$(RUN_ID)'
 	@echo "Run $(RUN_ID): make status-distributed; make delete-distributed when it is done"

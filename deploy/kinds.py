@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from trainer.config import CAMERA_ENV_ID
+from trainer.config import CAMERA_ENV_ID, DISTRIBUTED_AGENTS, Config
 
 NAME_LIMIT = 63  # a DNS label, and a label value such as batch.kubernetes.io/job-name
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -157,20 +157,39 @@ def check_run(run: str, kind: str) -> None:
         )
 
 
-def check_env(kind: str, flags: list[str]) -> None:
-    """ValueError, in one line, if the trainer flags ask `kind` for an env it cannot run:
-    the camera env trains in one process (trainer/dagger.py), not as distributed roles.
-    A tune trial may run it: the searched PPO settings train its teacher, and its
-    evaluation writes the eval/SuccessRate that Katib reads."""
+def _flag(flags: list[str], name: str) -> str | None:
+    """The value of --NAME in trainer flags (--NAME=VALUE or --NAME VALUE), if given."""
+    value = None
     for i, flag in enumerate(flags):
-        value = flag.partition("=")[2] if flag.startswith("--env_id=") else None
-        if flag == "--env_id" and i + 1 < len(flags):
+        if flag.startswith(f"--{name}="):
+            value = flag.partition("=")[2]
+        elif flag == f"--{name}" and i + 1 < len(flags):
             value = flags[i + 1]
-        if value == CAMERA_ENV_ID and kind in ROLES:
-            raise ValueError(
-                f"{CAMERA_ENV_ID} trains in one pod (make submit, KIND=job, tfjob or "
-                "trainjob); the distributed roles move state observations only"
-            )
+    return value
+
+
+def check_env(kind: str, flags: list[str]) -> None:
+    """ValueError, in one line, if the trainer flags ask `kind` for an env or agent it
+    cannot run: the camera env trains in one process (trainer/dagger.py), not as
+    distributed roles; the roles run the on-policy agents only, and `make tune`'s search
+    is over PPO's settings, which another agent would refuse in every trial. A tune
+    trial may run the camera env: the searched settings train its teacher, and its
+    evaluation writes the eval/SuccessRate that Katib reads."""
+    if _flag(flags, "env_id") == CAMERA_ENV_ID and kind in ROLES:
+        raise ValueError(
+            f"{CAMERA_ENV_ID} trains in one pod (make submit, KIND=job, tfjob or "
+            "trainjob); the distributed roles move state observations only"
+        )
+    agent = _flag(flags, "agent") or Config.agent
+    if kind in ROLES and agent not in DISTRIBUTED_AGENTS:
+        runs = " or ".join(f"--agent={a}" for a in DISTRIBUTED_AGENTS)
+        raise ValueError(
+            f"the distributed roles run {runs}, not --agent={agent} (docs/distributed.md)"
+        )
+    if kind == "tune" and agent != "ppo":
+        raise ValueError(
+            f"make tune searches PPO's settings, which --agent={agent} refuses in every trial"
+        )
 
 
 def check_queue(queue: str) -> None:

@@ -424,10 +424,15 @@ def test_values_give_the_makefile_run_ids_and_defaults(capsys):
     assert "make delete-distributed" in capsys.readouterr().err
 
 
-def test_an_unknown_kind_stops_make_in_one_line():
-    result = _make("status", "KIND=tfjobs")
-    assert result.returncode != 0 and "kubectl" not in result.stdout
-    assert "KIND 'tfjobs' is not one of distributed, job, jobset" in result.stderr
+@pytest.mark.parametrize("target", ["status", "submit", "delete"])
+def test_an_unknown_kind_stops_make_in_one_line(target):
+    result = _make(target, "KIND=tfjobs", "RUN=r1", "BUCKET=b")
+    assert result.returncode != 0 and "kubectl" not in result.stdout, result.stdout
+    (line,) = result.stderr.strip().splitlines()
+    assert line.endswith(
+        "KIND 'tfjobs' is not one of distributed, job, jobset, render, "
+        "tfjob, trainjob, tune.  Stop."
+    )
 
 
 @pytest.mark.parametrize("kind", ["job", "tfjob", "trainjob"])
@@ -441,3 +446,19 @@ def test_the_run_targets_name_each_kinds_object_from_the_table(kind):
     assert f"delete {spec.api_resource} {spec.prefix}-r1 --ignore-not-found" in deleted.stdout
     logs = _make("logs", "RUN=r1", f"KIND={kind}")
     assert f"-l {spec.pod_label}={spec.prefix}-r1" in logs.stdout
+
+
+@pytest.mark.parametrize("kind", ["job", "tfjob", "trainjob", "distributed", "jobset", "tune"])
+def test_an_agent_a_kind_cannot_run_is_refused_before_anything_is_written(kind, tmp_path, capsys):
+    """The roles run the on-policy agents; tune's search space is PPO's settings, which a
+    SAC trial would refuse (trainer/commands.py) in every trial after the image is pushed."""
+    common = [f"--kind={kind}", f"--name={kind}", "--run=a", "--image=i", "--tag=t", "--bucket=b"]
+    for flags in (["--agent=sac"], ["--agent", "sac"]):
+        code = overlay.main([*common, f"--out={tmp_path}", "--", *flags])
+        err = capsys.readouterr().err.strip()
+        if kind in (*kinds.ROLES, "tune"):
+            why = "which --agent=sac refuses" if kind == "tune" else "not --agent=sac"
+            assert code == 2 and err.count("\n") == 0 and why in err, err
+            assert not (tmp_path / kind).exists()
+        else:
+            assert code == 0, err
