@@ -1008,16 +1008,23 @@ def test_kill_and_resume_on_a_new_machine(gcs, tmp_path):
     server, client = gcs
     client.create_bucket("kuka")
     env = {"STORAGE_EMULATOR_HOST": server.url}
-    flags = ["--logdir=gs://kuka/runs", "--run=moved", *TINY_FLAGS, "--total_steps=1800"]
-    first = _Trainer([*flags, f"--staging_dir={tmp_path / 'machine-a'}"], env)
+    flags = ["--logdir=gs://kuka/runs", "--run=moved", *TINY_FLAGS]
+    # Far more steps than it takes to be killed: under load the first verified upload
+    # once came after a 1,800-step run had ended, and the kill found nothing to stop.
+    first = _Trainer(
+        [*flags, "--total_steps=1000000", f"--staging_dir={tmp_path / 'machine-a'}"], env
+    )
     marker = client.bucket("kuka").blob("runs/moved/SYNCED.json")
     first.wait_for(lambda: first.steps() >= 600 and marker.exists(), "upload after 600 steps")
     os.killpg(first.proc.pid, signal.SIGKILL)
     _show("machine a, killed mid-run", first, first.finish())
     assert client.bucket("kuka").get_blob("runs/moved/.lease.json") is not None  # left behind
+    target = first.steps() + 600  # --total_steps is resumable; a multiple of 300 as each step
 
     started = time.time()
-    second = _Trainer([*flags, f"--staging_dir={tmp_path / 'machine-b'}"], env)
+    second = _Trainer(
+        [*flags, f"--total_steps={target}", f"--staging_dir={tmp_path / 'machine-b'}"], env
+    )
     code = second.finish()
     _show("machine b, a fresh staging directory", second, code)
     listing = _listing(client, "kuka", "runs/moved/")
@@ -1029,12 +1036,12 @@ def test_kill_and_resume_on_a_new_machine(gcs, tmp_path):
     assert ".lease.json" not in err and "will retry" not in err, err[-3000:]
     objects = _objects(client, "kuka", "runs/moved/")
     assert "runs/moved/.lease.json" not in objects  # released
-    assert json.loads(objects["runs/moved/eval.json"].download_as_text())["env_steps"] == 1800
+    assert json.loads(objects["runs/moved/eval.json"].download_as_text())["env_steps"] == target
     synced = json.loads(objects["runs/moved/SYNCED.json"].download_as_text())
     local = storage.RunMirror(client, str(tmp_path / "machine-b" / "moved"), "gs://kuka/runs/moved")
     assert synced["verified"] and synced["time"] > started
     assert synced["files"] == len(local.pending()) == len(objects) - 1  # every file, current
-    assert "runs/moved/checkpoints/ckpt-1800.index" in objects
+    assert f"runs/moved/checkpoints/ckpt-{target}.index" in objects
 
 
 @pytest.mark.slow
