@@ -23,7 +23,7 @@ import sys
 
 from bench import common  # noqa: E402
 from bench.variants import NAMED, SPACE, VARIANTS  # noqa: E402
-from trainer import layout
+from trainer.rundir import RunDir
 
 
 def _cell_steps(hits) -> str:
@@ -182,7 +182,7 @@ def main() -> None:
             command = common.trainer_command(logdir, run, flags)
             commands.append(common.shown(command))
             run_dir = os.path.join(logdir, run)
-            if args.report and not os.path.exists(os.path.join(run_dir, layout.EVAL_JSON)):
+            if args.report and not os.path.exists(RunDir(run_dir).eval_json):
                 continue
             result = common.run_unless_done(command, run_dir)
             done[key].append((result, common.evals(os.path.join(logdir, run))))

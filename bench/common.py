@@ -9,7 +9,7 @@ import shlex
 import subprocess
 import sys
 
-from trainer import layout
+from trainer.rundir import RunDir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Greedy episodes shorter than this ended by driving the gripper down into the tray
@@ -38,7 +38,7 @@ def shown(command: list[str]) -> str:
 
 def run_unless_done(command: list[str], run_dir: str) -> dict:
     """Runs (or resumes) the training `command` unless `run_dir` has eval.json; returns it."""
-    eval_json = os.path.join(run_dir, layout.EVAL_JSON)
+    eval_json = RunDir(run_dir).eval_json
     if not os.path.exists(eval_json):
         print(shown(command), flush=True)
         subprocess.run(command, cwd=ROOT, check=True)
@@ -50,9 +50,9 @@ def evals(run_dir: str) -> list[tuple[int, float, float, float, float]]:
     """[(env steps, success, mean return, mean length, seconds since start)] per evaluation."""
     from trainer import evaluate
 
-    train = evaluate.read_scalar_events(os.path.join(run_dir, layout.TRAIN_EVENTS))
+    train = evaluate.read_scalar_events(RunDir(run_dir).train_events)
     start = min(wall for _, _, wall in train["Metrics/EnvStepsPerSecond"])
-    scalars = evaluate.read_scalar_events(os.path.join(run_dir, layout.EVAL_EVENTS))
+    scalars = evaluate.read_scalar_events(RunDir(run_dir).eval_events)
     returns = {s: v for s, v, _ in scalars.get("Eval/AverageReturn", [])}
     lengths = {s: v for s, v, _ in scalars.get("Eval/AverageEpisodeLength", [])}
     return [

@@ -22,7 +22,7 @@ import statistics
 import tempfile
 import time
 
-from trainer import layout
+from trainer.rundir import RunDir
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # no CUDA probing notes between the pairs
 
@@ -92,7 +92,7 @@ def training_speed(
             **changes,
         )
         train.train(cfg, run_dir)
-        events = evaluate.read_scalar_events(os.path.join(run_dir, layout.TRAIN_EVENTS))
+        events = evaluate.read_scalar_events(RunDir(run_dir).train_events)
         marks = [
             (step, wall)
             for step, _, wall in events["Metrics/EnvStepsPerSecond"]

@@ -18,7 +18,7 @@ import subprocess
 import sys
 
 from bench import common
-from trainer import layout
+from trainer.rundir import RunDir
 
 ENV_ID = "KukaGraspCam-v0"
 
@@ -33,16 +33,16 @@ def _walls(event_dir: str) -> tuple[float, float]:
 
 def row(run_dir: str, seed: int) -> str:
     """One seed's line of the table."""
-    with open(os.path.join(run_dir, layout.EVAL_JSON)) as f:
+    with open(RunDir(run_dir).eval_json) as f:
         student = json.load(f)
-    with open(os.path.join(run_dir, layout.DAGGER_STATE)) as f:
+    with open(RunDir(run_dir).file(RunDir.DAGGER_STATE)) as f:
         rounds = json.load(f)
-    teacher_dir = os.path.join(run_dir, "teacher")
-    with open(os.path.join(teacher_dir, layout.EVAL_JSON)) as f:
+    teacher_dir = RunDir(run_dir).file(RunDir.TEACHER)
+    with open(RunDir(teacher_dir).eval_json) as f:
         teacher = json.load(f)
-    start = _walls(os.path.join(teacher_dir, layout.TRAIN_EVENTS))[0]
-    taught = _walls(os.path.join(teacher_dir, layout.EVAL_EVENTS))[1]
-    end = _walls(os.path.join(run_dir, layout.EVAL_EVENTS))[1]
+    start = _walls(RunDir(teacher_dir).train_events)[0]
+    taught = _walls(RunDir(teacher_dir).eval_events)[1]
+    end = _walls(RunDir(run_dir).eval_events)[1]
     low, high = student["success_interval"]
     per_round = " ".join(f"{s:.0%}" for s in rounds["success"])
     return (
@@ -56,7 +56,7 @@ def report(logdir: str, seeds: list[int], out: str, load: str) -> str:
     rows = [
         row(os.path.join(logdir, f"cam-s{seed}"), seed)
         for seed in seeds
-        if os.path.exists(os.path.join(logdir, f"cam-s{seed}", layout.EVAL_JSON))
+        if os.path.exists(RunDir(logdir, f"cam-s{seed}").eval_json)
     ]
     command = common.shown(common.trainer_command(logdir, "cam-sN", [f"--env_id={ENV_ID}"]))
     text = "\n".join(

@@ -47,11 +47,12 @@ def env_kwargs(size: int, change: dict) -> dict:
 def measure(run_dir: str, episodes: int, seed: int, log=print) -> list[tuple[str, float, float]]:
     """[(condition, student success, teacher success)] over `episodes` greedy episodes."""
     from trainer import actors, dagger, envs, labelling, student
+    from trainer.rundir import RunDir
 
     vision, model = dagger.load_student(run_dir)
     learner, teacher = (
         student.params(model),
-        labelling.teacher_params(vision.teacher or os.path.join(run_dir, "teacher")),
+        labelling.teacher_params(vision.teacher or RunDir(run_dir).file(RunDir.TEACHER)),
     )
     rows = []
     worker = f"{labelling.__name__}:env_worker"

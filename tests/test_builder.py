@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer import builder, layout, record
+from trainer import builder, record
 from trainer import learner as learner_lib
 from trainer.config import Config
+from trainer.rundir import RunDir
 
 pytestmark = pytest.mark.slow  # each test starts a real env process (a few seconds)
 
@@ -41,7 +42,7 @@ def _iteration(run: builder.Run) -> None:
 
 
 def _saved(run_dir: str) -> dict:
-    reader = tf.train.load_checkpoint(os.path.join(run_dir, layout.CHECKPOINTS))
+    reader = tf.train.load_checkpoint(RunDir(run_dir).checkpoints)
     return reader.get_variable_to_shape_map()
 
 
@@ -56,7 +57,7 @@ def test_a_run_checkpoints_its_counters_its_learner_and_the_loops_own_variables(
     saved = " ".join(_saved(run_dir))
     for name in ("agent/", "env_steps/", "train_step/", "policy_version/"):
         assert name in saved, name
-    assert os.path.isdir(os.path.join(run_dir, layout.POLICY))
+    assert os.path.isdir(RunDir(run_dir).policy)
 
     # Built again, the run takes up where it was.
     with builder.run(CFG, run_dir, 1, tracked={"policy_version": version}, log=print) as again:
@@ -71,8 +72,8 @@ def test_a_loop_that_fails_keeps_what_it_learned_and_is_not_evaluated(tmp_path):
         _iteration(run)
         raise RuntimeError("the loop failed")
     assert run.result is None
-    assert record.listed_checkpoints(os.path.join(run_dir, layout.CHECKPOINTS))
-    assert not os.path.exists(os.path.join(run_dir, layout.EVAL_JSON))
+    assert record.listed_checkpoints(RunDir(run_dir).checkpoints)
+    assert not os.path.exists(RunDir(run_dir).eval_json)
 
 
 def test_the_same_seed_builds_the_same_agent():

@@ -1,9 +1,8 @@
 import dataclasses
-import json
 
 import pytest
 
-from trainer import checks, config, runs
+from trainer import checks, config
 from trainer.config import Config, RenderConfig, RoleConfig
 
 
@@ -14,24 +13,6 @@ def test_every_field_is_documented_once_in_order(cls):
     documented = [param.arg_name for param in docstring_parser.parse(cls.__doc__).params]
     assert documented == [f.name for f in dataclasses.fields(cls)]
     assert all(doc.strip() for doc in config.field_docs(cls).values())
-
-
-def test_round_trip_through_json(tmp_path):
-    cfg = Config(actor_layers=(32, 16), total_steps=1234, run="x")
-    path = tmp_path / "config.json"
-    runs.save_config(cfg, str(path))
-    assert runs.load_config(str(path)) == cfg
-    assert json.loads(path.read_text())["actor_layers"] == [32, 16]
-
-
-def test_load_rejects_garbage(tmp_path):
-    path = tmp_path / "config.json"
-    path.write_text("{not json")
-    with pytest.raises(ValueError, match="cannot read"):
-        runs.load_config(str(path))
-    path.write_text('{"no_such_field": 1}')
-    with pytest.raises(ValueError, match="unknown config fields"):
-        runs.load_config(str(path))
 
 
 def test_each_agent_has_its_own_defaults_and_old_runs_keep_theirs():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from trainer import actors, errors, record, render, rundir, runs, storage
+from trainer import actors, errors, record, render, rundir, start, storage
 
 
 @pytest.mark.parametrize(
@@ -17,11 +17,11 @@ from trainer import actors, errors, record, render, rundir, runs, storage
         (record.CheckpointError, 1),  # no checkpoint restores
         (storage.StorageError, 1),  # storage stayed down
         (storage.LeaseLost, 1),  # another machine took the run over
-        (rundir.DiskFull, 1),
-        (rundir.StorageDown, 1),
+        (start.DiskFull, 1),
+        (start.StorageDown, 1),
         (rundir.AlreadyFinished, 0),
         (render.RenderError, 2),  # a run or policy that cannot be filmed: bad input
-        (runs.RunBusy, 2),  # another process trains the run
+        (rundir.RunBusy, 2),  # another process trains the run
     ],
 )
 def test_each_error_carries_its_exit_code(error, code):

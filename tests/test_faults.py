@@ -22,9 +22,10 @@ import pytest
 
 from tests.conftest import ROOT, TINY_FLAGS, ctrl_c_reaches_python, run_task
 from tests.test_storage import Emulator
-from trainer import evaluate, launch, rundir, runs
+from trainer import evaluate, launch, start
 from trainer.config import Config
 from trainer.errors import UsageError
+from trainer.rundir import RunDir
 
 pytestmark = pytest.mark.slow
 
@@ -417,9 +418,7 @@ def test_a_second_trainer_on_a_run_is_refused_naming_the_first(tmp_path):
     finally:
         first.proc.kill()  # kill -9: the kernel releases the lock with the process
         first.wait()
-    from trainer import runs
-
-    runs.lock_run(str(tmp_path), "busy").close()  # free again
+    RunDir(str(tmp_path / "busy")).lock().close()  # free again
 
 
 @pytest.fixture
@@ -576,7 +575,7 @@ def test_a_run_directory_of_another_user_is_refused_in_one_line(tmp_path):
     prefix = _without_dac_override()
     theirs = tmp_path / "theirs"
     theirs.mkdir()
-    runs.save_config(Config(run="theirs"), str(theirs / "config.json"))
+    RunDir(str(theirs)).save_config(Config(run="theirs"))
     os.chown(theirs, 65534, 65534)  # nobody's
     os.chmod(theirs, 0o755)
     result = subprocess.run(
@@ -601,7 +600,7 @@ def test_a_dangling_symlink_or_a_file_as_run_directory_is_refused(tmp_path):
     (tmp_path / "afile").write_text("")
     for run, words in (("gone", "is a symlink to"), ("afile", "is not a directory")):
         with pytest.raises(UsageError, match=words):
-            rundir.prepare(Config(logdir=str(tmp_path), run=run), "cmd")
+            start.prepare(Config(logdir=str(tmp_path), run=run), "cmd")
     assert not (tmp_path / "elsewhere").exists()
 
 

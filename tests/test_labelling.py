@@ -7,15 +7,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer import agents, labelling, runs
+from trainer import agents, labelling
 from trainer.config import Config
+from trainer.rundir import RunDir
 
 
 @pytest.fixture(scope="module")
 def teacher_run(tmp_path_factory):
     """A KukaGrasp-v0 run directory whose only checkpoint is an untrained agent."""
     run_dir = tmp_path_factory.mktemp("teacher")
-    runs.save_config(Config(), str(run_dir / "config.json"))
+    RunDir(str(run_dir)).save_config(Config())
     agent = labelling.state_agent(Config())
     tf.train.Checkpoint(agent=agent).save(str(run_dir / "checkpoints" / "ckpt"))
     return str(run_dir), agents.actor_params(agent)
@@ -32,12 +33,12 @@ def test_the_teacher_is_the_runs_newest_checkpoint(teacher_run):
 
 
 def test_a_teacher_of_another_env_is_refused(tmp_path):
-    runs.save_config(Config(env_id="HopperBulletEnv-v0"), str(tmp_path / "config.json"))
+    RunDir(str(tmp_path)).save_config(Config(env_id="HopperBulletEnv-v0"))
     with pytest.raises(ValueError, match="learned HopperBulletEnv-v0, not KukaGrasp-v0"):
         labelling.teacher_params(str(tmp_path))
 
 
 def test_a_teacher_without_a_checkpoint_is_refused(tmp_path):
-    runs.save_config(Config(), str(tmp_path / "config.json"))
+    RunDir(str(tmp_path)).save_config(Config())
     with pytest.raises(ValueError, match="has no checkpoint"):
         labelling.teacher_params(str(tmp_path))

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import run_task
-from trainer import runs
 from trainer.config import Config
+from trainer.rundir import RunDir
 
 pytestmark = pytest.mark.slow
 
@@ -111,7 +111,7 @@ def _refused(tmp_path, *args) -> str:
 def _run_without_policy(tmp_path) -> str:
     run_dir = tmp_path / "made"
     run_dir.mkdir()
-    runs.save_config(Config(run="made"), str(run_dir / "config.json"))
+    RunDir(str(run_dir)).save_config(Config(run="made"))
     return str(run_dir)
 
 

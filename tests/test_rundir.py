@@ -1,65 +1,101 @@
-"""trainer/rundir.py: a start that cannot write its run directory says so in one line."""
+"""trainer/rundir.py: a run directory's files, lock, settings and resume decision, in-process."""
 
+import errno
+import json
 import os
-import shutil
+import subprocess
+import sys
 
 import pytest
 
 from trainer import errors, rundir
 from trainer.config import Config
+from trainer.rundir import RunDir
 
 
-def test_an_unwritable_file_of_the_run_is_one_line_exit_2(tmp_path):
-    """Review of issue 25, point 11: an OSError other than a full disk while writing
-    config.json or command.txt (another user's file, a read-only file system) ended in
-    a traceback. A directory where command.txt belongs stands for it here (EISDIR):
-    the tests run as root, whom file permissions do not stop."""
-    cfg, run_dir, _ = rundir.prepare(Config(logdir=str(tmp_path), run="r"), "first")
-    os.remove(os.path.join(run_dir, "command.txt"))
-    os.mkdir(os.path.join(run_dir, "command.txt"))
-    with pytest.raises(errors.UsageError, match=r"^cannot write in .*command\.txt") as refused:
-        rundir.prepare(cfg, "second")
-    assert "\n" not in str(refused.value)
+def test_every_file_of_a_run_is_named_under_it(tmp_path):
+    run = RunDir(str(tmp_path / "r"))
+    paths = [run.config, run.checkpoints, run.policy, run.eval_json, run.train_events]
+    paths += [run.eval_events, run.eval_at(600), run.file(RunDir.VISION)]
+    assert all(os.path.dirname(p) == run.path for p in paths)
+    assert os.path.basename(run.eval_at(600)) == "eval-600.json"
 
 
-def _saved_run(tmp_path, **fields) -> Config:
-    cfg = Config(logdir=str(tmp_path), run="r", **fields)
-    rundir.prepare(cfg, "first")
-    return cfg
+def test_config_round_trips_through_json_and_garbage_is_refused(tmp_path):
+    run = RunDir(str(tmp_path / "r"))
+    cfg = Config(actor_layers=(32, 16), total_steps=1234, run="r")
+    run.save_config(cfg)  # makes the directory
+    assert run.load_config() == cfg
+    assert json.loads(open(run.config).read())["actor_layers"] == [32, 16]
+    with open(run.config, "w") as f:
+        f.write("{not json")
+    with pytest.raises(ValueError, match="cannot read"):
+        run.load_config()
+    with open(run.config, "w") as f:
+        f.write('{"no_such_field": 1}')
+    with pytest.raises(ValueError, match="unknown config fields"):
+        run.load_config()
 
 
-def test_a_resume_keeps_the_runs_settings_for_the_flags_not_given(tmp_path):
-    """A default changed after a run began (here SAC's replay_capacity, which a PPO run
-    never reads) stopped `make train RUN=...` from resuming it: the 20-seed study of
-    issue 26 stopped at seed 5 after issue 27 changed SAC's defaults."""
-    _saved_run(tmp_path, replay_capacity=200_000, total_steps=50_000, learning_rate=5e-4)
-    wanted = Config(logdir=str(tmp_path), run="r", seed=Config.seed)
-    cfg, run_dir, _ = rundir.prepare(wanted, "second", given=frozenset({"seed"}))
-    assert (cfg.replay_capacity, cfg.total_steps, cfg.learning_rate) == (200_000, 50_000, 5e-4)
-    assert open(os.path.join(run_dir, "command.txt")).read() == "first\nsecond\n"
+def test_the_command_log_appends(tmp_path):
+    run = RunDir(str(tmp_path))
+    run.log_command("first")
+    run.log_command("second")
+    assert open(run.file(RunDir.COMMAND)).read() == "first\nsecond\n"
 
 
-def test_a_resume_takes_the_given_resumable_fields_and_refuses_other_given_changes(tmp_path):
-    _saved_run(tmp_path, total_steps=50_000, learning_rate=5e-4)
-    more = Config(logdir=str(tmp_path), run="r", total_steps=80_000)
-    cfg, _, _ = rundir.prepare(more, "more", given=frozenset({"total_steps"}))
-    assert (cfg.total_steps, cfg.learning_rate) == (80_000, 5e-4)
-    other = Config(logdir=str(tmp_path), run="r", learning_rate=1e-3)
-    with pytest.raises(errors.UsageError, match=r"another config \(learning_rate: run has 0\.0005"):
-        rundir.prepare(other, "other", given=frozenset({"learning_rate"}))
+def test_a_resume_merges_the_given_flags_and_stops_a_finished_run(tmp_path):
+    run = RunDir(str(tmp_path / "r"))
+    run.save_config(Config(logdir=str(tmp_path), run="r", total_steps=900, learning_rate=5e-4))
+    wanted = Config(logdir=str(tmp_path), run="r", total_steps=1200)
+    assert run.resumed(wanted, frozenset({"total_steps"})).learning_rate == 5e-4
+    with pytest.raises(errors.UsageError, match="learning_rate: run has 0.0005"):
+        run.resumed(wanted, None)  # every field compared
+    with open(run.eval_json, "w") as f:
+        json.dump({"env_steps": 1200}, f)
+    assert run.finished_at() == 1200
+    with pytest.raises(rundir.AlreadyFinished, match="already finished at step 1,200"):
+        run.resumed(wanted, frozenset({"total_steps"}))
 
 
-def test_a_resume_without_given_compares_every_field(tmp_path):
-    """A distributed learner passes no `given`: its collectors read the same flags."""
-    _saved_run(tmp_path, replay_capacity=200_000)
-    with pytest.raises(errors.UsageError, match="replay_capacity: run has 200000"):
-        rundir.prepare(Config(logdir=str(tmp_path), run="r"), "learner")
+def test_a_second_process_is_refused_the_lock_naming_the_first(tmp_path):
+    run = RunDir(str(tmp_path / "r"))
+    assert run.lock() is run.lock()  # held once per process
+    other = (
+        "import sys; from trainer.rundir import RunDir\n"
+        "try: RunDir(sys.argv[1]).lock()\n"
+        "except Exception as e: print(type(e).__name__, e)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", other, run.path], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.startswith(f"RunBusy run r is being trained by pid {os.getpid()} on ")
+    assert not os.path.exists(run.path)  # the lock sits beside the run, never uploaded
 
 
-def test_a_resume_at_another_logdir_takes_the_new_location(tmp_path):
-    """A run directory moved (or a gs:// run staged elsewhere) resumes where it now is."""
-    _saved_run(tmp_path / "old")
-    shutil.copytree(tmp_path / "old" / "r", tmp_path / "new" / "r")
-    moved = Config(logdir=str(tmp_path / "new"), run="r")
-    cfg, run_dir, _ = rundir.prepare(moved, "moved", given=frozenset({"logdir", "run"}))
-    assert cfg.logdir == str(tmp_path / "new") and run_dir == str(tmp_path / "new" / "r")
+def test_a_full_or_unwritable_disk_is_one_line_naming_the_last_checkpoint(tmp_path):
+    run = RunDir(str(tmp_path))
+    os.makedirs(run.checkpoints)
+    with open(run.file(RunDir.CHECKPOINT_POINTER), "w") as f:
+        f.write('model_checkpoint_path: "ckpt-600"\n')
+    full = run.failure_message(OSError(errno.ENOSPC, "No space left on device"))
+    assert full.startswith(f"no space left on the disk of {run.path} (")
+    assert "the last intact checkpoint is ckpt-600; free some space" in full
+    denied = run.failure_message(PermissionError(errno.EACCES, "Permission denied", "x"))
+    assert denied.startswith(f"cannot write in {run.path} (Permission denied: x)")
+    assert run.failure_message(ValueError("a bug")) is None
+    assert "\n" not in full + denied
+
+
+def test_write_atomic_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatch):
+    path = tmp_path / "config.json"
+    rundir.write_atomic(str(path), "old\n")
+
+    def full_disk(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        rundir.write_atomic(str(path), "new\n")
+    assert path.read_text() == "old\n"
+    assert os.listdir(tmp_path) == ["config.json"]

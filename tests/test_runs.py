@@ -37,20 +37,6 @@ def test_latest_run_is_the_newest_with_a_config(tmp_path):
     assert runs.latest_run(str(tmp_path)) == str(tmp_path / "new")
 
 
-def test_write_atomic_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatch):
-    path = tmp_path / "config.json"
-    runs.write_atomic(str(path), "old\n")
-
-    def full_disk(fd):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(os, "fsync", full_disk)
-    with pytest.raises(OSError, match="No space left"):
-        runs.write_atomic(str(path), "new\n")
-    assert path.read_text() == "old\n"
-    assert os.listdir(tmp_path) == ["config.json"]
-
-
 def test_check_logdir():
     runs.check_logdir("runs")
     runs.check_logdir("/abs/runs")

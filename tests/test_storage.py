@@ -20,6 +20,7 @@ from google.api_core import exceptions as api_exceptions
 from tests.conftest import ROOT, TINY_FLAGS, run_task
 from tests.fakes import gcs_proxy
 from trainer import evaluate, storage
+from trainer.rundir import RunDir
 
 emulator = pytest.importorskip("gcp_storage_emulator.server")
 emulator_objects = pytest.importorskip("gcp_storage_emulator.handlers.objects")
@@ -1068,7 +1069,7 @@ def test_a_trainer_whose_lease_is_taken_stops_in_one_line(gcs, tmp_path):
 
 def _staged_run(staging, finished: bool) -> str:
     """A tiny run's files in `staging`/r as training leaves them (no TensorFlow needed)."""
-    from trainer import config, runs
+    from trainer import config
 
     flags = dict(f[2:].split("=", 1) for f in TINY_FLAGS)
     cfg = config.Config(
@@ -1086,7 +1087,7 @@ def _staged_run(staging, finished: bool) -> str:
     )
     run_dir = staging / "r"
     os.makedirs(run_dir / "checkpoints")
-    runs.save_config(cfg, str(run_dir / "config.json"))
+    RunDir(str(run_dir)).save_config(cfg)
     _write(run_dir / "checkpoints" / "ckpt-600.index", "index")
     if finished:
         _write(run_dir / "eval.json", json.dumps({"env_steps": 600}))

@@ -11,8 +11,9 @@ import pytest
 from absl import flags
 
 from tests.conftest import ROOT, make_env, run_task
-from trainer import commands, config, errors, rundir, runs, task
+from trainer import commands, config, errors, start, task
 from trainer.config import Config, RenderConfig, RoleConfig
+from trainer.rundir import RunDir
 from trainer.task import COMMANDS
 
 
@@ -128,9 +129,7 @@ def test_unwritable_logdir(tmp_path):
 def _existing_run(tmp_path, **fields) -> str:
     run_dir = tmp_path / "runs" / "old"
     run_dir.mkdir(parents=True)
-    runs.save_config(
-        Config(logdir=str(tmp_path / "runs"), run="old", **fields), str(run_dir / "config.json")
-    )
+    RunDir(str(run_dir)).save_config(Config(logdir=str(tmp_path / "runs"), run="old", **fields))
     return str(run_dir)
 
 
@@ -138,7 +137,7 @@ def test_a_resumed_run_refuses_another_agents_setting_and_writes_nothing(tmp_pat
     """The run's saved agent decides, which the resume does not name."""
     run_dir = tmp_path / "old"
     run_dir.mkdir()
-    runs.save_config(config.for_agent("sac", run="old"), str(run_dir / "config.json"))
+    RunDir(str(run_dir)).save_config(config.for_agent("sac", run="old"))
     before = sorted(os.listdir(run_dir))
     result = run_task(f"--logdir={tmp_path}", "--run=old", "--clip_ratio=0.2", timeout=120)
     assert result.returncode == 2
@@ -171,17 +170,17 @@ def test_corrupted_config_is_refused(tmp_path):
 
 
 def test_prepare_run_writes_config_and_command(tmp_path):
-    cfg, run_dir, _ = rundir.prepare(Config(logdir=str(tmp_path), run="fresh"), "python -m x --a=1")
+    cfg, run_dir, _ = start.prepare(Config(logdir=str(tmp_path), run="fresh"), "python -m x --a=1")
     assert run_dir == os.path.join(str(tmp_path), "fresh")
     assert json.load(open(os.path.join(run_dir, "config.json")))["run"] == "fresh"
     assert open(os.path.join(run_dir, "command.txt")).read() == "python -m x --a=1\n"
     # Resuming with more steps is allowed and records the second command line.
-    rundir.prepare(dataclasses.replace(cfg, total_steps=10**6), "second")
+    start.prepare(dataclasses.replace(cfg, total_steps=10**6), "second")
     assert open(os.path.join(run_dir, "command.txt")).read().splitlines()[-1] == "second"
 
 
 def test_default_run_id_comes_from_agent_env_and_time(tmp_path):
-    cfg, run_dir, mirror = rundir.prepare(Config(logdir=str(tmp_path)), "cmd")
+    cfg, run_dir, mirror = start.prepare(Config(logdir=str(tmp_path)), "cmd")
     assert mirror is None
     assert cfg.run.startswith("ppo-kukagrasp-v0-")
     assert os.path.isdir(run_dir)
@@ -205,7 +204,7 @@ def test_make_names_the_trainers_exit_code(tmp_path):
 def test_eval_refuses_an_episode_count_that_makes_no_sense_before_any_process(tmp_path):
     run_dir = tmp_path / "done"
     run_dir.mkdir()
-    runs.save_config(Config(run="done"), str(run_dir / "config.json"))
+    RunDir(str(run_dir)).save_config(Config(run="done"))
     with pytest.raises(errors.UsageError, match="--eval_episodes must be positive, got 0"):
         commands.evaluate(Config(logdir=str(tmp_path), run="done", eval_episodes=0))
     assert sorted(os.listdir(run_dir)) == ["config.json"]

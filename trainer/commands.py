@@ -10,17 +10,18 @@ import dataclasses
 import os
 import sys
 
-from trainer import checks, config, errors, launch, layout, processes, rundir, runs
+from trainer import checks, config, errors, launch, processes, rundir, runs, start
 from trainer.config import Config, RenderConfig, RoleConfig, VisionConfig
 from trainer.errors import TrainerError, UsageError
+from trainer.rundir import RunDir
 
 
 def plot(logdir: str, run: str) -> int:
     """Writes the run's learning_curve.png from its event files."""
     run_dir = os.path.join(logdir, run) if run else runs.latest_run(logdir)
-    if run and not os.path.isfile(os.path.join(run_dir, layout.CONFIG)):
+    if run and not os.path.isfile(RunDir(run_dir).config):
         raise UsageError(runs.missing_run(logdir, run))
-    if run_dir is None or not os.path.isdir(os.path.join(run_dir, layout.TRAIN_EVENTS)):
+    if run_dir is None or not os.path.isdir(RunDir(run_dir).train_events):
         raise UsageError(f"no run with TensorBoard events at {run_dir or logdir}")
     from trainer import plot as plotting  # reading event files loads TensorFlow
 
@@ -38,15 +39,15 @@ def render(source: Config, cfg: RenderConfig) -> int:
         checks.validate_render(cfg)
     remote = source.logdir if source.logdir.startswith("gs://") else None
     if remote:
-        client, local_root = rundir.gcs_root(remote, source.staging_dir)
-        run_id = rundir.fetch_for_render(client, remote, local_root, source.run)
+        client, local_root = start.gcs_root(remote, source.staging_dir)
+        run_id = start.fetch_for_render(client, remote, local_root, source.run)
         source = dataclasses.replace(source, logdir=local_root, run=run_id)
     plan = rendering.plan(source, cfg.policy)  # RenderError, a UsageError, if it cannot
     print(f"Filming {plan.policy} on {plan.env_id} ...", file=sys.stderr, flush=True)
     try:
         out_dir = rendering.render(cfg, plan)
     except OSError as e:
-        if not runs.is_disk_full(e):
+        if not rundir.is_disk_full(e):
             raise
         raise TrainerError(
             f"no space left on the disk of {plan.out_root}; nothing was written"
@@ -72,10 +73,10 @@ def evaluate(cfg: Config) -> int:
     if cfg.logdir.startswith("gs://"):
         raise UsageError("eval reads a local run; render or train it from gs:// first")
     run_dir = os.path.join(cfg.logdir, cfg.run)
-    if not os.path.exists(os.path.join(run_dir, layout.CONFIG)):
+    if not os.path.exists(RunDir(run_dir).config):
         raise UsageError(runs.missing_run(cfg.logdir, cfg.run))
     with errors.usage():
-        saved = runs.load_config(os.path.join(run_dir, layout.CONFIG))
+        saved = RunDir(run_dir).load_config()
     saved = dataclasses.replace(saved, eval_episodes=cfg.eval_episodes)
     with errors.usage():
         checks.validate(saved)
@@ -105,12 +106,12 @@ def train(
     """Trains a run; with `roles`, as the distributed learner (same run directory, same exits).
 
     `command_line` is recorded in the run's command.txt. A resumed run keeps its saved
-    settings but for the fields in `given` (rundir.prepare); a distributed learner
+    settings but for the fields in `given` (start.prepare); a distributed learner
     passes None, since its collectors take every setting from the same flags.
     KukaGraspCam-v0 trains its camera policy with `vision` (trainer/dagger.py).
     """
     _check_camera(cfg, vision or VisionConfig(), roles)
-    cfg, run_dir, mirror = rundir.prepare(cfg, command_line, given, _flags_it_reads(given))
+    cfg, run_dir, mirror = start.prepare(cfg, command_line, given, _flags_it_reads(given))
     print(f"Run directory: {run_dir}", file=sys.stderr, flush=True)
     camera = _is_camera(cfg)  # the run's own env: a resume may not name it
     try:  # until the Syncer owns it, a gs:// run's lease is released here if anything fails
@@ -162,8 +163,7 @@ def train(
             raise
         raise TrainerError(message) from None
     print(
-        f"Done: policy in {os.path.join(run_dir, layout.POLICY)}, evaluation in "
-        f"{os.path.join(run_dir, layout.EVAL_JSON)}",
+        f"Done: policy in {RunDir(run_dir).policy}, evaluation in {RunDir(run_dir).eval_json}",
         file=sys.stderr,
     )
     return 0
@@ -177,7 +177,7 @@ _CAMERA_ONE_PROCESS = (
 def _flags_it_reads(given: frozenset[str] | None):
     """The check that every setting given is one the run reads: a camera setting needs a
     camera run, an agent's own setting (config.owners) a run of that agent. The run's
-    own env and agent decide, which a resume need not name, so rundir.prepare calls it
+    own env and agent decide, which a resume need not name, so start.prepare calls it
     once the run is known; a flag accepted and ignored would mislead."""
     given = given or frozenset()
     vision = {f.name for f in dataclasses.fields(VisionConfig)}
@@ -228,11 +228,7 @@ def _check_camera(cfg: Config, vision: VisionConfig, roles: RoleConfig | None) -
 
 def _storage_failure(error: Exception, run_dir: str) -> str | None:
     """One line for a disk that filled or turned unwritable mid-run, else None (a bug)."""
-    if runs.is_disk_full(error):
-        return runs.disk_full_message(run_dir)
-    if runs.is_unwritable(error):
-        return runs.unwritable_message(run_dir, error)
-    return None
+    return RunDir(run_dir).failure_message(error)
 
 
 def _config_flags(cfg: Config) -> list[str]:

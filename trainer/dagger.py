@@ -20,34 +20,21 @@ import time
 
 import numpy as np
 
-from trainer import (
-    actors,
-    camera,
-    envs,
-    errors,
-    evaluate,
-    labelling,
-    layout,
-    resume,
-    rundir,
-    runs,
-    student,
-)
+from trainer import actors, camera, envs, errors, evaluate, labelling, resume, rundir, student
 from trainer.config import Config, VisionConfig
+from trainer.rundir import RunDir
 
 # A camera run's own files beside config.json; dagger.json, written last in a round,
 # is what counts the round done, so a crash before it repeats the round.
-TEACHER = "teacher"  # the state policy's run, when none is given
-VISION = "vision.json"  # the settings, written once, so a resume keeps them
 FRAMES = "frames"  # round-NNN.npz: a round's frames, never recollected on a resume
 STUDENT = "student"  # round-NNN/: the student after each round; dagger.json names one
-STATE = layout.DAGGER_STATE
+STATE = RunDir.DAGGER_STATE
 
 
 def _state(run_dir: str) -> dict:
     """Rounds finished and their measurements (dagger.json), or those of a new run."""
     try:
-        with open(os.path.join(run_dir, STATE)) as f:
+        with open(RunDir(run_dir).file(STATE)) as f:
             return json.load(f)
     except FileNotFoundError:
         return {"rounds": 0, "success": [], "loss": [], "frames": [], "student": ""}
@@ -65,7 +52,7 @@ def export(model, path: str) -> None:
     }
     serve = tf.function(lambda inputs: {"action": model(inputs)}, input_signature=[spec])
     signatures = {"action": serve, "serving_default": serve}
-    runs.export_dir(path, lambda staging: tf.saved_model.save(model, staging, signatures))
+    rundir.export_dir(path, lambda staging: tf.saved_model.save(model, staging, signatures))
 
 
 def _load_frames(run_dir: str, rounds: int) -> dict[str, np.ndarray]:
@@ -81,7 +68,7 @@ def _save_round(run_dir: str, index: int, frames: dict, model, state: dict) -> N
     np.savez_compressed(path + ".tmp.npz", **frames)
     os.replace(path + ".tmp.npz", path)
     model.save_weights(os.path.join(run_dir, state["student"]))
-    runs.write_atomic(os.path.join(run_dir, STATE), json.dumps(state, indent=1))
+    rundir.write_atomic(RunDir(run_dir).file(STATE), json.dumps(state, indent=1))
     for older in glob.glob(os.path.join(run_dir, STUDENT, "round-*")):
         if not state["student"].startswith(os.path.relpath(older, run_dir)):
             shutil.rmtree(older, ignore_errors=True)
@@ -109,7 +96,7 @@ def teach(
     if state["rounds"]:  # the weights hold the arm's normalization too
         model.load_weights(os.path.join(run_dir, state["student"]))
         log(f"Resumed after round {state['rounds']} ({len(data['label']):,} frames)")
-    writer = tf.summary.create_file_writer(os.path.join(run_dir, layout.TRAIN_EVENTS))
+    writer = tf.summary.create_file_writer(RunDir(run_dir).train_events)
     sized = {"size": vision.image_size}
     worker = f"{labelling.__name__}:env_worker"
     with actors.ActorPool(envs.CAMERA_ENV_ID, num_envs, seed, worker=worker) as pool:
@@ -131,11 +118,11 @@ def teach(
                 f"{state['loss'][-1]:.2e} | played {state['play_seconds'][-1]:.0f} s, fitted "
                 f"{state['fit_seconds'][-1]:.0f} s | ETA {int(left // 60)}m{int(left % 60):02d}s"
             )
-        export(model, os.path.join(run_dir, layout.POLICY))
+        export(model, RunDir(run_dir).policy)
         episodes = pool.evaluate((None, student.params(model), sized), eval_episodes)
     result = evaluate.summarize(episodes, sum(state["frames"][-1:]), envs.CAMERA_ENV_ID)
-    evaluate.write_json(result, os.path.join(run_dir, layout.EVAL_JSON))
-    eval_writer = tf.summary.create_file_writer(os.path.join(run_dir, layout.EVAL_EVENTS))
+    evaluate.write_json(result, RunDir(run_dir).eval_json)
+    eval_writer = tf.summary.create_file_writer(RunDir(run_dir).eval_events)
     evaluate.write_summaries(eval_writer, result)
     for each in (writer, eval_writer):
         each.flush()
@@ -148,7 +135,7 @@ def load_student(run_dir: str):
     state = _state(run_dir)
     if not state["rounds"]:
         raise ValueError(f"no student in {run_dir} yet: no DAgger round has finished")
-    with open(os.path.join(run_dir, VISION)) as f:
+    with open(RunDir(run_dir).file(RunDir.VISION)) as f:
         vision = VisionConfig(**json.load(f))
     model = _build(vision)
     # Playing needs no optimizer: its saved state stays unread.
@@ -173,7 +160,7 @@ def evaluate_run(cfg: Config, run_dir: str) -> tuple[str, dict]:
     with actors.ActorPool(envs.CAMERA_ENV_ID, num_envs, cfg.seed, worker=worker) as pool:
         episodes = pool.evaluate((None, student.params(model), sized), cfg.eval_episodes)
     result = evaluate.summarize(episodes, rounds["frames"][-1], envs.CAMERA_ENV_ID)
-    path = os.path.join(run_dir, f"eval-{result['env_steps']}.json")
+    path = RunDir(run_dir).eval_at(result["env_steps"])
     evaluate.write_json(result, path)
     return path, result
 
@@ -230,23 +217,21 @@ def train(
     from trainer import train as state_training
 
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
-    vision = _settings(vision, os.path.join(run_dir, VISION), given)
+    vision = _settings(vision, RunDir(run_dir).file(RunDir.VISION), given)
     rounds = _state(run_dir)["rounds"]
-    if rounds >= vision.dagger_iterations and os.path.exists(
-        os.path.join(run_dir, layout.EVAL_JSON)
-    ):
-        with open(os.path.join(run_dir, layout.EVAL_JSON)) as f:
+    if rounds >= vision.dagger_iterations and os.path.exists(RunDir(run_dir).eval_json):
+        with open(RunDir(run_dir).eval_json) as f:
             log(f"Run {run_dir} already finished its {rounds} rounds (eval.json)")
             return json.load(f)
-    teacher_dir = vision.teacher or os.path.join(run_dir, TEACHER)
+    teacher_dir = vision.teacher or RunDir(run_dir).file(RunDir.TEACHER)
     if not vision.teacher:
         teacher_cfg = dataclasses.replace(
-            cfg, env_id=envs.DEFAULT_ENV_ID, logdir=run_dir, run=TEACHER
+            cfg, env_id=envs.DEFAULT_ENV_ID, logdir=run_dir, run=RunDir.TEACHER
         )  # a run of its own: `make eval LOGDIR=RUN_DIR RUN=teacher` works on it
         os.makedirs(teacher_dir, exist_ok=True)
-        if not os.path.exists(os.path.join(teacher_dir, layout.CONFIG)):
-            runs.save_config(teacher_cfg, os.path.join(teacher_dir, layout.CONFIG))
-        if (rundir.finished_at(teacher_dir) or 0) < teacher_cfg.total_steps:
+        if not os.path.exists(RunDir(teacher_dir).config):
+            RunDir(teacher_dir).save_config(teacher_cfg)
+        if (RunDir(teacher_dir).finished_at() or 0) < teacher_cfg.total_steps:
             log(f"Training the teacher (state policy, {envs.DEFAULT_ENV_ID}) in {teacher_dir}")
             state_training.train(teacher_cfg, teacher_dir, log=log, syncer=syncer)
     log(f"Teaching the camera policy ({vision.image_size}x{vision.image_size}) from {teacher_dir}")
@@ -265,7 +250,7 @@ def train(
 def _settings(vision: VisionConfig, path: str, given) -> VisionConfig:
     """The run's camera settings by resume.py's rules; only --dagger_iterations may change."""
     if not os.path.exists(path):
-        runs.write_atomic(path, json.dumps(dataclasses.asdict(vision), indent=1))
+        rundir.write_atomic(path, json.dumps(dataclasses.asdict(vision), indent=1))
         return vision
     with open(path) as f:
         saved = VisionConfig(**json.load(f))

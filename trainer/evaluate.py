@@ -8,7 +8,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from trainer import runs
+from trainer import rundir
 
 
 def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -53,7 +53,7 @@ def write_summaries(writer, result: dict) -> None:
 
 
 def write_json(result: dict, path: str) -> None:
-    runs.write_atomic(path, json.dumps(result, indent=2) + "\n")
+    rundir.write_atomic(path, json.dumps(result, indent=2) + "\n")
 
 
 def describe(result: dict) -> str:

@@ -12,7 +12,8 @@ import os
 
 import numpy as np
 
-from trainer import agents, env_process, envs, layout, runs, student
+from trainer import agents, env_process, envs, student
+from trainer.rundir import RunDir
 
 
 def _play(env, env_id: str, driver, teacher, frames: list | None) -> env_process.Episode:
@@ -109,12 +110,12 @@ def check_teacher(run_dir: str):
     """The teacher run's Config; ValueError, without loading TensorFlow, unless it is a
     KukaGrasp-v0 run with a checkpoint."""
     try:
-        cfg = runs.load_config(os.path.join(run_dir, layout.CONFIG))
+        cfg = RunDir(run_dir).load_config()
     except (OSError, ValueError) as e:
         raise ValueError(f"--teacher={run_dir} is not a run: {e}") from None
     if cfg.env_id != envs.DEFAULT_ENV_ID:
         raise ValueError(f"the teacher {run_dir} learned {cfg.env_id}, not {envs.DEFAULT_ENV_ID}")
-    if not os.path.exists(os.path.join(run_dir, layout.CHECKPOINT_POINTER)):
+    if not os.path.exists(RunDir(run_dir).file(RunDir.CHECKPOINT_POINTER)):
         raise ValueError(f"the teacher {run_dir} has no checkpoint")
     return cfg
 
@@ -125,7 +126,7 @@ def teacher_params(run_dir: str) -> dict:
     import tensorflow as tf
 
     cfg = check_teacher(run_dir)
-    newest = tf.train.latest_checkpoint(os.path.join(run_dir, layout.CHECKPOINTS))
+    newest = tf.train.latest_checkpoint(RunDir(run_dir).checkpoints)
     if newest is None:
         raise ValueError(f"the teacher {run_dir} has no checkpoint")
     agent = state_agent(cfg)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 
-from trainer import evaluate, layout
+from trainer import evaluate
+from trainer.rundir import RunDir
 
 
 def learning_curve(run_dir: str, out_path: str | None = None) -> str:
@@ -14,8 +15,8 @@ def learning_curve(run_dir: str, out_path: str | None = None) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    train = evaluate.read_scalars(os.path.join(run_dir, layout.TRAIN_EVENTS))
-    evals = evaluate.read_scalars(os.path.join(run_dir, layout.EVAL_EVENTS))
+    train = evaluate.read_scalars(RunDir(run_dir).train_events)
+    evals = evaluate.read_scalars(RunDir(run_dir).eval_events)
     if "Metrics/AverageReturn" not in train and "Eval/AverageReturn" not in evals:
         raise ValueError(f"{run_dir} has no returns in its event files yet")
     figure, (returns, success) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)

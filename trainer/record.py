@@ -11,10 +11,11 @@ import numpy as np
 import tensorflow as tf
 from tf_agents.policies import policy_saver
 
-from trainer import agents, evaluate, layout, runs
+from trainer import agents, evaluate, rundir
 from trainer.config import Config
 from trainer.errors import TrainerError
 from trainer.progress import Progress
+from trainer.rundir import RunDir
 
 # Training metrics average the most recent episodes, as tf-agents' metrics do.
 METRIC_WINDOW = 100
@@ -53,14 +54,14 @@ def evals_left(cfg: Config, steps: int) -> int:
 
 def _recover_policy(run_dir: str) -> None:
     """Puts back the previous export if a crash came between _export_policy's two renames."""
-    final = os.path.join(run_dir, layout.POLICY)
+    final = RunDir(run_dir).policy
     if not os.path.exists(final) and os.path.exists(final + ".old"):
         os.rename(final + ".old", final)
 
 
 def _export_policy(saver, run_dir: str) -> None:
     """Writes the policy beside `policy/` and swaps it in, so a reader never sees half of one."""
-    runs.export_dir(os.path.join(run_dir, layout.POLICY), saver.save)
+    rundir.export_dir(RunDir(run_dir).policy, saver.save)
 
 
 class CheckpointError(TrainerError, RuntimeError):
@@ -136,19 +137,15 @@ class RunRecorder:
         self.env_steps = tracked["env_steps"]
         _recover_policy(run_dir)
         self._checkpoint = tf.train.Checkpoint(**tracked)
-        self._manager = restore_newest(
-            self._checkpoint, os.path.join(run_dir, layout.CHECKPOINTS), log
-        )
+        self._manager = restore_newest(self._checkpoint, RunDir(run_dir).checkpoints, log)
         self.start = self.steps = int(self.env_steps.numpy())
         if self.start:
             log(f"Resuming {run_dir} from env step {self.start:,}")
         self._saver = policy_saver.PolicySaver(
             agents.greedy_policy(agent), train_step=self.env_steps
         )
-        self._train_writer = tf.summary.create_file_writer(
-            os.path.join(run_dir, layout.TRAIN_EVENTS)
-        )
-        self._eval_writer = tf.summary.create_file_writer(os.path.join(run_dir, layout.EVAL_EVENTS))
+        self._train_writer = tf.summary.create_file_writer(RunDir(run_dir).train_events)
+        self._eval_writer = tf.summary.create_file_writer(RunDir(run_dir).eval_events)
         self._progress = Progress(
             cfg.total_steps, lambda steps: evals_left(cfg, steps) * cfg.eval_episodes
         )
@@ -172,7 +169,7 @@ class RunRecorder:
         result = evaluate.summarize(episodes, int(self.env_steps.numpy()), self._cfg.env_id)
         evaluate.write_summaries(self._eval_writer, result)
         if final:
-            evaluate.write_json(result, os.path.join(self._run_dir, layout.EVAL_JSON))
+            evaluate.write_json(result, RunDir(self._run_dir).eval_json)
         self._log(evaluate.describe(result))
         return result
 

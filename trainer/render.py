@@ -19,9 +19,10 @@ import tempfile
 import time
 import types
 
-from trainer import envs, layout, runs, video
+from trainer import envs, runs, video
 from trainer.config import Config, RenderConfig, VisionConfig
 from trainer.errors import UsageError
+from trainer.rundir import RunDir
 
 GIF_STRIDE = 3
 # Films of random actions go to LOGDIR/random-policy/render/<time>/, whatever runs exist.
@@ -51,14 +52,14 @@ def plan(cfg: Config, policy: str = "") -> Plan:
     """
     if cfg.run:
         run_dir = os.path.join(cfg.logdir, cfg.run)
-        if not os.path.isfile(os.path.join(run_dir, layout.CONFIG)):
+        if not os.path.isfile(RunDir(run_dir).config):
             raise RenderError(runs.missing_run(cfg.logdir, cfg.run))
     else:
         run_dir = runs.latest_run(cfg.logdir)
     run_cfg = None
     if run_dir is not None:
         try:
-            run_cfg = runs.load_config(os.path.join(run_dir, layout.CONFIG))
+            run_cfg = RunDir(run_dir).load_config()
         except ValueError as e:
             raise RenderError(str(e)) from None
     env_id = run_cfg.env_id if run_cfg else cfg.env_id
@@ -72,7 +73,7 @@ def plan(cfg: Config, policy: str = "") -> Plan:
             f"no run found under {cfg.logdir}; train one with `make train`, "
             "or film random actions with --policy=random"
         )
-    policy_dir = policy or os.path.join(run_dir, layout.POLICY)
+    policy_dir = policy or RunDir(run_dir).policy
     previous = f"{policy_dir}.old"  # a trainer between the two renames of an export
     if not policy and not os.path.isdir(policy_dir) and os.path.isdir(previous):
         policy_dir = previous
@@ -89,7 +90,7 @@ def _image_size(env_id: str, run_dir: str | None) -> int:
     if env_id != envs.CAMERA_ENV_ID:
         return 0
     try:
-        with open(os.path.join(run_dir or "", "vision.json")) as f:
+        with open(RunDir(run_dir or "").file(RunDir.VISION)) as f:
             return int(json.load(f)["image_size"])
     except (OSError, ValueError, KeyError):
         return VisionConfig.image_size

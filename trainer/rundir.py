@@ -1,283 +1,274 @@
-"""The run directory a command works in: checked, locked, and for gs:// runs staged.
+"""A run's directory: the one home of its layout, its lock, its settings and its command log.
 
-Everything here happens before any heavy work, and a refusal (UsageError) leaves
-nothing behind: a local run lives in LOGDIR/RUN; a gs:// run in a local staging
-copy, downloaded first when only the bucket has it, and uploaded by storage.Syncer.
+    RUN/config.json          the settings the run was created with, written once
+    RUN/command.txt          every command that ran it, one per line
+    RUN/checkpoints/         TensorFlow's checkpoints; `checkpoint` names the newest
+    RUN/policy/              the exported policy, a SavedModel
+    RUN/eval.json            the final evaluation (`eval` writes eval-<step>.json beside it)
+    RUN/train/, RUN/eval/    TensorBoard's event files
+
+A camera run adds its settings (vision.json), its rounds (dagger.json) and its teacher's
+run in teacher/ (trainer/dagger.py). storage/ sends files by the names below. Starting a
+run (checks, staging from gs://, the lease) is start.py's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import json
 import os
-import socket
-import sys
-import tempfile
-import time
+import re
+import shutil
 
-from trainer import checks, errors, layout, processes, resume, runs
-from trainer.config import Config
-from trainer.errors import Finished, TrainerError, UsageError
+from trainer import checks, config, errors, resume
+from trainer.config import CAMERA_ENV_ID, Config
+from trainer.errors import Finished, UsageError
 
-
-class DiskFull(TrainerError):
-    """No room on the run's disk before training: one line naming it, exit code 1."""
+# Run locks this process holds (path -> open file), kept until it exits.
+_HELD: dict = {}
 
 
-class StorageDown(TrainerError):
-    """Storage failed while a gs:// run was being staged: one line, exit code 1."""
+class RunBusy(UsageError):
+    """Another process trains the run; the message names it."""
 
 
 class AlreadyFinished(Finished):
     """The run has trained to --total_steps already: said in one line, exit code 0."""
 
 
-def finished_at(run_dir: str) -> int | None:
-    """The env step of the run's final evaluation (eval.json), if it has one."""
-    try:
-        with open(os.path.join(run_dir, layout.EVAL_JSON)) as f:
-            return int(json.load(f)["env_steps"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+@dataclasses.dataclass(frozen=True)
+class RunDir:
+    """The directory of one run, local (a gs:// run's staging copy stands for it)."""
 
+    path: str
 
-def gcs_root(logdir: str, staging_dir: str):
-    """(client, local staging root) for a gs:// LOGDIR whose bucket is usable."""
-    from trainer import storage
+    CONFIG = "config.json"
+    COMMAND = "command.txt"
+    CHECKPOINTS = "checkpoints"
+    CHECKPOINT_POINTER = CHECKPOINTS + "/checkpoint"  # TensorFlow's, naming the newest
+    POLICY = "policy"
+    EVAL_JSON = "eval.json"
+    TRAIN_EVENTS = "train"
+    EVAL_EVENTS = "eval"
+    VISION = "vision.json"  # a camera run's settings, written once
+    DAGGER_STATE = "dagger.json"  # a camera run's finished rounds, naming the last student
+    TEACHER = "teacher"  # a camera run's state policy, when none is given
+    REVERB = "reverb"  # a distributed run's Reverb checkpoints, made by the server
 
-    try:
-        bucket, _ = storage.parse_url(logdir)
-        client = storage.make_client()
-        storage.check_bucket(client, bucket)
-    except storage.StorageUnavailable as e:
-        raise StorageDown(str(e)) from None
-    except (ValueError, storage.StorageError) as e:
-        raise UsageError(str(e)) from None
-    return client, staging_root(logdir, staging_dir)
+    def file(self, name: str) -> str:
+        return os.path.join(self.path, name)
 
+    @property
+    def config(self) -> str:
+        return self.file(self.CONFIG)
 
-def prepare(cfg: Config, command: str, given: frozenset[str] | None = None, check=None):
-    """Checks everything about the run before any heavy work. `check(config)`, if given,
-    sees the run's own settings: a new run's before storage is contacted or anything is
-    written; a resumed run's saved ones once they are known (a gs:// run's after its
-    download), before its config.json or command.txt is touched.
+    @property
+    def checkpoints(self) -> str:
+        return self.file(self.CHECKPOINTS)
 
-    Returns (config, local run dir, storage.RunMirror or None). A new run gets
-    config.json and command.txt; an existing one must agree with the fields in `given`
-    (all of them when None; config.resumable's fields may differ), takes its saved values
-    for the others, and gets the command appended. A gs:// run lives in a local staging copy,
-    downloaded first when only the bucket has it.
-    """
-    saved = os.path.join(cfg.logdir, cfg.run, layout.CONFIG)
-    new = not cfg.run or (not cfg.logdir.startswith("gs://") and not os.path.isfile(saved))
-    cfg = _checked(cfg)
-    if check is not None and new:  # the flags are its settings: checked before any contact
-        check(cfg)
-        check = None
-    local_root, mirror = _local_root(cfg)
-    run_dir = os.path.join(local_root, cfg.run)
-    try:
-        _check_run_dir(run_dir)
+    @property
+    def policy(self) -> str:
+        return self.file(self.POLICY)
+
+    @property
+    def eval_json(self) -> str:
+        return self.file(self.EVAL_JSON)
+
+    @property
+    def train_events(self) -> str:
+        return self.file(self.TRAIN_EVENTS)
+
+    @property
+    def eval_events(self) -> str:
+        return self.file(self.EVAL_EVENTS)
+
+    def eval_at(self, step: int) -> str:
+        """Where `eval` writes an evaluation of the checkpoint at `step`."""
+        return self.file(f"eval-{step}.json")
+
+    def has_config(self) -> bool:
+        return os.path.isfile(self.config)
+
+    def load_config(self) -> Config:
+        """The run's settings; ValueError if config.json is missing or not a valid config."""
         try:
-            cfg = _enter(cfg, given, command, local_root, run_dir, mirror, check)
-        except OSError as e:  # the run lock's flush, config.json, command.txt
-            if runs.is_disk_full(e):
-                raise DiskFull(runs.disk_full_message(run_dir)) from None
-            # Another user's file, a read-only file system: nothing this run can mend.
-            raise UsageError(runs.unwritable_message(run_dir, e)) from None
-    except BaseException as e:
-        if mirror is not None:
-            _leave(mirror, e)
+            with open(self.config) as f:
+                data = json.load(f)
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+            return config.from_dict(data)
+        except (OSError, ValueError, TypeError) as e:
+            raise ValueError(f"cannot read {self.config}: {e}") from e
+
+    def save_config(self, cfg: Config) -> None:
+        """Writes config.json whole (write_atomic), making the directory if need be."""
+        os.makedirs(self.path, exist_ok=True)
+        write_atomic(self.config, json.dumps(config.to_dict(cfg), indent=2, sort_keys=True) + "\n")
+
+    def log_command(self, command: str) -> None:
+        """Appends `command` to command.txt, rewritten whole."""
+        path, before = self.file(self.COMMAND), ""
+        if os.path.exists(path):
+            with open(path) as f:
+                before = f.read()
+        write_atomic(path, before + command + "\n")
+
+    def resumed(self, cfg: Config, given: frozenset[str] | None) -> Config:
+        """The run's config: config.json, with the `given` fields of `cfg` (all when None)
+        and `cfg`'s location (resume.py's rules).
+
+        UsageError if a given field that config.resumable leaves out differs;
+        AlreadyFinished if the run has trained to its total steps.
+        """
+        try:
+            saved = self.load_config()
+        except ValueError as e:
+            raise UsageError(f"{e}; fix it or start a new run with another --run") from None
+        cfg = resume.merged(saved, cfg, given, keep=resume.LOCATION_FIELDS)
+        with errors.usage():
+            checks.validate(cfg)
+        diffs = resume.differences(saved, cfg)
+        if diffs:
+            raise UsageError(
+                f"run {self.path} exists with another config ({'; '.join(diffs)}); "
+                "pass the same flags to resume it, or another --run"
+            )
+        finished = self.finished_at()
+        # A camera run's eval.json counts frames, and dagger.train knows when it is done.
+        if cfg.env_id != CAMERA_ENV_ID and finished is not None and finished >= cfg.total_steps:
+            raise AlreadyFinished(
+                f"Run {self.path} already finished at step {finished:,} (eval.json); "
+                f"raise --total_steps to train on, or `make eval RUN={cfg.run}` to evaluate again"
+            )
+        return cfg
+
+    def finished_at(self) -> int | None:
+        """The env step of the run's final evaluation (eval.json), if it has one."""
+        try:
+            with open(self.eval_json) as f:
+                return int(json.load(f)["env_steps"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def last_checkpoint(self) -> str:
+        """The newest complete checkpoint's name, or 'none yet'."""
+        pointer = self.file(self.CHECKPOINT_POINTER)
+        if not os.path.exists(pointer):
+            return "none yet"
+        with open(pointer) as f:  # TensorFlow's pointer names only complete checkpoints
+            first = f.readline()
+        return first.split('"')[1] if '"' in first else "none yet"
+
+    def lock(self):
+        """Holds `.RUN.lock` beside the run for this process's life, or raises RunBusy
+        naming the holder.
+
+        flock(2): the kernel releases it when the holder exits however it exits, so a
+        crashed trainer never leaves a stale lock. The file sits beside the run, not in
+        it, so it is never uploaded. Returns the open file; keep it open.
+        """
+        import fcntl
+        import socket
+        import time
+
+        root, run_id = os.path.split(os.path.abspath(self.path))
+        path = os.path.join(root, f".{run_id}.lock")
+        if path in _HELD:  # this process holds it already
+            return _HELD[path]
+        handle = open(path, "a+")  # noqa: SIM115  (held until the process exits)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            try:
+                holder = json.loads(handle.read())
+            except ValueError:
+                holder = {}
+            handle.close()
+            since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder.get("since", 0)))
+            raise RunBusy(
+                f"run {run_id} is being trained by pid {holder.get('pid', '?')} on "
+                f"{holder.get('host', '?')} since {since}; wait for it, stop it, or choose "
+                "another --run"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        try:
+            holder = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}
+            handle.write(json.dumps(holder))
+            handle.flush()
+        except OSError:  # a full disk: closed now, or its garbage collection says it again
+            with contextlib.suppress(OSError):
+                handle.close()
+            raise
+        _HELD[path] = handle
+        return handle
+
+    def failure_message(self, error: BaseException) -> str | None:
+        """One line for a disk that is full or a directory that may not be written
+        (OSError, TensorFlow's, ffmpeg's), naming the last intact checkpoint; else None."""
+        if is_disk_full(error):
+            free = shutil.disk_usage(self.path).free if os.path.exists(self.path) else 0
+            what = f"no space left on the disk of {self.path} ({free / 2**20:.1f} MB free)"
+            fix = "free some space"
+        elif _is_unwritable(error):
+            if isinstance(error, OSError) and error.strerror:
+                reason = f"{error.strerror}: {error.filename}"
+            else:  # TensorFlow's "{{function_node ...}} PATH; Permission denied [Op:SaveV2]"
+                reason = re.sub(r"^\{\{.*?\}\}\s*|\s*\[Op:\w+\]$", "", str(error).splitlines()[0])
+            what, fix = f"cannot write in {self.path} ({reason})", "make it writable"
+        else:
+            return None
+        return (
+            f"{what}; the last intact checkpoint is {self.last_checkpoint()}; {fix} and run "
+            "the same command to resume"
+        )
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether `error` (OSError, TensorFlow's, ffmpeg's) comes from a full disk."""
+    return getattr(error, "errno", None) == errno.ENOSPC or "No space left on device" in str(error)
+
+
+def _is_unwritable(error: BaseException) -> bool:
+    """Whether `error` says a file may not be written there: permissions, or a file
+    system turned read-only."""
+    return (
+        getattr(error, "errno", None) in (errno.EACCES, errno.EPERM, errno.EROFS)
+        or type(error).__name__ == "PermissionDeniedError"  # TensorFlow's, for EACCES
+        or "Read-only file system" in str(error)  # TensorFlow's EROFS is another class
+    )
+
+
+def write_atomic(path: str, text: str) -> None:
+    """Writes `path` whole or not at all: a temp file beside it, fsynced, then renamed.
+
+    A full disk or a crash mid-write leaves the old file (or none), never a torn one.
+    """
+    tmp = f"{path}.tmp"
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
         raise
-    return cfg, run_dir, mirror
 
 
-def _leave(mirror, error: BaseException) -> None:
-    """A gs:// start that stops here leaves no lease behind in the bucket.
-
-    A finished run first uploads what the bucket lacks (its last upload gave up), so
-    that "already finished" holds there too. Storage failing is StorageDown.
-    """
-    from trainer import storage
-
-    try:
-        if isinstance(error, AlreadyFinished):
-            sent = mirror.upload()
-            if sent:
-                print(f"Uploaded {sent} file(s) {mirror.url} lacked", file=sys.stderr, flush=True)
-    except storage.FAILURES as e:
-        raise StorageDown(
-            f"the run is finished locally, but uploading it to {mirror.url} failed "
-            f"({storage.describe(e)}); the next start tries again"
-        ) from None
-    finally:
-        mirror.release_lease()
-    if isinstance(error, storage.FAILURES):
-        raise StorageDown(f"staging {mirror.url} failed: {storage.describe(error)}") from None
-
-
-def _check_run_dir(run_dir: str) -> None:
-    """UsageError unless `run_dir` is absent or a directory this process can write in.
-
-    A dangling symlink, a file, or a directory of another user (or on a read-only
-    file system) would otherwise fail later with a traceback.
-    """
-    if os.path.islink(run_dir) and not os.path.exists(run_dir):
-        raise UsageError(
-            f"run directory {run_dir} is a symlink to {os.readlink(run_dir)}, which does not "
-            "exist; fix the link or choose another --run"
-        )
-    if not os.path.lexists(run_dir):
-        return
-    if not os.path.isdir(run_dir):
-        raise UsageError(f"{run_dir} exists but is not a directory; choose another --run")
-    try:
-        with tempfile.TemporaryFile(dir=run_dir):
-            pass
-    except OSError as e:
-        owner = f" (owned by uid {os.stat(run_dir).st_uid})" if e.errno == errno.EACCES else ""
-        raise UsageError(
-            f"cannot write to run directory {run_dir}: {e.strerror}{owner}; "
-            "run as a user who may write there, or choose another --run"
-        ) from None
-
-
-def _enter(
-    cfg: Config, given, command: str, local_root: str, run_dir: str, mirror, check=None
-) -> Config:
-    """Locks the run, stages a gs:// run, checks a resume, writes config.json and command.txt.
-
-    Returns the run's config: `cfg`, or on a resume the one `_resumed` makes.
-    """
-    runs.lock_run(local_root, cfg.run)  # one writer per run (RunBusy, a UsageError)
-    config_path = os.path.join(run_dir, layout.CONFIG)
-    if mirror is not None and not os.path.exists(config_path) and mirror.download():
-        print(f"Downloaded {mirror.url} to {run_dir}", file=sys.stderr, flush=True)
-    if os.path.exists(config_path):
-        cfg = _resumed(cfg, given, run_dir)
-    # A distributed run's Reverb server may have made reverb/ before the learner got here.
-    elif os.path.exists(run_dir) and set(os.listdir(run_dir)) - {"reverb"}:
-        raise UsageError(f"{run_dir} exists but holds no config.json; choose another --run")
-    if check is not None:
-        check(cfg)
-    os.makedirs(run_dir, exist_ok=True)
-    if not os.path.exists(config_path):  # written once: a resume never rewrites it
-        runs.save_config(cfg, config_path)
-    commands, before = os.path.join(run_dir, layout.COMMAND), ""
-    if os.path.exists(commands):
-        with open(commands) as f:
-            before = f.read()
-    runs.write_atomic(commands, before + command + "\n")
-    return cfg
-
-
-def _checked(cfg: Config) -> Config:
-    """`cfg` with its run id, once every setting and the env are known good."""
-    from trainer import envs
-
-    with errors.usage():
-        checks.validate(cfg)
-    if not envs.is_registered(cfg.env_id):
-        raise UsageError(
-            f"unknown env id {cfg.env_id!r}; use KukaGrasp-v0, KukaBulletEnv-v0 or another "
-            "pybullet gym id"
-        )
-    run_id = cfg.run or runs.make_run_id(cfg.agent, cfg.env_id)
-    with errors.usage():
-        runs.check_run_id(run_id)
-        processes.check_env_count(cfg.num_envs)
-        if cfg.env_id != envs.CAMERA_ENV_ID:  # its policy learns by DAgger (trainer/dagger.py)
-            envs.check_spaces(cfg.env_id)
-    return dataclasses.replace(cfg, run=run_id)
-
-
-def _local_root(cfg: Config):
-    """(writable local LOGDIR, RunMirror or None); a gs:// run's lease is taken last."""
-    local_root, client = cfg.logdir, None
-    if cfg.logdir.startswith("gs://"):
-        client, local_root = gcs_root(cfg.logdir, cfg.staging_dir)
-    try:
-        os.makedirs(local_root, exist_ok=True)
-        with tempfile.TemporaryFile(dir=local_root):
-            pass
-    except OSError as e:
-        raise UsageError(f"cannot write to log directory {local_root}: {e.strerror}") from None
-    if client is None:
-        return local_root, None
-    from trainer import storage
-
-    run_url = storage.join(cfg.logdir, cfg.run)
-    mirror = storage.RunMirror(client, os.path.join(local_root, cfg.run), run_url)
-    holder = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}
-    try:  # one writer per run across machines, before anything is downloaded
-        mirror.take_lease(holder)
-    except storage.RunBusy as e:
-        raise UsageError(f"run {cfg.run}: {e}") from None
-    except storage.FAILURES as e:
-        raise StorageDown(f"cannot take the lease of {run_url}: {storage.describe(e)}") from None
-    return local_root, mirror
-
-
-def _resumed(cfg: Config, given: frozenset[str] | None, run_dir: str) -> Config:
-    """The resumed run's config: its config.json, with the `given` fields of `cfg` (all
-    when None) and `cfg`'s location.
-
-    The rules are resume.py's. UsageError if a given field that
-    config.resumable leaves out differs; AlreadyFinished if the run is done.
-    """
-    try:
-        saved = runs.load_config(os.path.join(run_dir, layout.CONFIG))
-    except ValueError as e:
-        raise UsageError(f"{e}; fix it or start a new run with another --run") from None
-    cfg = resume.merged(saved, cfg, given, keep=resume.LOCATION_FIELDS)
-    with errors.usage():
-        checks.validate(cfg)
-    diffs = resume.differences(saved, cfg)
-    if diffs:
-        raise UsageError(
-            f"run {run_dir} exists with another config ({'; '.join(diffs)}); "
-            "pass the same flags to resume it, or another --run"
-        )
-    from trainer import envs
-
-    finished = finished_at(run_dir)
-    # A camera run's eval.json counts frames, and dagger.train knows when it is done.
-    if cfg.env_id != envs.CAMERA_ENV_ID and finished is not None and finished >= cfg.total_steps:
-        raise AlreadyFinished(
-            f"Run {run_dir} already finished at step {finished:,} (eval.json); "
-            f"raise --total_steps to train on, or `make eval RUN={cfg.run}` to evaluate again"
-        )
-    return cfg
-
-
-def fetch_for_render(client, remote: str, local_root: str, run: str) -> str:
-    """Downloads the run's config and policy (and a camera run's settings) from gs://;
-    returns the run id ('' if none)."""
-    from trainer import storage
-
-    try:
-        run_id = run or storage.latest_run(client, remote) or ""
-        if run_id:
-            local = os.path.join(local_root, run_id)
-            mirror = storage.RunMirror(client, local, storage.join(remote, run_id))
-            if not mirror.download(only=layout.CONFIG):
-                raise UsageError(f"no complete run at {mirror.url} (no {storage.MARKER})")
-            mirror.download(only="policy/")
-            mirror.download(only="vision.json")  # a camera run's frame size
-    except storage.StorageError as e:
-        raise UsageError(str(e)) from None
-    return run_id
-
-
-def staging_root(logdir: str, staging_dir: str) -> str:
-    """The local directory standing for LOGDIR: itself, or a gs:// LOGDIR's staging copy."""
-    if not logdir.startswith("gs://"):
-        return logdir
-    if staging_dir:
-        return staging_dir
-    from trainer import storage
-
-    with errors.usage():
-        bucket, prefix = storage.parse_url(logdir)
-    return os.path.join(tempfile.gettempdir(), "kuka-staging", bucket, prefix)
+def export_dir(final: str, write) -> None:
+    """Calls `write(staging)` beside `final` and swaps the result in, so a reader never
+    sees half of one: `final` is renamed to `final.old` first, which a reader between the
+    two renames falls back on (render.plan)."""
+    staging, old = final + ".tmp", final + ".old"
+    for path in (staging, old):
+        shutil.rmtree(path, ignore_errors=True)
+    write(staging)
+    if os.path.exists(final):
+        os.rename(final, old)
+    os.rename(staging, final)
+    shutil.rmtree(old, ignore_errors=True)

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import collections
 import math
-import os
 import sys
 import time
 
 import tensorflow as tf
 
-from trainer import builder, evaluate, layout, record
+from trainer import builder, evaluate, record
 from trainer import learner as learner_lib
 from trainer.config import Config
+from trainer.rundir import RunDir
 
 
 def train(cfg: Config, run_dir: str, log=None, syncer=None) -> dict:
@@ -65,7 +65,7 @@ def evaluate_run(cfg: Config, run_dir: str) -> tuple[str, dict]:
     Writes eval-<step>.json beside the run's eval.json and returns (its path, the
     result); ValueError when the run has no checkpoint.
     """
-    checkpoints = os.path.join(run_dir, layout.CHECKPOINTS)
+    checkpoints = RunDir(run_dir).checkpoints
     if not record.listed_checkpoints(checkpoints):  # before any env process starts
         raise ValueError(f"no checkpoint in {checkpoints}")
     with builder.agent(cfg, min(cfg.num_envs, cfg.eval_episodes)) as parts:
@@ -74,6 +74,6 @@ def evaluate_run(cfg: Config, run_dir: str) -> tuple[str, dict]:
         step = int(parts.env_steps.numpy())
         episodes = parts.episodes(cfg.eval_episodes)
     result = evaluate.summarize(episodes, step, cfg.env_id)
-    path = os.path.join(run_dir, f"eval-{step}.json")
+    path = RunDir(run_dir).eval_at(step)
     evaluate.write_json(result, path)
     return path, result

@@ -5,19 +5,19 @@ from __future__ import annotations
 
 import os
 
-from trainer import layout
+from trainer.rundir import RunDir
 from trainer.storage.bucket import MARKER
 from trainer.storage.lease import LEASE
 
 # Uploaded after everything else but the marker, since they name data files: TensorFlow's
 # checkpoint pointer (a camera run's teacher keeps one in teacher/checkpoints/) and a
 # camera run's dagger.json, which names the student of its last finished round.
-POINTERS = (layout.CHECKPOINT_POINTER, layout.DAGGER_STATE)
+POINTERS = (RunDir.CHECKPOINT_POINTER, RunDir.DAGGER_STATE)
 
 
 def is_pointer(name: str) -> bool:
     """Whether the mirror sends `name` after the data files of an upload (POINTERS)."""
-    return name in POINTERS or name.endswith("/" + layout.CHECKPOINT_POINTER)
+    return name in POINTERS or name.endswith("/" + RunDir.CHECKPOINT_POINTER)
 
 
 def mirrored(name: str) -> bool:
