@@ -47,14 +47,14 @@ def _plain_loop(env_id: str, steps: int, learning_starts: int, queue) -> None:
         cfg, tf_env.time_step_spec(), tf_env.action_spec(), tf.Variable(0, dtype=tf.int64)
     )
     buffer = tf_uniform_replay_buffer.TFUniformReplayBuffer(
-        agent.collect_data_spec, batch_size=1, max_length=cfg.replay_capacity
+        agent.collect_data_spec, batch_size=1, max_length=cfg.algo.replay_capacity
     )
     driver = dynamic_step_driver.DynamicStepDriver(
         tf_env, agent.collect_policy, observers=[buffer.add_batch], num_steps=1
     )
     collect, train = common.function(driver.run), common.function(agent.train)
     dataset = buffer.as_dataset(
-        num_parallel_calls=3, sample_batch_size=cfg.batch_size, num_steps=2
+        num_parallel_calls=3, sample_batch_size=cfg.algo.batch_size, num_steps=2
     ).prefetch(3)
     time_step = None
     for _ in range(learning_starts):

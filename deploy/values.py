@@ -20,7 +20,7 @@ from __future__ import annotations
 import sys
 
 from deploy import kinds
-from trainer import runs
+from trainer import runs, schema
 from trainer.config import Config
 
 USAGE = (
@@ -67,8 +67,9 @@ def main(argv: list[str]) -> int:
             return 2
         print(value)
         return 0
-    if what == "default" and len(rest) == 1 and rest[0] in Config.__dataclass_fields__:
-        print(getattr(Config, rest[0]))
+    defaults = schema.flat(Config())
+    if what == "default" and len(rest) == 1 and rest[0] in defaults:
+        print(defaults[rest[0]])
         return 0
     print(USAGE, file=sys.stderr)
     return 2

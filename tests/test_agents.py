@@ -8,7 +8,7 @@ import tensorflow as tf
 from tf_agents.specs import array_spec, tensor_spec
 from tf_agents.trajectories import time_step as ts
 
-from trainer import agents
+from trainer import agents, config
 from trainer.config import Config
 
 OBS = array_spec.BoundedArraySpec((9,), np.float32, -100.0, 100.0, name="observation")
@@ -16,7 +16,7 @@ ACTION = array_spec.BoundedArraySpec((3,), np.float32, -1.0, 1.0, name="action")
 
 
 def _agent(name: str):
-    cfg = Config(agent=name, actor_layers=(32, 16), value_layers=(32, 16))
+    cfg = config.for_agent(name, actor_layers=(32, 16), value_layers=(32, 16))
     return agents.create(
         cfg,
         tensor_spec.from_spec(ts.time_step_spec(OBS)),
@@ -128,7 +128,7 @@ def _drift(kuka_observations, seed: int, action_mean_init: float) -> float:
     """The untrained PPO policy's mean action over real states: its steady drift."""
     observations, (time_step_spec, action_spec) = kuka_observations
     tf.keras.utils.set_random_seed(seed)
-    cfg = Config(action_mean_init=action_mean_init)  # the default network sizes
+    cfg = config.for_agent(action_mean_init=action_mean_init)  # the default network sizes
     agent = agents.create(cfg, time_step_spec, action_spec, tf.Variable(0, dtype=tf.int64))
     actor = agents.NumpyActor(
         agents.actor_params(agent), action_spec.minimum, action_spec.maximum, seed=0
@@ -142,7 +142,7 @@ def test_untrained_policy_starts_without_a_steady_drift(kuka_observations):
     # the tray's rim and never saw a lift (docs/agent.md). Measured: 0.1 gives drifts
     # of 0.04-0.28 over seeds 0-7, 0.01 about a third of that (the weights scale by
     # sqrt(0.1)).
-    assert Config().action_mean_init == 0.01
+    assert Config().algo.action_mean_init == 0.01
     for seed in range(8):
         default, wide = _drift(kuka_observations, seed, 0.01), _drift(kuka_observations, seed, 0.1)
         assert default < 0.12 and default < 0.4 * wide, (seed, default, wide)

@@ -25,16 +25,23 @@ def test_defaults_are_valid():
         ({"eval_interval": -5}, "--eval_interval"),
         ({"lr_schedule": "cosine"}, "unknown --lr_schedule"),
         ({"reward_clip": -1.0}, "--reward_clip"),
+        ({"gae_lambda": 1.5}, "--gae_lambda must be in"),
+        ({"num_epochs": 0}, "--num_epochs must be positive"),
         ({"reward_scale": -1.0}, "--reward_scale must be positive"),
-        ({"learning_starts": -1}, "--learning_starts must be 0 or more"),
-        ({"target_update_tau": 0.0}, "--target_update_tau must be in"),
+        ({"agent": "sac", "learning_starts": -1}, "--learning_starts must be 0 or more"),
+        ({"agent": "sac", "target_update_tau": 0.0}, "--target_update_tau must be in"),
         ({"agent": "sac", "total_steps": 10_000}, "sac never takes a gradient step"),
         ({"agent": "sac", "replay_capacity": 5_000}, "sac never takes a gradient step"),
     ],
 )
 def test_validate_names_the_problem(change, words):
     with pytest.raises(ValueError, match=words):
-        checks.validate(dataclasses.replace(Config(), **change))
+        checks.validate(config.for_agent(**change))
+
+
+def test_a_run_holds_its_own_agents_settings():
+    with pytest.raises(ValueError, match="a sac run holds PPOConfig"):
+        checks.validate(dataclasses.replace(Config(), agent="sac"))
 
 
 @pytest.mark.parametrize(

@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
 from tests.conftest import run_task
-from trainer import cli_help, task
+from trainer import cli_help, schema, task
 from trainer.config import Config, RenderConfig, RoleConfig, VisionConfig
 
 
 def test_every_flag_is_taken_by_some_command():
     every = (Config, VisionConfig, RenderConfig, RoleConfig)
-    names = {f.name for cls in every for f in dataclasses.fields(cls)}
+    names = {f.name for cls in every for f in schema.flag_fields(cls)}
     assert names == set().union(*(cli_help.takes(c) for c in task.COMMANDS))
     assert set(cli_help.HELP) == set(task.COMMANDS)
 
 
 def test_the_roles_take_the_training_flags_too_and_the_others_only_their_own():
-    training = {f.name for f in dataclasses.fields(Config)}
+    training = {f.name for f in schema.flag_fields(Config)}
     for command in cli_help.TRAINING_TOO:
         assert training <= cli_help.takes(command)
     assert cli_help.takes("eval") == {"logdir", "run", "eval_episodes"}

@@ -2,17 +2,19 @@ import dataclasses
 
 import pytest
 
-from trainer import checks, config
+from trainer import checks, config, schema
 from trainer.config import Config, RenderConfig, RoleConfig
 
 
-@pytest.mark.parametrize("cls", [Config, RenderConfig, RoleConfig])
+@pytest.mark.parametrize(
+    "cls", [Config, config.PPOConfig, config.SACConfig, RenderConfig, RoleConfig]
+)
 def test_every_field_is_documented_once_in_order(cls):
     import docstring_parser
 
     documented = [param.arg_name for param in docstring_parser.parse(cls.__doc__).params]
     assert documented == [f.name for f in dataclasses.fields(cls)]
-    assert all(doc.strip() for doc in config.field_docs(cls).values())
+    assert all(doc.strip() for doc in schema.field_docs(cls).values())
 
 
 def test_each_agent_has_its_own_defaults_and_old_runs_keep_theirs():
@@ -22,16 +24,19 @@ def test_each_agent_has_its_own_defaults_and_old_runs_keep_theirs():
         config.AGENT_DEFAULTS["sac"]
     )
     checks.validate(sac)
-    # A flag given wins over the agent's default.
+    # A flag given wins over the agent's default; the agent's own settings are its own type.
     assert config.for_agent("sac", collect_steps=128).collect_steps == 128
+    assert config.for_agent("sac", batch_size=64).algo == config.SACConfig(batch_size=64)
+    with pytest.raises(TypeError):
+        config.for_agent("sac", clip_ratio=0.1)  # PPO's
     # A config.json written before the reward flags existed resumes as it trained.
-    old = config.from_dict({"agent": "ppo", "run": "old"})
-    assert (old.normalize_rewards, old.reward_clip, old.reward_scale) == (True, 10.0, 1.0)
+    old = schema.from_dict({"agent": "ppo", "run": "old"})
+    assert (old.algo.normalize_rewards, old.algo.reward_clip, old.reward_scale) == (True, 10.0, 1.0)
     assert not old.deterministic
     # A SAC run from before its warm-up and target rate were settings trained without
     # a warm-up, at tf-agents' rate.
-    old_sac = config.from_dict({"agent": "sac", "run": "old"})
-    assert (old_sac.learning_starts, old_sac.target_update_tau) == (0, 0.005)
+    old_sac = schema.from_dict({"agent": "sac", "run": "old"})
+    assert (old_sac.algo.learning_starts, old_sac.algo.target_update_tau) == (0, 0.005)
     # and, before the reward scale was written, with SAC's own 0.001.
     assert old_sac.reward_scale == 0.001
 
@@ -41,7 +46,7 @@ def test_the_resume_rules_and_the_help_read_the_fields_marks():
     from tests.conftest import run_task
     from trainer import resume
 
-    assert config.resumable(Config) == {
+    assert schema.resumable(Config) == {
         "total_steps",
         "overlap",
         "deterministic",
@@ -52,40 +57,34 @@ def test_the_resume_rules_and_the_help_read_the_fields_marks():
         "eval_episodes",
         "sigterm_budget",
     }
-    assert config.resumable(config.VisionConfig) == {"dagger_iterations"}
+    assert schema.resumable(config.VisionConfig) == {"dagger_iterations"}
     saved = Config()
     wanted = dataclasses.replace(saved, total_steps=1, seed=5, eval_episodes=3)
     assert resume.differences(saved, wanted) == ["seed: run has 0, flags say 5"]
     shown = run_task("train", "--help").stdout
-    for name in config.resumable(Config):
+    for name in schema.resumable(Config):
         assert f"--{name}" in shown or f"--[no]{name}" in shown
     marked = [line for line in shown.splitlines() if "a resumed run may change it" in line]
-    assert len(marked) == len(config.resumable(Config) | config.resumable(config.VisionConfig))
+    assert len(marked) == len(schema.resumable(Config) | schema.resumable(config.VisionConfig))
 
 
-def test_an_agents_own_settings_are_marked_once_and_the_help_says_whose():
-    owners = config.owners(Config)
-    assert {name for name, agent in owners.items() if agent == "ppo"} == {
-        "num_epochs",
-        "minibatch_size",
-        "gae_lambda",
-        "clip_ratio",
-        "entropy_coef",
-        "action_mean_init",
-        "normalize_observations",
-        "normalize_rewards",
-        "reward_clip",
+def test_each_agents_own_settings_are_its_own_type_and_the_help_says_whose():
+    owners = schema.owners(Config)
+    ppo = {f.name for f in dataclasses.fields(config.PPOConfig)}
+    sac = {f.name for f in dataclasses.fields(config.SACConfig)}
+    assert ppo == {
+        *("num_epochs", "minibatch_size", "gae_lambda", "clip_ratio", "entropy_coef"),
+        *("action_mean_init", "normalize_observations", "normalize_rewards", "reward_clip"),
     }
-    assert {name for name, agent in owners.items() if agent == "sac"} == {
-        "replay_capacity",
-        "batch_size",
-        "train_ratio",
-        "learning_starts",
+    assert sac == {
+        *("replay_capacity", "batch_size", "train_ratio", "learning_starts"),
         "target_update_tau",
     }
-    assert set(owners.values()) <= set(config.AGENTS)
-    docs = config.field_docs(Config)
-    for name, doc in docs.items():
+    assert owners == {**dict.fromkeys(ppo, ("ppo",)), **dict.fromkeys(sac, ("sac",))}
+    assert not ppo & {f.name for f in dataclasses.fields(Config)}  # never also shared
+    assert schema.reads("sac", "batch_size") and not schema.reads("ppo", "batch_size")
+    assert schema.reads("ppo", "seed") and schema.reads("sac", "seed")
+    for name, doc in schema.field_docs(Config).items():
         prefix = doc.split(" ")[0]
         marked = prefix[:-1] if prefix[:-1] in config.AGENTS and prefix.endswith(":") else None
-        assert marked == owners.get(name), (name, doc)  # the help's prefix is the mark's
+        assert marked == (owners[name][0] if name in owners else None), (name, doc)

@@ -7,7 +7,6 @@ cluster targets are run with DRY_RUN=1 to check the exact commands they would ru
 
 from __future__ import annotations
 
-import dataclasses
 import glob
 import json
 import os
@@ -23,7 +22,7 @@ from absl import flags
 from deploy import kinds, overlay
 from tests.conftest import ROOT
 from tests.upstream import trainer as trainer_v2
-from trainer import checks, task
+from trainer import checks, schema, task
 from trainer.config import Config, RenderConfig, RoleConfig
 
 KINDS = list(kinds.KINDS)
@@ -499,7 +498,7 @@ def test_tune_trials_are_the_submit_job_with_the_searched_flags(generated):
 
 
 def test_every_searched_parameter_is_a_trainer_flag_in_range():
-    names = {f.name for f in dataclasses.fields(Config)}
+    names = {f.name for f in schema.flag_fields(Config)}
     for param in _search_space():
         assert param["name"] in names, param["name"]
         for end in ("min", "max"):

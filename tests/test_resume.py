@@ -2,7 +2,7 @@
 
 import dataclasses
 
-from trainer import resume
+from trainer import config, resume
 from trainer.config import Config, VisionConfig
 
 
@@ -16,16 +16,17 @@ def test_differences_ignore_resumable_fields():
 def test_merged_takes_only_the_given_fields_and_those_kept():
     saved = Config(run="a", logdir="old", learning_rate=5e-4, seed=1)
     wanted = Config(run="a", logdir="new", learning_rate=1e-3, seed=2)
-    cfg = resume.merged(saved, wanted, frozenset({"seed", "teacher"}), keep=("logdir",))
+    given = {"seed": 2, "teacher": "t", "clip_ratio": 0.3, "learning_starts": 5}
+    cfg = resume.merged(saved, wanted, given, keep=("logdir",))
     assert (cfg.seed, cfg.logdir, cfg.learning_rate) == (2, "new", 5e-4)
+    # The run's own agent's setting is taken; another agent's, which it lacks, is not.
+    assert cfg.algo == config.PPOConfig(clip_ratio=0.3)
     assert resume.merged(saved, wanted, None) == wanted
 
 
 def test_the_same_rules_serve_the_camera_settings():
     saved = VisionConfig(image_size=48)
-    wanted = resume.merged(
-        saved, VisionConfig(dagger_iterations=16), frozenset({"dagger_iterations"})
-    )
+    wanted = resume.merged(saved, VisionConfig(dagger_iterations=16), {"dagger_iterations": 16})
     assert (wanted.image_size, wanted.dagger_iterations) == (48, 16)
     assert resume.differences(saved, wanted) == []  # dagger_iterations is marked resumable
     changed = dataclasses.replace(wanted, image_size=64)

@@ -48,14 +48,14 @@ def test_a_resume_merges_the_given_flags_and_stops_a_finished_run(tmp_path):
     run = RunDir(str(tmp_path / "r"))
     run.save_config(Config(logdir=str(tmp_path), run="r", total_steps=900, learning_rate=5e-4))
     wanted = Config(logdir=str(tmp_path), run="r", total_steps=1200)
-    assert run.resumed(wanted, frozenset({"total_steps"})).learning_rate == 5e-4
+    assert run.resumed(wanted, {"total_steps": 1200}).learning_rate == 5e-4
     with pytest.raises(errors.UsageError, match="learning_rate: run has 0.0005"):
         run.resumed(wanted, None)  # every field compared
     with open(run.eval_json, "w") as f:
         json.dump({"env_steps": 1200}, f)
     assert run.finished_at() == 1200
     with pytest.raises(rundir.AlreadyFinished, match="already finished at step 1,200"):
-        run.resumed(wanted, frozenset({"total_steps"}))
+        run.resumed(wanted, {"total_steps": 1200})
 
 
 def test_a_second_process_is_refused_the_lock_naming_the_first(tmp_path):

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from trainer import errors, start
+from trainer import config, errors, start
 from trainer.config import Config
 
 
@@ -23,36 +23,38 @@ def test_an_unwritable_file_of_the_run_is_one_line_exit_2(tmp_path):
 
 
 def _saved_run(tmp_path, **fields) -> Config:
-    cfg = Config(logdir=str(tmp_path), run="r", **fields)
+    cfg = config.for_agent(logdir=str(tmp_path), run="r", **fields)
     start.prepare(cfg, "first")
     return cfg
 
 
 def test_a_resume_keeps_the_runs_settings_for_the_flags_not_given(tmp_path):
-    """A default changed after a run began (here SAC's replay_capacity, which a PPO run
-    never reads) stopped `make train RUN=...` from resuming it: the 20-seed study of
-    issue 26 stopped at seed 5 after issue 27 changed SAC's defaults."""
-    _saved_run(tmp_path, replay_capacity=200_000, total_steps=50_000, learning_rate=5e-4)
+    """A default changed after a run began stopped `make train RUN=...` from resuming it:
+    the 20-seed study of issue 26 stopped at seed 5 after issue 27 changed SAC's defaults.
+    Here PPO's clip_ratio stands for such a default; --learning_starts, SAC's, is another
+    agent's flag, which a PPO run does not hold."""
+    _saved_run(tmp_path, clip_ratio=0.3, total_steps=50_000, learning_rate=5e-4)
     wanted = Config(logdir=str(tmp_path), run="r", seed=Config.seed)
-    cfg, run_dir, _ = start.prepare(wanted, "second", given=frozenset({"seed"}))
-    assert (cfg.replay_capacity, cfg.total_steps, cfg.learning_rate) == (200_000, 50_000, 5e-4)
+    given = {"seed": Config.seed, "learning_starts": 5}
+    cfg, run_dir, _ = start.prepare(wanted, "second", given=given)
+    assert (cfg.algo.clip_ratio, cfg.total_steps, cfg.learning_rate) == (0.3, 50_000, 5e-4)
     assert open(os.path.join(run_dir, "command.txt")).read() == "first\nsecond\n"
 
 
 def test_a_resume_takes_the_given_resumable_fields_and_refuses_other_given_changes(tmp_path):
     _saved_run(tmp_path, total_steps=50_000, learning_rate=5e-4)
     more = Config(logdir=str(tmp_path), run="r", total_steps=80_000)
-    cfg, _, _ = start.prepare(more, "more", given=frozenset({"total_steps"}))
+    cfg, _, _ = start.prepare(more, "more", given={"total_steps": 80_000})
     assert (cfg.total_steps, cfg.learning_rate) == (80_000, 5e-4)
     other = Config(logdir=str(tmp_path), run="r", learning_rate=1e-3)
     with pytest.raises(errors.UsageError, match=r"another config \(learning_rate: run has 0\.0005"):
-        start.prepare(other, "other", given=frozenset({"learning_rate"}))
+        start.prepare(other, "other", given={"learning_rate": 1e-3})
 
 
 def test_a_resume_without_given_compares_every_field(tmp_path):
     """A distributed learner passes no `given`: its collectors read the same flags."""
-    _saved_run(tmp_path, replay_capacity=200_000)
-    with pytest.raises(errors.UsageError, match="replay_capacity: run has 200000"):
+    _saved_run(tmp_path, clip_ratio=0.3)
+    with pytest.raises(errors.UsageError, match="clip_ratio: run has 0.3"):
         start.prepare(Config(logdir=str(tmp_path), run="r"), "learner")
 
 
@@ -61,5 +63,6 @@ def test_a_resume_at_another_logdir_takes_the_new_location(tmp_path):
     _saved_run(tmp_path / "old")
     shutil.copytree(tmp_path / "old" / "r", tmp_path / "new" / "r")
     moved = Config(logdir=str(tmp_path / "new"), run="r")
-    cfg, run_dir, _ = start.prepare(moved, "moved", given=frozenset({"logdir", "run"}))
+    given = {"logdir": moved.logdir, "run": "r"}
+    cfg, run_dir, _ = start.prepare(moved, "moved", given=given)
     assert cfg.logdir == str(tmp_path / "new") and run_dir == str(tmp_path / "new" / "r")

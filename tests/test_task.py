@@ -11,7 +11,7 @@ import pytest
 from absl import flags
 
 from tests.conftest import ROOT, make_env, run_task
-from trainer import commands, config, errors, start, task
+from trainer import commands, config, errors, schema, start, task
 from trainer.config import Config, RenderConfig, RoleConfig
 from trainer.rundir import RunDir
 from trainer.task import COMMANDS
@@ -28,7 +28,7 @@ def _help(command: str) -> str:
 def test_help_is_per_command_and_documents_every_flag():
     texts = {command: _help(command) for command in COMMANDS}
     for cls, command in ((Config, "train"), (RenderConfig, "render"), (RoleConfig, "collect")):
-        for field in dataclasses.fields(cls):
+        for field in schema.flag_fields(cls):
             name = f"[no]{field.name}" if field.type == "bool" else field.name
             assert f"--{name}  (default: " in texts[command], (command, name)
     assert "Environment steps to train for" in texts["train"]

@@ -18,7 +18,9 @@ def _params(normalized: bool) -> dict:
 
     obs = tensor_spec.TensorSpec((5,), tf.float32, "observation")
     action = tensor_spec.BoundedTensorSpec((2,), tf.float32, -1.0, 1.0)
-    cfg = config.Config(actor_layers=(4, 3), value_layers=(4,), normalize_observations=normalized)
+    cfg = config.for_agent(
+        actor_layers=(4, 3), value_layers=(4,), normalize_observations=normalized
+    )
     agent = agents.create(cfg, ts.time_step_spec(obs), action, tf.Variable(0, dtype=tf.int64))
     return agents.actor_params(agent)
 

@@ -5,46 +5,43 @@ from __future__ import annotations
 
 from trainer.config import (
     AGENTS,
+    ALGORITHM_SETTINGS,
     DISTRIBUTED_AGENTS,
     LR_SCHEDULES,
     Config,
+    PPOConfig,
     RenderConfig,
     RoleConfig,
+    SACConfig,
     VisionConfig,
 )
 
-# Fields that must be above zero (`not >` in validate also refuses NaN).
+# Settings that must be above zero (`not >` in validate also refuses NaN).
 _POSITIVE = (
-    *("total_steps", "num_envs", "collect_steps", "num_epochs", "eval_episodes"),
-    *("checkpoint_interval", "replay_capacity", "batch_size", "minibatch_size"),
-    *("learning_rate", "train_ratio", "sigterm_budget"),
+    *("total_steps", "num_envs", "collect_steps", "eval_episodes", "checkpoint_interval"),
+    *("learning_rate", "sigterm_budget", "reward_scale"),
 )
+_POSITIVE_OWN = {
+    PPOConfig: ("num_epochs", "minibatch_size"),
+    SACConfig: ("replay_capacity", "batch_size", "train_ratio"),
+}
 
 
 def validate(cfg: Config) -> None:
-    """Raises ValueError naming the first field that makes no sense."""
+    """Raises ValueError naming the first setting that makes no sense."""
     if cfg.agent not in AGENTS:
         raise ValueError(f"unknown agent {cfg.agent!r}; choose one of {', '.join(AGENTS)}")
-    for name in _POSITIVE:
-        if not getattr(cfg, name) > 0:
-            raise ValueError(f"--{name} must be positive, got {getattr(cfg, name)}")
+    if type(cfg.algo) is not ALGORITHM_SETTINGS[cfg.agent]:
+        raise ValueError(f"a {cfg.agent} run holds {type(cfg.algo).__name__}, not its settings")
+    for owner, name in [(cfg, n) for n in _POSITIVE] + [
+        (cfg.algo, n) for n in _POSITIVE_OWN.get(type(cfg.algo), ())
+    ]:
+        if not getattr(owner, name) > 0:
+            raise ValueError(f"--{name} must be positive, got {getattr(owner, name)}")
     if cfg.lr_schedule not in LR_SCHEDULES:
         raise ValueError(
             f"unknown --lr_schedule {cfg.lr_schedule!r}; choose one of {', '.join(LR_SCHEDULES)}"
         )
-    if not cfg.reward_scale > 0:
-        raise ValueError(f"--reward_scale must be positive, got {cfg.reward_scale}")
-    if cfg.learning_starts < 0:
-        raise ValueError(f"--learning_starts must be 0 or more, got {cfg.learning_starts}")
-    if cfg.agent == "sac" and cfg.learning_starts >= min(cfg.total_steps, cfg.replay_capacity):
-        raise ValueError(
-            f"--learning_starts ({cfg.learning_starts:,}) must be below --total_steps and "
-            "--replay_capacity, or sac never takes a gradient step"
-        )
-    if not 0 < cfg.target_update_tau <= 1:
-        raise ValueError(f"--target_update_tau must be in (0, 1], got {cfg.target_update_tau}")
-    if cfg.reward_clip < 0:
-        raise ValueError(f"--reward_clip must be 0 (off) or positive, got {cfg.reward_clip}")
     if cfg.eval_interval < 0:
         raise ValueError(f"--eval_interval must be 0 or positive, got {cfg.eval_interval}")
     if cfg.collect_steps < 2 * cfg.num_envs:
@@ -56,8 +53,31 @@ def validate(cfg: Config) -> None:
         raise ValueError("--actor_layers and --value_layers need at least one layer")
     if min(cfg.actor_layers + cfg.value_layers) <= 0:
         raise ValueError("layer sizes must be positive")
-    if not 0 < cfg.discount <= 1 or not 0 <= cfg.gae_lambda <= 1:
-        raise ValueError("--discount must be in (0, 1] and --gae_lambda in [0, 1]")
+    if not 0 < cfg.discount <= 1:
+        raise ValueError(f"--discount must be in (0, 1], got {cfg.discount}")
+    if cfg.agent == "sac":
+        _validate_sac(cfg.algo, cfg.total_steps)
+    else:
+        _validate_ppo(cfg.algo)
+
+
+def _validate_ppo(ppo: PPOConfig) -> None:
+    if ppo.reward_clip < 0:
+        raise ValueError(f"--reward_clip must be 0 (off) or positive, got {ppo.reward_clip}")
+    if not 0 <= ppo.gae_lambda <= 1:
+        raise ValueError(f"--gae_lambda must be in [0, 1], got {ppo.gae_lambda}")
+
+
+def _validate_sac(sac: SACConfig, total_steps: int) -> None:
+    if sac.learning_starts < 0:
+        raise ValueError(f"--learning_starts must be 0 or more, got {sac.learning_starts}")
+    if sac.learning_starts >= min(total_steps, sac.replay_capacity):
+        raise ValueError(
+            f"--learning_starts ({sac.learning_starts:,}) must be below --total_steps and "
+            "--replay_capacity, or sac never takes a gradient step"
+        )
+    if not 0 < sac.target_update_tau <= 1:
+        raise ValueError(f"--target_update_tau must be in (0, 1], got {sac.target_update_tau}")
 
 
 def validate_render(cfg: RenderConfig) -> None:

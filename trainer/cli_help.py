@@ -8,7 +8,7 @@ import textwrap
 
 from absl import flags
 
-from trainer import config
+from trainer import config, schema
 from trainer.config import Config, RenderConfig, RoleConfig, VisionConfig
 
 # What each command does, and the settings it reads (a dataclass, or some fields by name
@@ -55,12 +55,12 @@ def _own(command: str) -> list[str]:
     if isinstance(fields, dict):
         return list(fields)
     classes = fields if isinstance(fields, tuple) else (fields,)
-    return [f.name for cls in classes for f in dataclasses.fields(cls)]
+    return [f.name for cls in classes for f in schema.flag_fields(cls)]
 
 
 def takes(command: str) -> frozenset[str]:
     """Every flag `command` reads: its own, and the training ones for the distributed roles."""
-    training = (f.name for f in dataclasses.fields(Config)) if command in TRAINING_TOO else ()
+    training = (f.name for f in schema.flag_fields(Config)) if command in TRAINING_TOO else ()
     return frozenset((*_own(command), *training))
 
 
@@ -83,13 +83,13 @@ def command_help(command: str, commands) -> str:
     docs = {
         name: doc
         for cls in (Config, VisionConfig, RenderConfig, RoleConfig)
-        for name, doc in config.field_docs(cls).items()
+        for name, doc in schema.field_docs(cls).items()
     }
     if isinstance(fields, dict):
         docs.update({name: doc for name, doc in fields.items() if doc})
     names = _own(command)
     # Only `train` resumes a run from its flags (the distributed roles list none of these).
-    resumable_fields = config.resumable(Config) | config.resumable(VisionConfig)
+    resumable_fields = schema.resumable(Config) | schema.resumable(VisionConfig)
     resumable_fields = resumable_fields if command == "train" else frozenset()
     lines = [
         f"usage: python -m trainer.task {command} [--flag=value ...]",

@@ -9,8 +9,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+from collections.abc import Iterable, Mapping
+from typing import Any
 
-from trainer import checks, config, errors, launch, processes, rundir, runs, start
+from trainer import checks, errors, launch, processes, rundir, runs, schema, start
 from trainer.config import Config, RenderConfig, RoleConfig, VisionConfig
 from trainer.errors import TrainerError, UsageError
 from trainer.rundir import RunDir
@@ -100,14 +102,15 @@ def train(
     cfg: Config,
     command_line: str,
     roles: RoleConfig | None = None,
-    given: frozenset[str] | None = None,
+    given: Mapping[str, Any] | None = None,
     vision: VisionConfig | None = None,
 ) -> int:
     """Trains a run; with `roles`, as the distributed learner (same run directory, same exits).
 
     `command_line` is recorded in the run's command.txt. A resumed run keeps its saved
-    settings but for the fields in `given` (start.prepare); a distributed learner
-    passes None, since its collectors take every setting from the same flags.
+    settings but for the flags in `given`, which holds their values (start.prepare); a
+    distributed learner passes None, since its collectors take every setting from the same
+    flags.
     KukaGraspCam-v0 trains its camera policy with `vision` (trainer/dagger.py).
     """
     _check_camera(cfg, vision or VisionConfig(), roles)
@@ -141,9 +144,7 @@ def train(
             elif camera:
                 from trainer import dagger
 
-                dagger.train(
-                    cfg, vision or VisionConfig(), run_dir, given or frozenset(), syncer=syncer
-                )
+                dagger.train(cfg, vision or VisionConfig(), run_dir, given or {}, syncer=syncer)
             else:
                 train.train(cfg, run_dir, syncer=syncer)
         finally:
@@ -174,12 +175,12 @@ _CAMERA_ONE_PROCESS = (
 )
 
 
-def _flags_it_reads(given: frozenset[str] | None):
+def _flags_it_reads(given: Iterable[str] | None):
     """The check that every setting given is one the run reads: a camera setting needs a
     camera run, an agent's own setting (config.owners) a run of that agent. The run's
     own env and agent decide, which a resume need not name, so start.prepare calls it
     once the run is known; a flag accepted and ignored would mislead."""
-    given = given or frozenset()
+    given = frozenset(given or ())
     vision = {f.name for f in dataclasses.fields(VisionConfig)}
 
     def check(cfg: Config) -> None:
@@ -196,11 +197,11 @@ def _flags_it_reads(given: frozenset[str] | None):
 
 def _check_agent_flags(cfg: Config, given: frozenset[str]) -> None:
     """UsageError naming the first flag in `given` that only another agent reads."""
-    owners = config.owners(Config)
-    other = sorted(name for name in given if owners.get(name, cfg.agent) != cfg.agent)
+    other = sorted(name for name in given if not schema.reads(cfg.agent, name))
     if other:
+        agents = "/".join(schema.owners(Config)[other[0]])
         raise UsageError(
-            f"--{other[0]} is a setting of --agent={owners[other[0]]} runs, and this run "
+            f"--{other[0]} is a setting of --agent={agents} runs, and this run "
             f"trains with {cfg.agent}; leave it out"
         )
 
@@ -233,17 +234,14 @@ def _storage_failure(error: Exception, run_dir: str) -> str | None:
 
 def _config_flags(cfg: Config) -> list[str]:
     """Flags that rebuild `cfg` in a child process (none that only another agent reads)."""
-    out, owners = [], config.owners(Config)
-    for field in dataclasses.fields(Config):
-        if owners.get(field.name, cfg.agent) != cfg.agent:
-            continue
-        value = getattr(cfg, field.name)
+    out = []
+    for name, value in schema.flat(cfg).items():
         if isinstance(value, bool):
-            out.append(f"--{'' if value else 'no'}{field.name}")
+            out.append(f"--{'' if value else 'no'}{name}")
         elif isinstance(value, tuple):
-            out.append(f"--{field.name}={','.join(str(v) for v in value)}")
+            out.append(f"--{name}={','.join(str(v) for v in value)}")
         else:
-            out.append(f"--{field.name}={value}")
+            out.append(f"--{name}={value}")
     return out
 
 

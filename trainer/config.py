@@ -7,14 +7,13 @@ the field's `--help`, and `task.py` turns the fields into flags.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Any
 
-# Each algorithm's defaults where they differ from Config's, which are PPO's (rl-zoo3
-# keeps one set per algorithm the same way). SAC's are rl-zoo3's for the pybullet envs
-# (hyperparams/sac.yml, `pybullet-defaults`), but for its train_freq / gradient_steps of
-# 8 / 8: the same one gradient step per env step, in iterations of 64 env steps. The
-# settings only SAC reads (replay_capacity ... target_update_tau) have them as Config's.
+# Each algorithm's defaults for the settings all share, where they differ from Config's,
+# which are PPO's; its own settings are its class below (ALGORITHM_SETTINGS). SAC's are
+# rl-zoo3's for the pybullet envs (hyperparams/sac.yml, `pybullet-defaults`), but for its
+# train_freq / gradient_steps of 8 / 8: the same one gradient step per env step, in
+# iterations of 64 env steps.
 AGENT_DEFAULTS: dict[str, dict[str, Any]] = {
     "ppo": {},
     "sac": {
@@ -25,7 +24,6 @@ AGENT_DEFAULTS: dict[str, dict[str, Any]] = {
         "discount": 0.98,
     },
 }
-AGENTS = tuple(AGENT_DEFAULTS)
 # The algorithms the distributed roles run: on-policy ones, whose learner trains on
 # segments as the collectors send them (docs/distributed.md says why SAC is not one).
 DISTRIBUTED_AGENTS = ("ppo",)
@@ -33,7 +31,7 @@ DISTRIBUTED_AGENTS = ("ppo",)
 # on one machine or pod, never the distributed roles (deploy/ refuses them before a submit).
 CAMERA_ENV_ID = "KukaGraspCam-v0"
 # What runs made before a field existed did, so that they resume as they were created.
-_LEGACY = {
+LEGACY = {
     "normalize_observations": True,
     "normalize_rewards": True,
     "reward_clip": 10.0,
@@ -53,20 +51,65 @@ def _resumable(default):
     return dataclasses.field(default=default, metadata={"resumable": True})
 
 
-def _only(agent: str, default):
-    """A field that only `agent` reads: its --help begins with the agent's name, and a run
-    of another agent refuses the flag (commands.py)."""
-    return dataclasses.field(default=default, metadata={"agent": agent})
+@dataclasses.dataclass(frozen=True)
+class PPOConfig:
+    """PPO's own settings (trainer/ppo.py): a run of another agent refuses their flags.
+
+    Attributes:
+        num_epochs: passes over each iteration's batch.
+        minibatch_size: steps per gradient step; each epoch shuffles the batch into
+            minibatches.
+        gae_lambda: lambda of generalized advantage estimation.
+        clip_ratio: importance ratio clipping.
+        entropy_coef: entropy regularization coefficient.
+        action_mean_init: scale of the initial weights of the action mean's output
+            layer (tf-agents' init_means_output_factor, 0.1 by default there). At 0.1 some
+            seeds start with a steady drift that drives the arm to the tray's rim before any
+            lift is seen (docs/agent.md).
+        normalize_observations: scale observations by running mean and standard
+            deviation (clipped to +-5).
+        normalize_rewards: divide rewards by their running standard deviation (after
+            --reward_scale).
+        reward_clip: clip normalized rewards to +-this (0: no clipping); only with
+            --normalize_rewards. Clipping at 10 made a lift worth too little
+            (docs/agent.md).
+    """
+
+    num_epochs: int = 10
+    minibatch_size: int = 256
+    gae_lambda: float = 0.95
+    clip_ratio: float = 0.2
+    entropy_coef: float = 0.0
+    action_mean_init: float = 0.01
+    normalize_observations: bool = True
+    normalize_rewards: bool = True
+    reward_clip: float = 0.0
 
 
-def owners(cls: type) -> dict[str, str]:
-    """Each field of `cls` that one agent alone reads, and that agent."""
-    return {f.name: f.metadata["agent"] for f in dataclasses.fields(cls) if "agent" in f.metadata}
+@dataclasses.dataclass(frozen=True)
+class SACConfig:
+    """SAC's own settings (trainer/sac.py): a run of another agent refuses their flags.
+
+    Attributes:
+        replay_capacity: transitions kept in the replay buffer.
+        batch_size: transitions per gradient step.
+        train_ratio: gradient steps per collected environment step.
+        learning_starts: environment steps collected before the first gradient step.
+        target_update_tau: how far the target critics move toward the critics after
+            each gradient step.
+    """
+
+    replay_capacity: int = 300_000
+    batch_size: int = 256
+    train_ratio: float = 1.0
+    learning_starts: int = 10_000
+    target_update_tau: float = 0.02
 
 
-def resumable(cls: type) -> frozenset[str]:
-    """The fields of `cls` that a resumed run may change."""
-    return frozenset(f.name for f in dataclasses.fields(cls) if f.metadata.get("resumable"))
+# Each algorithm's own settings; a run keeps its agent's in Config.algo (rl-zoo3 keeps
+# one set per algorithm the same way).
+ALGORITHM_SETTINGS: dict[str, type] = {"ppo": PPOConfig, "sac": SACConfig}
+AGENTS = tuple(ALGORITHM_SETTINGS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,35 +145,14 @@ class Config:
             comma-separated.
         learning_rate: Adam learning rate of every network.
         discount: Reward discount per step.
-        num_epochs: passes over each iteration's batch.
-        minibatch_size: steps per gradient step; each epoch shuffles the batch into
-            minibatches.
-        gae_lambda: lambda of generalized advantage estimation.
-        clip_ratio: importance ratio clipping.
-        entropy_coef: entropy regularization coefficient.
-        action_mean_init: scale of the initial weights of the action mean's output
-            layer (tf-agents' init_means_output_factor, 0.1 by default there). At 0.1 some
-            seeds start with a steady drift that drives the arm to the tray's rim before any
-            lift is seen (docs/agent.md).
+        algo: The agent's own settings, PPOConfig or SACConfig below; their flags go by
+            their field names.
         lr_schedule: Learning rate over the run: constant, or linear (decays to 0 at
             --total_steps).
-        normalize_observations: scale observations by running mean and standard
-            deviation (clipped to +-5).
         reward_scale: Factor applied to every reward before learning. The Kuka envs give
             about -5 a step and +10,000 for a lift.
-        normalize_rewards: divide rewards by their running standard deviation (after
-            --reward_scale).
-        reward_clip: clip normalized rewards to +-this (0: no clipping); only with
-            --normalize_rewards. Clipping at 10 made a lift worth too little
-            (docs/agent.md).
         max_policy_lag: distributed: the learner drops segments collected with a policy more
             than this many learner iterations old (logged as Metrics/DroppedEnvSteps).
-        replay_capacity: transitions kept in the replay buffer.
-        batch_size: transitions per gradient step.
-        train_ratio: gradient steps per collected environment step.
-        learning_starts: environment steps collected before the first gradient step.
-        target_update_tau: how far the target critics move toward the critics after
-            each gradient step.
         deterministic: TensorFlow ops with deterministic kernels only, so one seed gives the
             same run on the same machine (cost measured by bench/throughput.py
             --deterministic).
@@ -157,23 +179,10 @@ class Config:
     value_layers: tuple[int, ...] = (200, 100)
     learning_rate: float = 3e-4
     discount: float = 0.995
-    num_epochs: int = _only("ppo", 10)
-    minibatch_size: int = _only("ppo", 256)
-    gae_lambda: float = _only("ppo", 0.95)
-    clip_ratio: float = _only("ppo", 0.2)
-    entropy_coef: float = _only("ppo", 0.0)
-    action_mean_init: float = _only("ppo", 0.01)
+    algo: PPOConfig | SACConfig = PPOConfig()
     lr_schedule: str = "constant"
-    normalize_observations: bool = _only("ppo", True)
     reward_scale: float = 1.0
-    normalize_rewards: bool = _only("ppo", True)
-    reward_clip: float = _only("ppo", 0.0)
     max_policy_lag: int = 2
-    replay_capacity: int = _only("sac", 300_000)
-    batch_size: int = _only("sac", 256)
-    train_ratio: float = _only("sac", 1.0)
-    learning_starts: int = _only("sac", 10_000)
-    target_update_tau: float = _only("sac", 0.02)
     deterministic: bool = _resumable(True)
     checkpoint_interval: int = _resumable(50_000)
     eval_interval: int = _resumable(100_000)
@@ -258,40 +267,11 @@ class RoleConfig:
     collectors: int = 2
 
 
-@functools.cache
-def field_docs(cls: type = Config) -> dict[str, str]:
-    """Each field's help: its entry under `Attributes:` in the class's docstring."""
-    import docstring_parser
-
-    docs = {
-        param.arg_name: " ".join(param.description.split())
-        for param in docstring_parser.parse(cls.__doc__ or "").params
-    }
-    return {
-        field.name: (f"{field.metadata['agent']}: " if "agent" in field.metadata else "")
-        + docs.get(field.name, "")
-        for field in dataclasses.fields(cls)
-    }
-
-
 def for_agent(agent: str = Config.agent, **given) -> Config:
-    """A Config with `agent`'s own defaults (AGENT_DEFAULTS), then the `given` fields."""
-    return Config(agent=agent, **{**AGENT_DEFAULTS.get(agent, {}), **given})
-
-
-def to_dict(cfg: Config) -> dict[str, Any]:
-    return dataclasses.asdict(cfg)
-
-
-def from_dict(data: dict[str, Any]) -> Config:
-    """Builds a Config from `to_dict` output (tuples come back from JSON lists)."""
-    known = {f.name: f for f in dataclasses.fields(Config)}
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        raise ValueError(f"unknown config fields: {', '.join(unknown)}")
-    values = {
-        name: tuple(value) if isinstance(value, list) else value for name, value in data.items()
-    }
-    if data.get("agent") == "sac" and "reward_scale" not in data:
-        values["reward_scale"] = 0.001  # SAC's own scale before the field was written
-    return Config(**{**_LEGACY, **values})
+    """A Config with `agent`'s defaults (AGENT_DEFAULTS, its settings' class), then the
+    `given` flags; TypeError for a flag that neither Config nor `agent` has."""
+    own = ALGORITHM_SETTINGS.get(agent, PPOConfig)  # an unknown agent: checks.validate says so
+    algo = own(
+        **{name: given.pop(name) for name in list(given) if name in own.__dataclass_fields__}
+    )
+    return Config(agent=agent, algo=algo, **{**AGENT_DEFAULTS.get(agent, {}), **given})

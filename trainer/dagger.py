@@ -204,12 +204,12 @@ def _round(pool, model, vision: VisionConfig, teacher_params, index: int, data, 
 
 
 def train(
-    cfg: Config, vision: VisionConfig, run_dir: str, given=frozenset(), log=None, syncer=None
+    cfg: Config, vision: VisionConfig, run_dir: str, given=None, log=None, syncer=None
 ) -> dict:
     """A KukaGraspCam-v0 run: its teacher (trained in RUN/teacher unless `vision.teacher`
     names one), then the DAgger rounds; returns the student's evaluation.
 
-    The run's vision.json is written once; a resume keeps it but for the `given` fields,
+    The run's vision.json is written once; a resume keeps it but for the `given` flags,
     of which only --dagger_iterations may differ (errors.UsageError otherwise).
     `syncer` (a gs:// run's storage.Syncer) uploads the whole run, the teacher's
     checkpoints and each finished round included.
@@ -217,7 +217,7 @@ def train(
     from trainer import train as state_training
 
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
-    vision = _settings(vision, RunDir(run_dir).file(RunDir.VISION), given)
+    vision = _settings(vision, RunDir(run_dir).file(RunDir.VISION), given or {})
     rounds = _state(run_dir)["rounds"]
     if rounds >= vision.dagger_iterations and os.path.exists(RunDir(run_dir).eval_json):
         with open(RunDir(run_dir).eval_json) as f:

@@ -38,7 +38,7 @@ def build_agent(cfg: Config, time_step_spec, action_spec, optimizer, train_step)
         fc_layer_params=cfg.actor_layers,
         activation_fn=tf.nn.tanh,
         continuous_projection_net=functools.partial(
-            _normal_projection, mean_init=cfg.action_mean_init
+            _normal_projection, mean_init=cfg.algo.action_mean_init
         ),
     )
     value_net = value_network.ValueNetwork(
@@ -50,10 +50,10 @@ def build_agent(cfg: Config, time_step_spec, action_spec, optimizer, train_step)
         optimizer=optimizer(),
         actor_net=actor_net,
         value_net=value_net,
-        importance_ratio_clipping=cfg.clip_ratio,
-        lambda_value=cfg.gae_lambda,
+        importance_ratio_clipping=cfg.algo.clip_ratio,
+        lambda_value=cfg.algo.gae_lambda,
         discount_factor=cfg.discount,
-        entropy_regularization=cfg.entropy_coef,
+        entropy_regularization=cfg.algo.entropy_coef,
         # As tf-agents' PPOLearner: advantages over whole segments first, then
         # each agent.train call is one pass over one minibatch of steps.
         num_epochs=1,
@@ -61,10 +61,10 @@ def build_agent(cfg: Config, time_step_spec, action_spec, optimizer, train_step)
         update_normalizers_in_train=False,
         use_gae=True,
         use_td_lambda_return=True,
-        normalize_observations=cfg.normalize_observations,
+        normalize_observations=cfg.algo.normalize_observations,
         # Rewards are scaled by the learner before they get here.
-        normalize_rewards=cfg.normalize_rewards,
-        reward_norm_clipping=cfg.reward_clip,
+        normalize_rewards=cfg.algo.normalize_rewards,
+        reward_norm_clipping=cfg.algo.reward_clip,
         gradient_clipping=0.5,
         train_step_counter=train_step,
     )
@@ -102,7 +102,7 @@ class Learner:
 
     def _one_epoch(self, steps):
         """One shuffled pass over `steps` in minibatches; returns the last loss."""
-        size = self._cfg.minibatch_size
+        size = self._cfg.algo.minibatch_size
         count = tf.shape(steps.reward)[0]
         order = tf.random.shuffle(tf.range(count))
         batches = tf.maximum(count // size, 1)
@@ -118,6 +118,6 @@ class Learner:
         """Trains on one iteration's [num_envs, T] segments; returns the last LossInfo."""
         del new_steps  # PPO trains on exactly what it is given
         steps = self._prepare(experience)
-        for _ in range(self._cfg.num_epochs):
+        for _ in range(self._cfg.algo.num_epochs):
             loss = self._epoch(steps)
         return loss

@@ -8,28 +8,35 @@ rundir.py) and a camera run's `vision.json` (VisionConfig, dagger.py) follow the
 
 from __future__ import annotations
 
-import dataclasses
+from collections.abc import Mapping
+from typing import Any
 
-from trainer import config
+from trainer import schema
 
 # Where the run is now, which its saved config cannot know (a moved or staged run).
 LOCATION_FIELDS = ("logdir", "staging_dir", "run")
 
 
-def merged(saved, wanted, given: frozenset[str] | None, keep=()):
-    """`saved` with `wanted`'s values for the fields named in `given` (every field when
-    None; `given` may name fields of other settings) and in `keep`."""
-    names = {f.name for f in dataclasses.fields(saved)}
-    taken = (names & set(given) if given is not None else names) | set(keep)
-    return dataclasses.replace(saved, **{name: getattr(wanted, name) for name in taken})
+def merged(saved, wanted, given: Mapping[str, Any] | None, keep=()):
+    """`saved` with the flags in `given` (name: value; may name other settings' flags, or
+    another agent's, which `saved` does not hold) and `wanted`'s values for `keep`; with
+    `given` None, `wanted` itself."""
+    if given is None:
+        return wanted
+    names = set(schema.flat(saved))
+    values = {name: value for name, value in given.items() if name in names}
+    values.update({name: getattr(wanted, name) for name in keep})
+    return schema.replace(saved, **values)
 
 
 def differences(saved, wanted) -> list[str]:
-    """The fields where `wanted` differs from `saved` that a resumed run may not change
-    (config.resumable: the fields marked so), one phrase each."""
-    resumable = config.resumable(type(saved))
+    """The flags where `wanted` differs from `saved` that a resumed run may not change
+    (config.resumable: the fields marked so), one phrase each; another agent's settings
+    are not compared (the agent differs then, which is named)."""
+    resumable = schema.resumable(type(saved))
+    now = schema.flat(wanted)
     return [
-        f"{f.name}: run has {getattr(saved, f.name)!r}, flags say {getattr(wanted, f.name)!r}"
-        for f in dataclasses.fields(saved)
-        if f.name not in resumable and getattr(saved, f.name) != getattr(wanted, f.name)
+        f"{name}: run has {value!r}, flags say {now[name]!r}"
+        for name, value in schema.flat(saved).items()
+        if name not in resumable and name in now and value != now[name]
     ]

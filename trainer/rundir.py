@@ -21,8 +21,10 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Mapping
+from typing import Any
 
-from trainer import checks, config, errors, resume
+from trainer import checks, errors, resume, schema
 from trainer.config import CAMERA_ENV_ID, Config
 from trainer.errors import Finished, UsageError
 
@@ -98,14 +100,14 @@ class RunDir:
                 data = json.load(f)
             if not isinstance(data, dict):
                 raise ValueError("not a JSON object")
-            return config.from_dict(data)
+            return schema.from_dict(data)
         except (OSError, ValueError, TypeError) as e:
             raise ValueError(f"cannot read {self.config}: {e}") from e
 
     def save_config(self, cfg: Config) -> None:
         """Writes config.json whole (write_atomic), making the directory if need be."""
         os.makedirs(self.path, exist_ok=True)
-        write_atomic(self.config, json.dumps(config.to_dict(cfg), indent=2, sort_keys=True) + "\n")
+        write_atomic(self.config, json.dumps(schema.to_dict(cfg), indent=2, sort_keys=True) + "\n")
 
     def log_command(self, command: str) -> None:
         """Appends `command` to command.txt, rewritten whole."""
@@ -115,9 +117,9 @@ class RunDir:
                 before = f.read()
         write_atomic(path, before + command + "\n")
 
-    def resumed(self, cfg: Config, given: frozenset[str] | None) -> Config:
-        """The run's config: config.json, with the `given` fields of `cfg` (all when None)
-        and `cfg`'s location (resume.py's rules).
+    def resumed(self, cfg: Config, given: Mapping[str, Any] | None) -> Config:
+        """The run's config: config.json with the flags in `given` (name: value; `cfg`
+        itself when None) and `cfg`'s location (resume.py's rules).
 
         UsageError if a given field that config.resumable leaves out differs;
         AlreadyFinished if the run has trained to its total steps.
@@ -127,14 +129,14 @@ class RunDir:
         except ValueError as e:
             raise UsageError(f"{e}; fix it or start a new run with another --run") from None
         cfg = resume.merged(saved, cfg, given, keep=resume.LOCATION_FIELDS)
-        with errors.usage():
-            checks.validate(cfg)
         diffs = resume.differences(saved, cfg)
         if diffs:
             raise UsageError(
                 f"run {self.path} exists with another config ({'; '.join(diffs)}); "
                 "pass the same flags to resume it, or another --run"
             )
+        with errors.usage():
+            checks.validate(cfg)
         finished = self.finished_at()
         # A camera run's eval.json counts frames, and dagger.train knows when it is done.
         if cfg.env_id != CAMERA_ENV_ID and finished is not None and finished >= cfg.total_steps:

@@ -50,7 +50,7 @@ def build_agent(cfg: Config, time_step_spec, action_spec, optimizer, train_step)
         actor_optimizer=optimizer(),
         critic_optimizer=optimizer(),
         alpha_optimizer=optimizer(),
-        target_update_tau=cfg.target_update_tau,
+        target_update_tau=cfg.algo.target_update_tau,
         target_update_period=1,
         td_errors_loss_fn=tf.math.squared_difference,
         gamma=cfg.discount,
@@ -69,7 +69,7 @@ class Learner:
         self.replay_buffer = tf_uniform_replay_buffer.TFUniformReplayBuffer(
             agent.collect_data_spec,
             batch_size=cfg.num_envs,
-            max_length=max(cfg.replay_capacity // cfg.num_envs, 2),
+            max_length=max(cfg.algo.replay_capacity // cfg.num_envs, 2),
         )
         self._add = tf.function(self._add_segments)
         self._train = tf.function(self._gradient_steps)
@@ -87,7 +87,9 @@ class Learner:
         """A batch of transitions (pairs of steps) and their weights: 0 for a pair that is
         no transition, an episode's boundary (LAST then FIRST) or the seam of a resume
         (the env processes start new episodes where the checkpoint's rows end)."""
-        pairs, _ = self.replay_buffer.get_next(sample_batch_size=self._cfg.batch_size, num_steps=2)
+        pairs, _ = self.replay_buffer.get_next(
+            sample_batch_size=self._cfg.algo.batch_size, num_steps=2
+        )
         joined = tf.equal(pairs.next_step_type[:, 0], pairs.step_type[:, 1])
         return pairs, tf.cast(joined & ~pairs.is_boundary()[:, 0], tf.float32)
 
@@ -102,9 +104,9 @@ class Learner:
         """Adds one iteration's [num_envs, T] segments and trains on what they earn;
         returns the last LossInfo, or None when no gradient step was due."""
         self._add(experience)
-        if int(self.replay_buffer.num_frames()) < self._cfg.learning_starts:
+        if int(self.replay_buffer.num_frames()) < self._cfg.algo.learning_starts:
             return None
-        self._debt += self._cfg.train_ratio * new_steps
+        self._debt += self._cfg.algo.train_ratio * new_steps
         count = int(self._debt)
         if count < 1:
             return None

@@ -14,6 +14,8 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
+from typing import Any
 
 from trainer import checks, errors, processes, runs
 from trainer.config import Config
@@ -44,17 +46,18 @@ def gcs_root(logdir: str, staging_dir: str):
     return client, staging_root(logdir, staging_dir)
 
 
-def prepare(cfg: Config, command: str, given: frozenset[str] | None = None, check=None):
+def prepare(cfg: Config, command: str, given: Mapping[str, Any] | None = None, check=None):
     """Checks everything about the run before any heavy work. `check(config)`, if given,
     sees the run's own settings: a new run's before storage is contacted or anything is
     written; a resumed run's saved ones once they are known (a gs:// run's after its
     download), before its config.json or command.txt is touched.
 
     Returns (config, local run dir, storage.RunMirror or None). A new run gets
-    config.json and command.txt; an existing one must agree with the fields in `given`
-    (all of them when None; config.resumable's fields may differ), takes its saved values
-    for the others, and gets the command appended. A gs:// run lives in a local staging copy,
-    downloaded first when only the bucket has it.
+    config.json and command.txt; an existing one takes the flags in `given` (name: value;
+    all of `cfg`'s when None), which must agree with its saved settings but for
+    config.resumable's fields, keeps its saved values for the others, and gets the command
+    appended. A gs:// run lives in a local staging copy, downloaded first when only the
+    bucket has it.
     """
     new = not cfg.run or (
         not cfg.logdir.startswith("gs://")

@@ -12,7 +12,6 @@ after saving a checkpoint).
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shlex
 import signal
@@ -21,7 +20,7 @@ import warnings
 
 from absl import app, flags, logging
 
-from trainer import cli_help, commands, config, errors, runs
+from trainer import cli_help, commands, config, errors, runs, schema
 from trainer.config import Config, RenderConfig, RoleConfig, VisionConfig
 from trainer.errors import TrainerError, UsageError
 
@@ -31,8 +30,8 @@ COMMANDS = ("train", "eval", "render", "plot", "reverb", "collect", "learn", "di
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     """One flag per field of the config classes, its docstring entry as help, its default."""
     for cls in (Config, VisionConfig, RenderConfig, RoleConfig):
-        docs = config.field_docs(cls)
-        for field in dataclasses.fields(cls):
+        docs = schema.field_docs(cls)
+        for field in schema.flag_fields(cls):
             _define(field, docs[field.name], flag_values)
 
 
@@ -53,13 +52,12 @@ def _define(field, doc: str, flag_values: flags.FlagValues) -> None:
         _DEFINE[field.type](field.name, field.default, doc, flag_values=flag_values)
 
 
-def config_from_flags(cls=Config, flag_values: flags.FlagValues = flags.FLAGS):
-    """The `cls` the flags ask for; a Config takes its agent's defaults for the flags not
-    given on the command line."""
+def _parsed(cls, given_only: bool, flag_values: flags.FlagValues = flags.FLAGS) -> dict:
+    """The values of `cls`'s flags (config.flag_fields), or only of those given."""
     values = {}
-    for field in dataclasses.fields(cls):
+    for field in schema.flag_fields(cls):
         flag = flag_values[field.name]
-        if cls is Config and not flag.present:
+        if given_only and not flag.present:
             continue
         value = flag.value
         if field.type.startswith("tuple[int"):
@@ -70,7 +68,18 @@ def config_from_flags(cls=Config, flag_values: flags.FlagValues = flags.FLAGS):
                     f"--{field.name} takes comma-separated integers, got {','.join(value)}"
                 ) from None
         values[field.name] = value
-    return config.for_agent(**values) if cls is Config else cls(**values)
+    return values
+
+
+def config_from_flags(cls=Config, flag_values: flags.FlagValues = flags.FLAGS):
+    """The `cls` the flags ask for; a Config takes its agent's defaults for the flags not
+    given on the command line, and leaves out another agent's settings (a run refuses
+    them once its own agent is known: commands.py)."""
+    if cls is not Config:
+        return cls(**_parsed(cls, False, flag_values))
+    values = _parsed(cls, True, flag_values)
+    agent = values.get("agent", Config.agent)
+    return config.for_agent(**{name: v for name, v in values.items() if schema.reads(agent, name)})
 
 
 def _quiet_tensorflow() -> None:
@@ -98,7 +107,7 @@ def main(argv: list[str]) -> int:
         )
     every = (Config, VisionConfig, RenderConfig, RoleConfig)
     given = [
-        f.name for cls in every for f in dataclasses.fields(cls) if flags.FLAGS[f.name].present
+        f.name for cls in every for f in schema.flag_fields(cls) if flags.FLAGS[f.name].present
     ]
     with errors.usage():  # every command reads --logdir; nothing is written before it is good
         cli_help.check_flags(command, given)
@@ -116,10 +125,10 @@ def main(argv: list[str]) -> int:
         [os.path.basename(sys.executable), "-m", "trainer.task", *sys.argv[1:]]
     )
     if command == "train":
-        fields = (*dataclasses.fields(Config), *dataclasses.fields(VisionConfig))
-        given = frozenset(f.name for f in fields if flags.FLAGS[f.name].present)
+        # The flags given, with their values: a resumed run takes these over its saved ones.
+        values = {**_parsed(Config, True), **_parsed(VisionConfig, True)}
         vision = config_from_flags(VisionConfig)
-        return commands.train(cfg, command_line, given=given, vision=vision)
+        return commands.train(cfg, command_line, given=values, vision=vision)
     roles = config_from_flags(RoleConfig)
     return commands.role(command, cfg, roles, command_line, frozenset(given))
 
