@@ -56,7 +56,7 @@ def report(logdir: str, seeds: list[int], out: str, load: str) -> str:
     rows = [
         row(os.path.join(logdir, f"cam-s{seed}"), seed)
         for seed in seeds
-        if os.path.exists(RunDir(logdir, f"cam-s{seed}").eval_json)
+        if os.path.exists(RunDir(os.path.join(logdir, f"cam-s{seed}")).eval_json)
     ]
     command = common.shown(common.trainer_command(logdir, "cam-sN", [f"--env_id={ENV_ID}"]))
     text = "\n".join(
