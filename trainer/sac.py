@@ -72,6 +72,9 @@ class Learner:
             max_length=max(cfg.algo.replay_capacity // cfg.num_envs, 2),
         )
         self._add = tf.function(self._add_segments)
+        # tf-agents' train needs no AutoGraph, whose conversion slowed the first trace
+        # (as ppo.py); inline, so a gradient step pays no function call.
+        self._agent_train = tf.autograph.experimental.do_not_convert(agent.train)
         self._train = tf.function(self._gradient_steps)
         self._debt = 0.0
 
@@ -95,9 +98,9 @@ class Learner:
 
     def _gradient_steps(self, count):
         """`count` (at least 1) gradient steps on fresh samples; returns the last LossInfo."""
-        loss = self._agent.train(*self.sample())
+        loss = self._agent_train(*self.sample())
         for _ in tf.range(1, count):
-            loss = self._agent.train(*self.sample())
+            loss = self._agent_train(*self.sample())
         return loss
 
     def learn(self, experience, new_steps: int):
