@@ -10,6 +10,7 @@ from tf_agents.trajectories import time_step as ts
 
 from trainer import agents, config
 from trainer.config import Config
+from trainer.numpy_actor import NumpyActor
 
 OBS = array_spec.BoundedArraySpec((9,), np.float32, -100.0, 100.0, name="observation")
 ACTION = array_spec.BoundedArraySpec((3,), np.float32, -1.0, 1.0, name="action")
@@ -41,7 +42,7 @@ def test_ppo_numpy_actor_matches_the_tf_collect_policy():
     agent.update_observation_normalizer(tf.constant(observations * 3 + 1))
     observations[0] = 100.0  # far outside: the policy clips it
     dist = agent.collect_policy.distribution(_time_steps(observations)).action
-    actor = agents.NumpyActor(agents.actor_params(agent), ACTION.minimum, ACTION.maximum, seed=0)
+    actor = NumpyActor(agents.actor_params(agent), ACTION.minimum, ACTION.maximum, seed=0)
     for i, observation in enumerate(observations):
         loc, scale = actor.distribution(observation)
         np.testing.assert_allclose(loc, dist.loc[i].numpy(), rtol=1e-4, atol=1e-5)
@@ -52,7 +53,7 @@ def test_ppo_numpy_actor_matches_the_tf_collect_policy():
 
 def test_ppo_info_matches_the_collect_data_spec():
     agent = _agent("ppo")
-    actor = agents.NumpyActor(agents.actor_params(agent), ACTION.minimum, ACTION.maximum, seed=0)
+    actor = NumpyActor(agents.actor_params(agent), ACTION.minimum, ACTION.maximum, seed=0)
     action, info = actor.action(_observations(1)[0])
     assert action.shape == (3,) and action.dtype == np.float32
     # The learner adds the value predictions; env processes send the distribution.
@@ -68,7 +69,7 @@ def test_sac_numpy_greedy_action_matches_the_tf_greedy_policy():
     agent = _agent("sac")
     observations = _observations(32)
     greedy = agents.greedy_policy(agent).action(_time_steps(observations)).action.numpy()
-    actor = agents.NumpyActor(agents.actor_params(agent), ACTION.minimum, ACTION.maximum, seed=0)
+    actor = NumpyActor(agents.actor_params(agent), ACTION.minimum, ACTION.maximum, seed=0)
     ours = np.stack([actor.action(o, greedy=True)[0] for o in observations])
     np.testing.assert_allclose(ours, greedy, rtol=1e-4, atol=1e-5)
     sampled, info = actor.action(observations[0])
@@ -77,9 +78,7 @@ def test_sac_numpy_greedy_action_matches_the_tf_greedy_policy():
 
 @pytest.mark.parametrize("name", ["ppo", "sac"])
 def test_sampled_actions_vary_and_greedy_ones_do_not(name):
-    actor = agents.NumpyActor(
-        agents.actor_params(_agent(name)), ACTION.minimum, ACTION.maximum, seed=1
-    )
+    actor = NumpyActor(agents.actor_params(_agent(name)), ACTION.minimum, ACTION.maximum, seed=1)
     observation = _observations(1)[0]
     samples = np.stack([actor.action(observation)[0] for _ in range(50)])
     assert samples.std(axis=0).min() > 1e-3
@@ -130,9 +129,7 @@ def _drift(kuka_observations, seed: int, action_mean_init: float) -> float:
     tf.keras.utils.set_random_seed(seed)
     cfg = config.for_agent(action_mean_init=action_mean_init)  # the default network sizes
     agent = agents.create(cfg, time_step_spec, action_spec, tf.Variable(0, dtype=tf.int64))
-    actor = agents.NumpyActor(
-        agents.actor_params(agent), action_spec.minimum, action_spec.maximum, seed=0
-    )
+    actor = NumpyActor(agents.actor_params(agent), action_spec.minimum, action_spec.maximum, seed=0)
     locs = np.array([actor.distribution(o)[0] for o in observations])
     return float(np.abs(locs.mean(axis=0)).max())
 

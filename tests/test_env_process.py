@@ -13,7 +13,7 @@ from trainer import env_process
 
 
 class _Constant:
-    """A stand-in for agents.NumpyActor: one action, and the calls it got."""
+    """A stand-in for numpy_actor.NumpyActor: one action, and the calls it got."""
 
     def __init__(self, value: float):
         self.value, self.calls = value, []
@@ -43,3 +43,46 @@ def test_a_greedy_episode_starts_fresh_and_asks_for_greedy_actions():
     actor = _Constant(1.0)
     episode = runner.episode(actor)
     assert episode.length == 200 and actor.calls == [True] * 200
+
+
+def test_the_step_types_are_tf_agents_own():
+    from tf_agents.trajectories import time_step as ts
+
+    assert (env_process.FIRST, env_process.MID, env_process.LAST) == (
+        ts.StepType.FIRST,
+        ts.StepType.MID,
+        ts.StepType.LAST,
+    )
+
+
+def test_an_env_process_imports_no_tensorflow():
+    """Its start took 5-7 s of importing TensorFlow, which it never used."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    script = (
+        "import sys\n"
+        "from trainer import env_process\n"
+        "runner = env_process.EnvRunner('KukaGrasp-v0', seed=0)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tf_agents')))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_spaces_it_sends_become_the_specs_tf_agents_makes():
+    from tf_agents.environments import suite_gym
+
+    from trainer import actors, envs
+
+    envs.register()
+    runner = env_process.EnvRunner("KukaGrasp-v0", seed=0)
+    observation = runner.collect(_Constant(0.0), 2)[0]["observation"]
+    runner.env.close()  # one Kuka env per process: pybullet's client is global
+    wrapped = suite_gym.load("KukaGrasp-v0")
+    assert actors.specs(*runner.spaces) == (wrapped.time_step_spec(), wrapped.action_spec())
+    assert observation.dtype == wrapped.time_step_spec().observation.dtype

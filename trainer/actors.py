@@ -8,8 +8,22 @@ import multiprocessing
 import os
 from multiprocessing import connection
 
+from tf_agents.environments import gym_wrapper
+from tf_agents.trajectories import time_step as ts
+
 from trainer import env_process, envs, processes
 from trainer.errors import TrainerError
+
+
+def specs(observation_space, action_space):
+    """(time step spec, action spec) of an env process's gym spaces, as tf-agents' gym
+    wrapper makes them; (None, None) from a worker that sends none (labelling.py's)."""
+    if observation_space is None:
+        return None, None
+    return (
+        ts.time_step_spec(gym_wrapper.spec_from_gym_space(observation_space, name="observation")),
+        gym_wrapper.spec_from_gym_space(action_space, name="action"),
+    )
 
 
 class ActorError(TrainerError, RuntimeError):
@@ -56,7 +70,7 @@ class ActorPool:
         with _single_threaded_blas():
             self._start(ctx, worker, env_id, num_envs, seed, first_index)
         try:
-            self.time_step_spec, self.action_spec = self._gather()[0]
+            self.time_step_spec, self.action_spec = specs(*self._gather()[0])
         except ActorError:
             self.close()
             raise

@@ -15,10 +15,14 @@ from dataclasses import dataclass
 
 import gym
 import numpy as np
-from tf_agents.environments import gym_wrapper
-from tf_agents.trajectories import time_step as ts
 
-from trainer import agents, envs
+from trainer import envs
+from trainer.numpy_actor import NumpyActor
+
+# tf-agents' StepType values (tf_agents.trajectories.time_step), which this process, free
+# of TensorFlow, writes into the Trajectory fields it builds; tests/test_env_process.py
+# checks them against tf-agents'.
+FIRST, MID, LAST = 0, 1, 2
 
 
 @dataclass
@@ -45,36 +49,35 @@ class EnvRunner:
         self.env_id = env_id
         self.env = gym.make(env_id)
         self.env.seed(seed)
-        observation_spec = gym_wrapper.spec_from_gym_space(
-            self.env.observation_space, name="observation"
-        )
-        self.action_spec = gym_wrapper.spec_from_gym_space(self.env.action_space, name="action")
-        self.time_step_spec = ts.time_step_spec(observation_spec)
-        self._dtype = observation_spec.dtype
+        # The trainer turns these into tf-agents' specs (actors.specs): the observations'
+        # dtype is the space's, as tf-agents' gym_wrapper makes it.
+        self.spaces = (self.env.observation_space, self.env.action_space)
+        self._dtype = self.env.observation_space.dtype
+        self.action_low, self.action_high = self.env.action_space.low, self.env.action_space.high
         self.restart()
 
     def restart(self) -> None:
         self._observation = np.asarray(self.env.reset(), self._dtype)
-        self._step_type = ts.StepType.FIRST
+        self._step_type = FIRST
         self._return, self._length = 0.0, 0
 
     def _step(self, action):
         """Applies `action`; returns (next step type, reward, discount, finished episode)."""
-        if self._step_type == ts.StepType.LAST:
+        if self._step_type == LAST:
             self.restart()
-            return ts.StepType.FIRST, 0.0, 1.0, None
-        clipped = np.clip(action, self.action_spec.minimum, self.action_spec.maximum)
+            return FIRST, 0.0, 1.0, None
+        clipped = np.clip(action, self.action_low, self.action_high)
         observation, reward, done, info = self.env.step(clipped)
         self._observation = np.asarray(observation, self._dtype)
         self._return += reward
         self._length += 1
         if not done:
-            self._step_type = ts.StepType.MID
-            return ts.StepType.MID, reward, 1.0, None
-        self._step_type = ts.StepType.LAST
+            self._step_type = MID
+            return MID, reward, 1.0, None
+        self._step_type = LAST
         truncated = info.get("TimeLimit.truncated", False)
         episode = Episode(self._return, self._length, envs.is_success(self.env_id, float(reward)))
-        return ts.StepType.LAST, reward, 1.0 if truncated else 0.0, episode
+        return LAST, reward, 1.0 if truncated else 0.0, episode
 
     def collect(self, actor, count: int):
         """`count` steps as numpy Trajectory fields, and the episodes that ended."""
@@ -149,7 +152,7 @@ def _serve(conn, env_id: str, seed: int) -> None:
     """
     try:
         runner = EnvRunner(env_id, seed)
-        conn.send(("ok", (runner.time_step_spec, runner.action_spec), 0.0))
+        conn.send(("ok", runner.spaces, 0.0))
     except Exception as e:  # noqa: BLE001  (reported to the parent)
         conn.send(("error", f"{type(e).__name__}: {e}", 0.0))
         return
@@ -161,9 +164,7 @@ def _serve(conn, env_id: str, seed: int) -> None:
         if command == "close":
             return
         rng_seed += 1
-        actor = agents.NumpyActor(
-            params, runner.action_spec.minimum, runner.action_spec.maximum, seed=rng_seed
-        )
+        actor = NumpyActor(params, runner.action_low, runner.action_high, seed=rng_seed)
         try:
             if command == "collect":
                 result = runner.collect(actor, count)

@@ -1,7 +1,7 @@
 """The camera policy's env processes: they play KukaGraspCam-v0 and label its frames.
 
 An `actors.ActorPool` runs `env_worker` in each process (`worker=`). The teacher, a
-KukaGrasp-v0 state policy, acts in numpy (agents.NumpyActor) on the state the camera
+KukaGrasp-v0 state policy, acts in numpy (numpy_actor.NumpyActor) on the state the camera
 env keeps beside its observation; the student acts from the observation alone
 (student.StudentActor). Neither needs TensorFlow in the env process.
 """
@@ -13,6 +13,7 @@ import os
 import numpy as np
 
 from trainer import agents, env_process, envs, student
+from trainer.numpy_actor import NumpyActor
 from trainer.rundir import RunDir
 
 
@@ -69,7 +70,7 @@ def env_worker(conn, env_id: str, seed: int) -> None:
 def _episodes(env, env_id: str, command: str, params, count: int, seed: int):
     teacher_params, student_params, _ = params
     bounds = env.action_space.low, env.action_space.high
-    teacher = teacher_params and agents.NumpyActor(teacher_params, *bounds, seed=seed)
+    teacher = teacher_params and NumpyActor(teacher_params, *bounds, seed=seed)
     driver = student_params and student.StudentActor(student_params)
     if command == "evaluate":
         return [_play(env, env_id, driver, teacher, None) for _ in range(count)]
