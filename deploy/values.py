@@ -67,7 +67,7 @@ def main(argv: list[str]) -> int:
             return 2
         print(value)
         return 0
-    defaults = schema.flat(Config())
+    defaults = {f.name: f.default for f in schema.flag_fields(Config)}  # every agent's too
     if what == "default" and len(rest) == 1 and rest[0] in defaults:
         print(defaults[rest[0]])
         return 0

@@ -406,7 +406,7 @@ def test_overlay_is_yaml_for_kustomize(tmp_path):
 def test_values_give_the_makefile_run_ids_and_defaults(capsys):
     from deploy import values
     from trainer import runs
-    from trainer.config import Config
+    from trainer.config import Config, SACConfig
 
     assert values.main(["run-id", "sac", "KukaBulletEnv-v0"]) == 0
     run_id = capsys.readouterr().out.strip()
@@ -414,6 +414,8 @@ def test_values_give_the_makefile_run_ids_and_defaults(capsys):
     assert run_id.startswith("sac-kukabulletenv-v0-")
     assert values.main(["default", "eval_episodes"]) == 0
     assert capsys.readouterr().out.strip() == str(Config.eval_episodes)
+    assert values.main(["default", "batch_size"]) == 0  # an algorithm's own, SAC's here
+    assert capsys.readouterr().out.strip() == str(SACConfig.batch_size)
     assert values.main(["default", "no_such_field"]) == 2
     # The Makefile's per-flavour facts (JOB_RESOURCE, POD_LABEL) come from deploy/kinds.py.
     assert values.main(["kind", "tfjob", "api_resource"]) == 0

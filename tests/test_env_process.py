@@ -55,8 +55,13 @@ def test_the_step_types_are_tf_agents_own():
     )
 
 
-def test_an_env_process_imports_no_tensorflow():
-    """Its start took 5-7 s of importing TensorFlow, which it never used."""
+@pytest.mark.parametrize(
+    "worker, make",
+    [("env_process", "env_process.EnvRunner('KukaGrasp-v0', seed=0)"), ("labelling", "None")],
+)
+def test_an_env_process_imports_no_tensorflow(worker, make):
+    """Its start took 5-7 s of importing TensorFlow, which it never used; labelling.py is
+    the camera run's worker."""
     import subprocess
     import sys
 
@@ -64,8 +69,8 @@ def test_an_env_process_imports_no_tensorflow():
 
     script = (
         "import sys\n"
-        "from trainer import env_process\n"
-        "runner = env_process.EnvRunner('KukaGrasp-v0', seed=0)\n"
+        f"from trainer import env_process, {worker}\n"
+        f"runner = {make}\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tf_agents')))\n"
     )
     out = subprocess.run(

@@ -66,3 +66,12 @@ def test_a_resume_at_another_logdir_takes_the_new_location(tmp_path):
     given = {"logdir": moved.logdir, "run": "r"}
     cfg, run_dir, _ = start.prepare(moved, "moved", given=given)
     assert cfg.logdir == str(tmp_path / "new") and run_dir == str(tmp_path / "new" / "r")
+
+
+def test_a_sac_resume_naming_its_agent_is_checked_with_its_saved_settings(tmp_path):
+    """Review of this change: `--agent=sac --total_steps=2000` was checked with SAC's
+    default warm-up of 10,000 steps before the run's own 100 were merged, and refused."""
+    _saved_run(tmp_path, agent="sac", learning_starts=100, total_steps=1000)
+    wanted = config.for_agent("sac", logdir=str(tmp_path), run="r", total_steps=2000)
+    cfg, _, _ = start.prepare(wanted, "more", given={"agent": "sac", "total_steps": 2000})
+    assert (cfg.total_steps, cfg.algo.learning_starts) == (2000, 100)

@@ -55,9 +55,9 @@ def validate(cfg: Config) -> None:
         raise ValueError("layer sizes must be positive")
     if not 0 < cfg.discount <= 1:
         raise ValueError(f"--discount must be in (0, 1], got {cfg.discount}")
-    if cfg.agent == "sac":
+    if isinstance(cfg.algo, SACConfig):
         _validate_sac(cfg.algo, cfg.total_steps)
-    else:
+    elif isinstance(cfg.algo, PPOConfig):
         _validate_ppo(cfg.algo)
 
 

@@ -177,7 +177,7 @@ _CAMERA_ONE_PROCESS = (
 
 def _flags_it_reads(given: Iterable[str] | None):
     """The check that every setting given is one the run reads: a camera setting needs a
-    camera run, an agent's own setting (config.owners) a run of that agent. The run's
+    camera run, an agent's own setting (schema.owners) a run of that agent. The run's
     own env and agent decide, which a resume need not name, so start.prepare calls it
     once the run is known; a flag accepted and ignored would mislead."""
     given = frozenset(given or ())

@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from trainer import agents, env_process, envs, student
+from trainer import env_process, envs, student
 from trainer.numpy_actor import NumpyActor
 from trainer.rundir import RunDir
 
@@ -92,6 +92,8 @@ def state_agent(cfg):
     from tf_agents.specs import tensor_spec
     from tf_agents.trajectories import time_step as ts
 
+    from trainer import agents  # the trainer's side: env processes load no TensorFlow
+
     observation = gym.spaces.Box(-100, 100, (9,), np.float32)
     action = gym.spaces.Box(-1, 1, (3,), np.float32)
     time_step_spec = ts.time_step_spec(
@@ -125,6 +127,8 @@ def teacher_params(run_dir: str) -> dict:
     """The numpy actor of a KukaGrasp-v0 run's newest checkpoint (agents.actor_params);
     ValueError if the run is of another env or has no checkpoint."""
     import tensorflow as tf
+
+    from trainer import agents  # the trainer's side: env processes load no TensorFlow
 
     cfg = check_teacher(run_dir)
     newest = tf.train.latest_checkpoint(RunDir(run_dir).checkpoints)

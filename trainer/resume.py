@@ -31,7 +31,7 @@ def merged(saved, wanted, given: Mapping[str, Any] | None, keep=()):
 
 def differences(saved, wanted) -> list[str]:
     """The flags where `wanted` differs from `saved` that a resumed run may not change
-    (config.resumable: the fields marked so), one phrase each; another agent's settings
+    (schema.resumable: the fields marked so), one phrase each; another agent's settings
     are not compared (the agent differs then, which is named)."""
     resumable = schema.resumable(type(saved))
     now = schema.flat(wanted)

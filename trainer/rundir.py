@@ -121,7 +121,7 @@ class RunDir:
         """The run's config: config.json with the flags in `given` (name: value; `cfg`
         itself when None) and `cfg`'s location (resume.py's rules).
 
-        UsageError if a given field that config.resumable leaves out differs;
+        UsageError if a given field that schema.resumable leaves out differs;
         AlreadyFinished if the run has trained to its total steps.
         """
         try:

@@ -55,7 +55,7 @@ def prepare(cfg: Config, command: str, given: Mapping[str, Any] | None = None, c
     Returns (config, local run dir, storage.RunMirror or None). A new run gets
     config.json and command.txt; an existing one takes the flags in `given` (name: value;
     all of `cfg`'s when None), which must agree with its saved settings but for
-    config.resumable's fields, keeps its saved values for the others, and gets the command
+    schema.resumable's fields, keeps its saved values for the others, and gets the command
     appended. A gs:// run lives in a local staging copy, downloaded first when only the
     bucket has it.
     """
@@ -63,7 +63,7 @@ def prepare(cfg: Config, command: str, given: Mapping[str, Any] | None = None, c
         not cfg.logdir.startswith("gs://")
         and not RunDir(os.path.join(cfg.logdir, cfg.run)).has_config()
     )
-    cfg = _checked(cfg)
+    cfg = _checked(cfg, settings=new)
     if check is not None and new:  # the flags are its settings: checked before any contact
         check(cfg)
         check = None
@@ -148,6 +148,9 @@ def _enter(cfg: Config, given, command: str, run: RunDir, mirror, check=None) ->
     # A distributed run's Reverb server may have made reverb/ before the learner got here.
     elif os.path.exists(run.path) and set(os.listdir(run.path)) - {RunDir.REVERB}:
         raise UsageError(f"{run.path} exists but holds no config.json; choose another --run")
+    else:  # new after all (a gs:// run the bucket did not have): its flags are its settings
+        with errors.usage():
+            checks.validate(cfg)
     if check is not None:
         check(cfg)
     if not run.has_config():  # written once: a resume never rewrites it
@@ -156,12 +159,15 @@ def _enter(cfg: Config, given, command: str, run: RunDir, mirror, check=None) ->
     return cfg
 
 
-def _checked(cfg: Config) -> Config:
-    """`cfg` with its run id, once every setting and the env are known good."""
+def _checked(cfg: Config, settings: bool) -> Config:
+    """`cfg` with its run id, once the env (and with `settings`, every setting) is known
+    good. A run that may exist is checked once its saved settings are merged
+    (RunDir.resumed): the defaults of `--agent=sac` alone may not fit its total steps."""
     from trainer import envs
 
-    with errors.usage():
-        checks.validate(cfg)
+    if settings:
+        with errors.usage():
+            checks.validate(cfg)
     if not envs.is_registered(cfg.env_id):
         raise UsageError(
             f"unknown env id {cfg.env_id!r}; use KukaGrasp-v0, KukaBulletEnv-v0 or another "

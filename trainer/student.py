@@ -2,7 +2,7 @@
 
 `build` makes the Keras model that learns and is exported; `StudentActor` runs the
 same network in numpy inside an env process, one frame at a time, as
-`agents.NumpyActor` does for the state policy (no TensorFlow in env processes).
+`numpy_actor.NumpyActor` does for the state policy (no TensorFlow in env processes).
 """
 
 from __future__ import annotations

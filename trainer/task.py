@@ -53,7 +53,7 @@ def _define(field, doc: str, flag_values: flags.FlagValues) -> None:
 
 
 def _parsed(cls, given_only: bool, flag_values: flags.FlagValues = flags.FLAGS) -> dict:
-    """The values of `cls`'s flags (config.flag_fields), or only of those given."""
+    """The values of `cls`'s flags (schema.flag_fields), or only of those given."""
     values = {}
     for field in schema.flag_fields(cls):
         flag = flag_values[field.name]
