@@ -108,3 +108,11 @@ def test_vision_benches_report_a_camera_run(tiny_camera_run, tmp_path):
     # A second run of the bench takes the rows kept in the run instead of measuring again.
     again = run_module("bench.vision_robustness", *args, timeout=300)
     assert again.returncode == 0 and "student " not in again.stdout
+
+
+def test_grasp_failures_splits_a_runs_greedy_episodes(tiny_run):
+    result = run_module("bench.grasp_failures", tiny_run, "--episodes=2", timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith("greedy success ") and lines[0].endswith("/2")
+    assert [line.split(":")[0] for line in lines[1:]] == ["hits", "misses"]
