@@ -72,14 +72,9 @@ def test_each_agents_own_settings_are_its_own_type_and_the_help_says_whose():
     owners = schema.owners(Config)
     ppo = {f.name for f in dataclasses.fields(config.PPOConfig)}
     sac = {f.name for f in dataclasses.fields(config.SACConfig)}
-    assert ppo == {
-        *("num_epochs", "minibatch_size", "gae_lambda", "clip_ratio", "entropy_coef"),
-        *("action_mean_init", "normalize_observations", "normalize_rewards", "reward_clip"),
-    }
-    assert sac == {
-        *("replay_capacity", "batch_size", "train_ratio", "learning_starts"),
-        "target_update_tau",
-    }
+    # A sample of each (a new setting of one algorithm changes no test).
+    assert {"num_epochs", "clip_ratio", "gae_lambda", "normalize_rewards"} <= ppo
+    assert {"replay_capacity", "batch_size", "learning_starts", "target_update_tau"} <= sac
     for name in ppo | sac:  # the agents whose settings class holds it (a variant may share)
         holders = (
             a for a, own in config.ALGORITHM_SETTINGS.items() if name in own.__dataclass_fields__

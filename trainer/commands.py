@@ -62,7 +62,7 @@ def render(source: Config, cfg: RenderConfig) -> int:
         mirror = storage.RunMirror(client, plan.out_root, run_url)
         mirror.upload(only=os.path.relpath(out_dir, plan.out_root))  # or StorageError
         print(
-            f"Uploaded to {storage.join(run_url, 'render', os.path.basename(out_dir))}",
+            f"Uploaded to {storage.join(run_url, RunDir.RENDERS, os.path.basename(out_dir))}",
             file=sys.stderr,
         )
     return 0

@@ -37,7 +37,7 @@ def learning_curve(run_dir: str, out_path: str | None = None) -> str:
         axes.grid(alpha=0.3)
         axes.legend(loc="lower right")
     figure.suptitle(os.path.basename(os.path.normpath(run_dir)))
-    out_path = out_path or os.path.join(run_dir, "learning_curve.png")
+    out_path = out_path or RunDir(run_dir).file(RunDir.LEARNING_CURVE)
     figure.savefig(out_path, dpi=100)
     plt.close(figure)
     return out_path

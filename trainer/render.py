@@ -148,7 +148,7 @@ def render(cfg: RenderConfig, plan_: Plan, log=None) -> str:
     env = envs.load(plan_.env_id, seed=plan_.seed, **sized)
     policy = _load_policy(plan_, env, plan_.seed)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    render_root = os.path.join(plan_.out_root, "render")
+    render_root = RunDir(plan_.out_root).file(RunDir.RENDERS)
     os.makedirs(render_root, exist_ok=True)
     # Unique: two renders of one run started in the same second film side by side.
     staging = tempfile.mkdtemp(prefix=f".{stamp}-", suffix=".tmp", dir=render_root)

@@ -6,6 +6,7 @@
     RUN/policy/              the exported policy, a SavedModel
     RUN/eval.json            the final evaluation (`eval` writes eval-<step>.json beside it)
     RUN/train/, RUN/eval/    TensorBoard's event files
+    RUN/render/TIME/         what `render` filmed; RUN/learning_curve.png, what `plot` drew
 
 A camera run adds its settings (vision.json), its rounds (dagger.json) and its teacher's
 run in teacher/ (trainer/dagger.py). storage/ sends files by the names below. Starting a
@@ -58,6 +59,8 @@ class RunDir:
     DAGGER_STATE = "dagger.json"  # a camera run's finished rounds, naming the last student
     TEACHER = "teacher"  # a camera run's state policy, when none is given
     REVERB = "reverb"  # a distributed run's Reverb checkpoints, made by the server
+    RENDERS = "render"  # `render` films: render/<time>/ with video.mp4, video.gif, ...
+    LEARNING_CURVE = "learning_curve.png"  # `plot`'s picture
 
     def file(self, name: str) -> str:
         return os.path.join(self.path, name)
