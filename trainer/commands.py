@@ -159,7 +159,7 @@ def train(
     except TrainerError:
         raise
     except Exception as e:  # OSError, or TensorFlow's own for the same disk
-        message = _storage_failure(e, run_dir)
+        message = RunDir(run_dir).failure_message(e)  # a full or unwritable disk, else a bug
         if message is None:
             raise
         raise TrainerError(message) from None
@@ -225,11 +225,6 @@ def _check_camera(cfg: Config, vision: VisionConfig, roles: RoleConfig | None) -
             from trainer import labelling
 
             labelling.check_teacher(vision.teacher)
-
-
-def _storage_failure(error: Exception, run_dir: str) -> str | None:
-    """One line for a disk that filled or turned unwritable mid-run, else None (a bug)."""
-    return RunDir(run_dir).failure_message(error)
 
 
 def _config_flags(cfg: Config) -> list[str]:

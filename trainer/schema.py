@@ -46,24 +46,13 @@ def flag_fields(cls: type) -> list[dataclasses.Field]:
     return out
 
 
-def _names(cfg) -> list[str]:
-    """The flag names `cfg` holds: a Config's own fields and its agent's settings."""
-    own = [f.name for f in dataclasses.fields(cfg) if f.name != "algo"]
-    algo = getattr(cfg, "algo", None)
-    return own + ([f.name for f in dataclasses.fields(algo)] if algo is not None else [])
-
-
-def value(cfg, name: str):
-    """The value of flag `name` in `cfg` (a Config keeps its agent's settings in `algo`)."""
-    algo = getattr(cfg, "algo", None)
-    if algo is not None and name in algo.__dataclass_fields__:
-        return getattr(algo, name)
-    return getattr(cfg, name)
-
-
 def flat(cfg) -> dict[str, Any]:
-    """Every flag name `cfg` holds, with its value."""
-    return {name: value(cfg, name) for name in _names(cfg)}
+    """Every flag name `cfg` holds, with its value (a Config's agent's settings from `algo`)."""
+    out = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name != "algo"}
+    algo = getattr(cfg, "algo", None)
+    if algo is not None:
+        out.update({f.name: getattr(algo, f.name) for f in dataclasses.fields(algo)})
+    return out
 
 
 def replace(cfg, **values):
