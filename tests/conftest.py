@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -77,28 +79,53 @@ def run_task(*args: str, timeout: float = 600, env=None) -> subprocess.Completed
     return run_module("trainer.task", *args, timeout=timeout, env=env)
 
 
+def _made_once(tmp_path_factory, name: str, make) -> str:
+    """`make(logdir)` run once per test session, however many xdist workers ask.
+
+    The first worker to take the lock makes it under the session's shared temp root
+    (pytest-xdist's recipe); the others wait and reuse it. A tiny run costs 15-30 s of
+    training: once, not once per worker. Tests copy it before changing anything.
+    """
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # shared by every worker of this session
+    logdir, done = root / f"shared-{name}", root / f"shared-{name}.done"
+    with open(root / f"shared-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(logdir, ignore_errors=True)  # a worker's failed attempt
+            logdir.mkdir()
+            make(logdir)
+            done.touch()
+    return str(logdir / name)
+
+
 @pytest.fixture(scope="session")
 def tiny_camera_run(tmp_path_factory) -> str:
     """The directory of a finished tiny KukaGraspCam-v0 run, teacher trained by it."""
-    logdir = tmp_path_factory.mktemp("camera-runs")
-    camera = ["--env_id=KukaGraspCam-v0", "--image_size=32", "--dagger_episodes=2"]
-    result = run_task(
-        f"--logdir={logdir}",
-        "--run=cam",
-        *TINY_FLAGS,
-        *camera,
-        "--dagger_iterations=2",
-        "--student_epochs=1",
-        timeout=1200,  # a teacher, two rounds and their renders: minutes on a busy machine
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return os.path.join(logdir, "cam")
+
+    def make(logdir):
+        camera = ["--env_id=KukaGraspCam-v0", "--image_size=32", "--dagger_episodes=2"]
+        result = run_task(
+            f"--logdir={logdir}",
+            "--run=cam",
+            *TINY_FLAGS,
+            *camera,
+            "--dagger_iterations=2",
+            "--student_epochs=1",
+            timeout=1200,  # a teacher, two rounds and their renders: minutes on a busy machine
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+
+    return _made_once(tmp_path_factory, "cam", make)
 
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> str:
     """The directory of a finished tiny PPO run."""
-    logdir = tmp_path_factory.mktemp("runs")
-    result = run_task(f"--logdir={logdir}", "--run=tiny", *TINY_FLAGS)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return os.path.join(logdir, "tiny")
+
+    def make(logdir):
+        result = run_task(f"--logdir={logdir}", "--run=tiny", *TINY_FLAGS)
+        assert result.returncode == 0, result.stderr[-3000:]
+
+    return _made_once(tmp_path_factory, "tiny", make)

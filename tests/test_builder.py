@@ -59,10 +59,13 @@ def test_a_run_checkpoints_its_counters_its_learner_and_the_loops_own_variables(
         assert name in saved, name
     assert os.path.isdir(RunDir(run_dir).policy)
 
-    # Built again, the run takes up where it was.
+    # Built again, the run takes up where it was, with its policy back if a crash came
+    # between the two renames of an export.
+    os.rename(RunDir(run_dir).policy, RunDir(run_dir).policy + ".old")
     with builder.run(CFG, run_dir, 1, tracked={"policy_version": version}, log=print) as again:
         assert again.recorder.steps == CFG.total_steps
         assert int(again.parts.train_step.numpy()) == int(run.parts.train_step.numpy())
+        assert os.path.isdir(RunDir(run_dir).policy)
 
 
 def test_a_loop_that_fails_keeps_what_it_learned_and_is_not_evaluated(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import pytest
 
@@ -50,10 +51,11 @@ def test_notebook_runs_with_tiny_parameters(tmp_path):
     assert "kubectl apply -k k8s/overlays/local/nbtest" in text  # the cluster cells, dry run
 
 
-def test_make_plot_writes_the_learning_curve(tiny_run):
-    result = run_task("plot", f"--logdir={os.path.dirname(tiny_run)}", "--run=tiny")
+def test_make_plot_writes_the_learning_curve(tiny_run, tmp_path):
+    shutil.copytree(tiny_run, tmp_path / "tiny")  # the shared run stays as trained
+    result = run_task("plot", f"--logdir={tmp_path}", "--run=tiny")
     assert result.returncode == 0, result.stderr[-2000:]
-    path = os.path.join(tiny_run, "learning_curve.png")
+    path = tmp_path / "tiny" / "learning_curve.png"
     with open(path, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     missing = run_task("plot", f"--logdir={tiny_run}-nowhere")

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import ROOT
+from trainer import envs
 
 # Runs in a fresh process: KukaGymEnv drives pybullet's global client, one env per process.
 _EPISODE = """
@@ -126,3 +127,8 @@ def test_physics_steps_sees_inside_the_grasp_step():
     assert out["hooked"] and out["restored"]
     assert set(out["steps"][:-1]) == {1}  # one physics step per env step (actionRepeat 1)
     assert out["steps"][-1] > 500  # the scripted grasp inside the last env step
+
+
+@pytest.mark.parametrize("env_id", envs.STATE_GRASP_ENV_IDS)
+def test_the_envs_whose_spaces_are_known_pass_the_check_by_making(env_id):
+    envs.check_by_making(env_id)  # check_spaces takes these on trust

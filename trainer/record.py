@@ -52,13 +52,6 @@ def evals_left(cfg: Config, steps: int) -> int:
     return max(0, (cfg.total_steps - 1) // cfg.eval_interval - steps // cfg.eval_interval) + 1
 
 
-def _recover_policy(run_dir: str) -> None:
-    """Puts back the previous export if a crash came between _export_policy's two renames."""
-    final = RunDir(run_dir).policy
-    if not os.path.exists(final) and os.path.exists(final + ".old"):
-        os.rename(final + ".old", final)
-
-
 def _export_policy(saver, run_dir: str) -> None:
     """Writes the policy beside `policy/` and swaps it in, so a reader never sees half of one."""
     rundir.export_dir(RunDir(run_dir).policy, saver.save)
@@ -135,10 +128,11 @@ class RunRecorder:
         self._cfg, self._run_dir, self._log = cfg, run_dir, log
         self._episodes, self._syncer, self._on_save = episodes, syncer, on_save
         self.env_steps = tracked["env_steps"]
-        _recover_policy(run_dir)
+        rundir.recover_export(RunDir(run_dir).policy)
         self._checkpoint = tf.train.Checkpoint(**tracked)
         self._manager = restore_newest(self._checkpoint, RunDir(run_dir).checkpoints, log)
         self.start = self.steps = int(self.env_steps.numpy())
+        self._saved = self.start  # the env step of the newest checkpoint
         if self.start:
             log(f"Resuming {run_dir} from env step {self.start:,}")
         self._saver = policy_saver.PolicySaver(
@@ -157,7 +151,8 @@ class RunRecorder:
             self._last_sync = time.time()
 
     def _save(self) -> None:
-        self._manager.save(checkpoint_number=int(self.env_steps.numpy()))
+        self._saved = int(self.env_steps.numpy())
+        self._manager.save(checkpoint_number=self._saved)
         _export_policy(self._saver, self._run_dir)
         if self._on_save is not None:
             self._on_save()
@@ -201,8 +196,9 @@ class RunRecorder:
             self._evaluate(final=False)
 
     def close(self) -> None:
-        """Whatever stopped the loop, keeps what was learned."""
-        if int(self.env_steps.numpy()) > self.start:
+        """Whatever stopped the loop, keeps what was learned (once: a run that ends on a
+        checkpoint has just saved and exported, 1.5-2 s of a tiny run's 15)."""
+        if int(self.env_steps.numpy()) > self._saved:
             self._save()
         self._train_writer.flush()
 

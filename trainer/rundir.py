@@ -277,3 +277,9 @@ def export_dir(final: str, write) -> None:
         os.rename(final, old)
     os.rename(staging, final)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def recover_export(final: str) -> None:
+    """Puts back the previous export if a crash came between export_dir's two renames."""
+    if not os.path.exists(final) and os.path.exists(final + ".old"):
+        os.rename(final + ".old", final)
