@@ -116,3 +116,15 @@ def test_grasp_failures_splits_a_runs_greedy_episodes(tiny_run):
     lines = result.stdout.strip().splitlines()
     assert lines[0].startswith("greedy success ") and lines[0].endswith("/2")
     assert [line.split(":")[0] for line in lines[1:]] == ["hits", "misses"]
+
+
+def test_startup_times_each_milestone_line_and_the_exit():
+    from bench import startup
+
+    lines = ["Run directory: x", "step 300/600", "step 600/600", "Done: policy in x"]
+    script = "import sys, time\nfor line in %r:\n    time.sleep(0.05); print(line, file=sys.stderr)"
+    seen = startup.trial([sys.executable, "-c", script % lines])
+    assert list(seen) == ["run directory checked", "first iteration recorded", "done", "exit"]
+    assert seen["run directory checked"] < seen["first iteration recorded"] < seen["exit"]
+    table = startup.report([seen, seen])
+    assert table[0].split()[:3] == ["run", "directory", "checked"] and len(table) == 4

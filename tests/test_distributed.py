@@ -119,18 +119,6 @@ def test_reverb_restarted_mid_run_loses_nothing_but_segments_in_flight(tmp_path)
 
 
 @pytest.mark.slow
-def test_learner_resumes_from_its_checkpoint(tmp_path):
-    common = [f"--logdir={tmp_path}", "--run=resume", *FLAGS, "--collectors=1"]
-    first = run_task("distributed", "--total_steps=2048", *common, timeout=600)
-    assert first.returncode == 0, first.stderr[-3000:]
-    second = run_task("distributed", "--total_steps=3072", *common, timeout=600)
-    assert second.returncode == 0, second.stderr[-3000:]
-    assert "Resuming" in second.stderr and "from env step 2,048" in second.stderr
-    result = json.loads((tmp_path / "resume" / "eval.json").read_text())
-    assert result["env_steps"] == 3072
-
-
-@pytest.mark.slow
 def test_a_learner_without_collectors_fails_in_one_line_and_stops_on_sigterm(tmp_path):
     port = launch.free_port()
     common = [f"--logdir={tmp_path}", *FLAGS, f"--reverb_address=127.0.0.1:{port}"]

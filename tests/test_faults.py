@@ -176,6 +176,8 @@ def test_a_sac_run_stopped_by_sigterm_resumes_with_its_replay_buffer_optimizers_
     for counter in ("gradient_steps", "critic_adam_steps", "alpha_adam_steps"):
         assert resumed[counter] == stopped[counter] + 128, counter
     assert resumed["log_alpha"] != stopped["log_alpha"]  # and alpha learned on from there
+    train = evaluate.read_scalars(str(run_dir / "train"))
+    assert {"Losses/critic_loss", "Losses/actor_loss", "Losses/alpha_loss"} <= set(train)
 
 
 def test_kill_9_resumes_from_the_last_complete_checkpoint(tmp_path):

@@ -502,7 +502,7 @@ def test_sigterm_during_the_final_upload_still_reports_and_releases(gcs, tmp_pat
 
 
 @pytest.mark.slow
-def test_train_resume_and_render_through_gcs(gcs, tmp_path):
+def test_train_and_render_through_gcs(gcs, tmp_path):
     server, client = gcs
     client.create_bucket("kuka")
     env = {"STORAGE_EMULATOR_HOST": server.url}
@@ -523,14 +523,8 @@ def test_train_resume_and_render_through_gcs(gcs, tmp_path):
     assert any(n.startswith("runs/cloud/train/events.out.tfevents") for n in objects)
     assert "runs/cloud/.lease.json" not in objects  # released once everything was up
 
-    shutil.rmtree(staging)
-    second = run_task(*flags[: -len(TINY_FLAGS)], *TINY_FLAGS, "--total_steps=1200", env=env)
-    assert second.returncode == 0, second.stderr[-3000:]
-    assert "Downloaded gs://kuka/runs/cloud" in second.stderr
-    assert "from env step 600" in second.stderr
-    result = json.loads(client.bucket("kuka").blob("runs/cloud/eval.json").download_as_text())
-    assert result["env_steps"] == 1200
-
+    # A resume on a new machine is test_kill_and_resume_on_a_new_machine's; a render
+    # on one needs only the bucket too.
     shutil.rmtree(staging)
     render = run_task(
         "render",
@@ -603,7 +597,8 @@ def test_a_camera_run_resumes_on_a_new_machine_and_films_from_gcs(gcs, tmp_path)
 
 @pytest.mark.slow
 def test_distributed_run_keeps_every_events_file_in_the_bucket(gcs, tmp_path):
-    """Two collectors and a learner on gs://, resumed: nothing collected is lost.
+    """Two collectors and a learner on gs://, resumed from the bucket: nothing collected
+    is lost, and the learner goes on from its checkpoint.
 
     Collectors write only to Reverb; their episodes reach the learner's summaries, so
     the learner's mirror is the one writer of the run (it once deleted the
