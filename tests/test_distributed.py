@@ -240,9 +240,10 @@ class _ScriptedSupervisor(launch.Supervisor):
 def test_supervisor_fails_in_one_line_when_no_collector_is_left():
     logs: list[str] = []
     supervisor = _ScriptedSupervisor([], collectors=2, log=logs.append)
-    started = time.time()
     assert supervisor.run() == 1
-    assert time.time() - started < 30
     assert logs[-1] == f"no collector left: each failed {launch.MAX_RESTARTS + 1} times"
     assert supervisor.restarts == {"collector-0": 3, "collector-1": 3}
     assert all(proc.poll() is not None for proc in supervisor.procs.values())
+    # The roles still running (a 60 s sleep) were stopped, not waited out.
+    others = [proc for name, proc in supervisor.procs.items() if not name.startswith("collector")]
+    assert others and all(proc.returncode < 0 for proc in others)
