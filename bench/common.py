@@ -12,6 +12,19 @@ import sys
 from trainer.rundir import RunDir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The tiny run the tests train about a hundred times (tests/conftest.py), and which
+# bench/startup.py times: a few hundred env steps, two iterations, two checkpoints,
+# finished episodes (a Kuka episode lasts about 200 steps) and an export.
+TINY_FLAGS = [
+    "--total_steps=600",
+    "--num_envs=2",
+    "--collect_steps=300",
+    "--checkpoint_interval=300",
+    "--eval_interval=0",
+    "--eval_episodes=2",
+    "--actor_layers=16",
+    "--value_layers=16",
+]
 # Greedy episodes shorter than this ended by driving the gripper down into the tray
 # (145-150 steps) instead of reaching for the block (about 200).
 DRIVE_DOWN_LENGTH = 160

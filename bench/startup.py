@@ -21,17 +21,6 @@ import time
 
 from bench import common
 
-# The tiny run of tests/conftest.py (TINY_FLAGS).
-TINY = [
-    "--total_steps=600",
-    "--num_envs=2",
-    "--collect_steps=300",
-    "--checkpoint_interval=300",
-    "--eval_interval=0",
-    "--eval_episodes=2",
-    "--actor_layers=16",
-    "--value_layers=16",
-]
 # (milestone, the start of the line that marks it); "exit" is the process's end.
 MILESTONES = [
     ("run directory checked", "Run directory:"),
@@ -78,7 +67,9 @@ def main() -> None:
     trials = []
     for index in range(args.trials):
         with tempfile.TemporaryDirectory() as logdir:  # a fresh run each time
-            command = common.trainer_command(logdir, "startup", [*TINY, *args.trainer_flags])
+            command = common.trainer_command(
+                logdir, "startup", [*common.TINY_FLAGS, *args.trainer_flags]
+            )
             trials.append(trial(command))
         print(f"trial {index + 1}/{args.trials}: exit at {trials[-1]['exit']:.1f} s", flush=True)
     print(f"seconds from launch, median (range) of {args.trials} tiny runs:")

@@ -11,19 +11,9 @@ import sys
 
 import pytest
 
+from bench.common import TINY_FLAGS  # the tiny run the tests train
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# A few hundred env steps: two iterations, two checkpoints, finished episodes
-# (a Kuka episode lasts about 200 steps) and an export.
-TINY_FLAGS = [
-    "--total_steps=600",
-    "--num_envs=2",
-    "--collect_steps=300",
-    "--checkpoint_interval=300",
-    "--eval_interval=0",
-    "--eval_episodes=2",
-    "--actor_layers=16",
-    "--value_layers=16",
-]
 
 
 # The variables the Makefile exports: under `make test` they reach pytest's environment,
