@@ -24,7 +24,7 @@ from bench import common
 # (milestone, the start of the line that marks it); "exit" is the process's end.
 MILESTONES = [
     ("run directory checked", "Run directory:"),
-    ("TensorFlow loaded", "Learning on the"),
+    ("TensorFlow loaded", "Learning on "),
     ("first iteration recorded", "step "),
     ("evaluation started", "evaluating:"),
     ("done", "Done:"),

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from bench.common import TINY_FLAGS  # the tiny run the tests train
+from bench import common
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -99,7 +99,7 @@ def tiny_camera_run(tmp_path_factory) -> str:
         result = run_task(
             f"--logdir={logdir}",
             "--run=cam",
-            *TINY_FLAGS,
+            *common.TINY_FLAGS,
             *camera,
             "--dagger_iterations=2",
             "--student_epochs=1",
@@ -115,7 +115,7 @@ def tiny_run(tmp_path_factory) -> str:
     """The directory of a finished tiny PPO run."""
 
     def make(logdir):
-        result = run_task(f"--logdir={logdir}", "--run=tiny", *TINY_FLAGS)
+        result = run_task(f"--logdir={logdir}", "--run=tiny", *common.TINY_FLAGS)
         assert result.returncode == 0, result.stderr[-3000:]
 
     return _made_once(tmp_path_factory, "tiny", make)

@@ -8,7 +8,8 @@ import sys
 import pytest
 
 from bench import vision_robustness
-from tests.conftest import ROOT, TINY_FLAGS, run_module
+from bench.common import TINY_FLAGS
+from tests.conftest import ROOT, run_module
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer import builder, record
+from trainer import builder, record, rundir
 from trainer import learner as learner_lib
 from trainer.config import Config
 from trainer.rundir import RunDir
@@ -52,7 +52,6 @@ def test_a_run_checkpoints_its_counters_its_learner_and_the_loops_own_variables(
     with builder.run(CFG, run_dir, 1, tracked={"policy_version": version}, log=print) as run:
         while run.recorder.steps < CFG.total_steps:
             _iteration(run)
-        version.assign(7)
     assert run.result is not None and run.result["env_steps"] == CFG.total_steps
     saved = " ".join(_saved(run_dir))
     for name in ("agent/", "env_steps/", "train_step/", "policy_version/"):
@@ -77,6 +76,26 @@ def test_a_loop_that_fails_keeps_what_it_learned_and_is_not_evaluated(tmp_path):
     assert run.result is None
     assert record.listed_checkpoints(RunDir(run_dir).checkpoints)
     assert not os.path.exists(RunDir(run_dir).eval_json)
+
+
+def test_a_signal_in_the_middle_of_a_checkpoint_leaves_the_save_to_close(tmp_path, monkeypatch):
+    """SIGTERM's handler raises SystemExit wherever Python is, a checkpoint's export
+    included: close() must save and export again, not take the cut save as done."""
+    run_dir = str(tmp_path / "run")
+    exports = []
+
+    def cut_once(final, write):
+        exports.append(final)
+        if len(exports) == 1:
+            raise SystemExit(143)
+        real_export(final, write)
+
+    real_export = rundir.export_dir
+    monkeypatch.setattr(rundir, "export_dir", cut_once)
+    with pytest.raises(SystemExit), builder.run(CFG, run_dir, 1, log=print) as run:
+        _iteration(run)  # 64 steps: a checkpoint, its export cut short
+    assert len(exports) == 2 and os.path.isdir(RunDir(run_dir).policy)
+    assert not os.path.exists(RunDir(run_dir).eval_json)  # stopped: not evaluated
 
 
 def test_the_same_seed_builds_the_same_agent():

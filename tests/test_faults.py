@@ -20,7 +20,8 @@ import time
 
 import pytest
 
-from tests.conftest import ROOT, TINY_FLAGS, ctrl_c_reaches_python, run_task
+from bench.common import TINY_FLAGS
+from tests.conftest import ROOT, ctrl_c_reaches_python, run_task
 from tests.test_storage import Emulator
 from trainer import evaluate, launch, start
 from trainer.config import Config

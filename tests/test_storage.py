@@ -6,6 +6,7 @@ import datetime
 import http.server
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -17,7 +18,8 @@ import time
 import pytest
 from google.api_core import exceptions as api_exceptions
 
-from tests.conftest import ROOT, TINY_FLAGS, run_task
+from bench.common import TINY_FLAGS
+from tests.conftest import ROOT, run_task
 from tests.fakes import gcs_proxy
 from trainer import evaluate, storage
 from trainer.rundir import RunDir
@@ -1015,6 +1017,9 @@ def test_kill_and_resume_on_a_new_machine(gcs, tmp_path):
     os.killpg(first.proc.pid, signal.SIGKILL)
     _show("machine a, killed mid-run", first, first.finish())
     assert client.bucket("kuka").get_blob("runs/moved/.lease.json") is not None  # left behind
+    # The checkpoint the bucket's pointer names, uploaded after the files it names.
+    pointer = client.bucket("kuka").blob("runs/moved/checkpoints/checkpoint").download_as_text()
+    uploaded = int(re.search(r'^model_checkpoint_path: "ckpt-(\d+)"', pointer, re.M).group(1))
     target = first.steps() + 600  # --total_steps is resumable; a multiple of 300 as each step
 
     started = time.time()
@@ -1028,7 +1033,7 @@ def test_kill_and_resume_on_a_new_machine(gcs, tmp_path):
     print(f"requests the preconditions refused: {server.proxy.refused}")
     err = "\n".join(second.lines)
     assert code == 0, err[-3000:]
-    assert "Downloaded gs://kuka/runs/moved" in err and "Resuming" in err
+    assert "Downloaded gs://kuka/runs/moved" in err and f"from env step {uploaded:,}" in err
     assert ".lease.json" not in err and "will retry" not in err, err[-3000:]
     objects = _objects(client, "kuka", "runs/moved/")
     assert "runs/moved/.lease.json" not in objects  # released

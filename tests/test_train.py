@@ -11,8 +11,9 @@ import sys
 import numpy as np
 import pytest
 
-from tests.conftest import TINY_FLAGS, run_task
-from trainer import actors, evaluate, train
+from bench.common import TINY_FLAGS
+from tests.conftest import run_task
+from trainer import actors, envs, evaluate, train
 from trainer.config import Config
 
 pytestmark = pytest.mark.slow
@@ -203,3 +204,26 @@ def test_a_run_is_the_same_whether_env_processes_wait_at_a_barrier_or_not(tmp_pa
     assert first.keys() == second.keys()
     for name in first:
         assert np.array_equal(first[name], second[name]), name
+    # The evaluation due at 600 is written at the step it ran, and the final one at the end.
+    evals = evaluate.read_scalars(str(tmp_path / "pipelined" / "eval"))["Eval/AverageReturn"]
+    assert [step for step, _ in evals] == [600, 1000]
+
+
+def test_an_env_that_is_not_a_grasp_env_trains(tmp_path):
+    """Any gym id with a flat float observation and a Box action (docs/architecture.md):
+    made to be checked, trained, evaluated without a success signal."""
+    env_id = "InvertedPendulumBulletEnv-v0"
+    cfg = Config(
+        env_id=env_id,
+        total_steps=200,
+        num_envs=1,
+        collect_steps=100,
+        checkpoint_interval=100,
+        eval_interval=0,
+        eval_episodes=1,
+        actor_layers=(8,),
+        value_layers=(8,),
+    )
+    envs.check_spaces(env_id)
+    result = train.train(cfg, str(tmp_path / "pendulum"), log=lambda msg: None)
+    assert result["env_steps"] == 200 and result["success_rate"] is None

@@ -151,9 +151,10 @@ class RunRecorder:
             self._last_sync = time.time()
 
     def _save(self) -> None:
-        self._saved = int(self.env_steps.numpy())
-        self._manager.save(checkpoint_number=self._saved)
+        step = int(self.env_steps.numpy())
+        self._manager.save(checkpoint_number=step)
         _export_policy(self._saver, self._run_dir)
+        self._saved = step  # last: a signal mid-save leaves close() to save again
         if self._on_save is not None:
             self._on_save()
         self._sync(force=True)
