@@ -6,7 +6,11 @@ seed with the variants interleaved (seed 0 of every variant, then seed 1, ...),
 so a noisy hour of the machine does not land on one variant; a finished run
 (eval.json exists) is not trained again and an interrupted one resumes from its
 checkpoint, so the script can be re-run at any time. The report is rewritten
-after every run, so a partial table is always there. Usage:
+after every run, so a partial table is always there; beside it, OUT with the
+suffix .json keeps each finished run's evaluations and command, so a study
+committed half-way goes on from there in a fresh clone without its run
+directories (a run is taken from that file only if its command is unchanged).
+Usage:
 
     python -m bench.ablation --steps 1000000 --seeds 3
     python -m bench.ablation --steps 300000 --seeds 8 --variants old-reward,default \\
@@ -16,6 +20,7 @@ after every run, so a partial table is always there. Usage:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import statistics
@@ -129,6 +134,33 @@ def _report(args, done: dict, commands: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _load(path: str) -> dict:
+    """The finished runs saved beside the report: {run: {command, result, evals}}."""
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+def _finished(saved: dict, run: str, command: list[str], run_dir: str, train: bool):
+    """(eval.json, evals) of `run`: from its directory, from `saved` if its command
+    matches there, or trained now when `train`; None if it has not finished and is not
+    to be trained."""
+    entry = saved.get(run)
+    on_disk = os.path.exists(RunDir(run_dir).eval_json)
+    if entry and entry["command"] == common.shown(command) and not on_disk:
+        return entry["result"], [tuple(row) for row in entry["evals"]]
+    if not (train or on_disk):
+        return None
+    return common.run_unless_done(command, run_dir), common.evals(run_dir)
+
+
+def _write(path: str, text: str) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -167,6 +199,8 @@ def main() -> None:
         parser.error(f"unknown variants {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
     logdir = os.path.join(args.logdir, f"{args.steps // 1000}k")
     done: dict[str, list] = {key: [] for key in keys}
+    data = os.path.splitext(args.out)[0] + ".json"
+    saved = _load(data)
     commands = []
     for seed in range(args.seeds):
         for key in keys:
@@ -181,14 +215,15 @@ def main() -> None:
             ]
             command = common.trainer_command(logdir, run, flags)
             commands.append(common.shown(command))
-            run_dir = os.path.join(logdir, run)
-            if args.report and not os.path.exists(RunDir(run_dir).eval_json):
+            finished = _finished(
+                saved, run, command, os.path.join(logdir, run), train=not args.report
+            )
+            if finished is None:
                 continue
-            result = common.run_unless_done(command, run_dir)
-            done[key].append((result, common.evals(os.path.join(logdir, run))))
-            os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-            with open(args.out, "w") as f:
-                f.write(_report(args, done, commands))
+            done[key].append(finished)
+            saved[run] = {"command": commands[-1], "result": finished[0], "evals": finished[1]}
+            _write(data, json.dumps(saved, indent=1, sort_keys=True) + "\n")
+            _write(args.out, _report(args, done, commands))
     print(_report(args, done, commands))
 
 

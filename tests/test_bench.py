@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 
@@ -40,6 +41,12 @@ def test_ablation_interleaves_variants_resumes_and_reports(tmp_path):
     assert "| `old-reward`:" in report and "| `reward-scale`:" in report
     assert "drive-down" in report
     # A second call trains nothing and writes the same table.
+    again = _bench("ablation", *args, f"--out={out}")
+    assert "python -m trainer.task" not in again.split("# Ablation")[0]
+    assert out.read_text() == report
+    # A fresh clone has the report and its .json but no run directories: it goes on
+    # from the saved runs and trains nothing.
+    shutil.rmtree(tmp_path / "runs")
     again = _bench("ablation", *args, f"--out={out}")
     assert "python -m trainer.task" not in again.split("# Ablation")[0]
     assert out.read_text() == report
