@@ -135,7 +135,9 @@ def _report(args, done: dict, commands: list[str]) -> str:
 
 
 def _load(path: str) -> dict:
-    """The finished runs saved beside the report: {run: {command, result, evals}}."""
+    """The finished runs saved beside the report: {run: {command, result, evals,
+    start_seconds}}; start_seconds (bench/common.py) times a run's start-up, which evals'
+    seconds leave out."""
     if not os.path.exists(path):
         return {}
     with open(path) as f:
@@ -143,16 +145,22 @@ def _load(path: str) -> dict:
 
 
 def _finished(saved: dict, run: str, command: list[str], run_dir: str, train: bool):
-    """(eval.json, evals) of `run`: from its directory, from `saved` if its command
-    matches there, or trained now when `train`; None if it has not finished and is not
-    to be trained."""
+    """`run`'s entry of OUT.json (command, eval.json as result, evals, start_seconds):
+    from its directory, from `saved` if its command matches there, or trained now when
+    `train`; None if it has not finished and is not to be trained."""
     entry = saved.get(run)
     on_disk = os.path.exists(RunDir(run_dir).eval_json)
     if entry and entry["command"] == common.shown(command) and not on_disk:
-        return entry["result"], [tuple(row) for row in entry["evals"]]
+        return entry
     if not (train or on_disk):
         return None
-    return common.run_unless_done(command, run_dir), common.evals(run_dir)
+    result = common.run_unless_done(command, run_dir)
+    return {
+        "command": common.shown(command),
+        "result": result,
+        "evals": common.evals(run_dir),
+        "start_seconds": common.start_seconds(run_dir),
+    }
 
 
 def _write(path: str, text: str) -> None:
@@ -220,8 +228,8 @@ def main() -> None:
             )
             if finished is None:
                 continue
-            done[key].append(finished)
-            saved[run] = {"command": commands[-1], "result": finished[0], "evals": finished[1]}
+            done[key].append((finished["result"], [tuple(row) for row in finished["evals"]]))
+            saved[run] = finished
             _write(data, json.dumps(saved, indent=1, sort_keys=True) + "\n")
             _write(args.out, _report(args, done, commands))
     print(_report(args, done, commands))

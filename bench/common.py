@@ -74,6 +74,16 @@ def evals(run_dir: str) -> list[tuple[int, float, float, float, float]]:
     ]
 
 
+def start_seconds(run_dir: str) -> float:
+    """Seconds from the run's start (its config.json, written about 0.4 s after launch:
+    bench/startup.py) to its first recorded iteration, which `evals` counts from."""
+    from trainer import evaluate
+
+    train = evaluate.read_scalar_events(RunDir(run_dir).train_events)
+    first_record = min(wall for _, _, wall in train["Metrics/EnvStepsPerSecond"])
+    return first_record - os.path.getmtime(RunDir(run_dir).config)
+
+
 def first(rows, threshold: float):
     """(env steps, seconds) of the first evaluation with success at or above `threshold`."""
     return next(((s, t) for s, rate, _, _, t in rows if rate >= threshold), None)

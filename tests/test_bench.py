@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import math
 import shutil
 import subprocess
 import sys
 
 import pytest
 
-from bench import vision_robustness
+from bench import vision_robustness, wallclock
 from bench.common import TINY_FLAGS
 from tests.conftest import ROOT, run_module
 
@@ -44,6 +46,15 @@ def test_ablation_interleaves_variants_resumes_and_reports(tmp_path):
     again = _bench("ablation", *args, f"--out={out}")
     assert "python -m trainer.task" not in again.split("# Ablation")[0]
     assert out.read_text() == report
+    # Its runs, saved beside it, time from each run's start (bench/wallclock.py).
+    saved = json.loads((tmp_path / "ablation.json").read_text())
+    assert sorted(saved) == ["old-reward-s0", "reward-scale-s0"]
+    assert all(0 < entry["start_seconds"] < 300 for entry in saved.values())
+    median, worst = wallclock.summary(saved, 0.0)  # to the first evaluation
+    assert 0 < median <= worst < 10
+    assert wallclock.summary(saved, 1.01) == (math.inf, math.inf)
+    wallclock.plot(saved, 0.8, str(tmp_path / "wallclock.png"))
+    assert (tmp_path / "wallclock.png").stat().st_size > 0
     # A fresh clone has the report and its .json but no run directories: it goes on
     # from the saved runs and trains nothing.
     shutil.rmtree(tmp_path / "runs")
@@ -97,7 +108,6 @@ def test_vision_benches_report_a_camera_run(tiny_camera_run, tmp_path):
     """bench/vision.py's table (--report: the run exists) and bench/vision_robustness.py's
     conditions, on the tiny camera run."""
     import os
-    import shutil
 
     shutil.copytree(tiny_camera_run, tmp_path / "cam-s0")
     table = tmp_path / "seeds.md"

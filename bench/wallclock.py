@@ -1,0 +1,83 @@
+"""Greedy success against wall clock, from the runs an ablation study saved.
+
+Reads OUT.json of bench/ablation.py (each run's evaluations, their seconds since the
+run's first recorded iteration, and start_seconds, the start-up before it) and times
+every run from its start: its config.json, written about 0.4 s after `python -m
+trainer.task` starts (bench/startup.py). Evaluations are included, as they are in
+`make train`; the study's evaluations run 100 greedy episodes, `make train`'s 50, so
+its times are upper bounds for `make train` on the same machine. Prints each run's
+minutes to THRESHOLD greedy success, their median and the worst; writes the curves.
+Usage:
+
+    python -m bench.wallclock docs/entropy-lr-linear-20seeds.json --out docs/wallclock.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+
+
+def minutes_to(entry: dict, threshold: float) -> float:
+    """Minutes from the run's start to its first evaluation at `threshold` or more
+    (math.inf if it never got there)."""
+    start = entry["start_seconds"]
+    hit = next((t for _, rate, _, _, t in entry["evals"] if rate >= threshold), None)
+    return math.inf if hit is None else (start + hit) / 60
+
+
+def summary(runs: dict, threshold: float) -> tuple[float, float]:
+    """(median, worst) minutes to `threshold` over the runs; inf counts as never."""
+    times = sorted(minutes_to(entry, threshold) for entry in runs.values())
+    return statistics.median(times), times[-1]
+
+
+def plot(runs: dict, threshold: float, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4), constrained_layout=True)
+    for name, entry in sorted(runs.items()):
+        times = [0.0] + [(entry["start_seconds"] + t) / 60 for *_, t in entry["evals"]]
+        rates = [0.0] + [100 * rate for _, rate, *_ in entry["evals"]]
+        axes.plot(times, rates, "o-", markersize=3, alpha=0.5, label=name)
+    axes.axhline(100 * threshold, color="black", linewidth=0.8, linestyle="--")
+    axes.set_xlabel("minutes since the run's start (evaluations included)")
+    axes.set_ylabel("greedy grasp success (%)")
+    axes.grid(alpha=0.3)
+    if len(runs) <= 10:
+        axes.legend(loc="lower right", fontsize="small")
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("data", help="an OUT.json that bench/ablation.py wrote")
+    parser.add_argument("--threshold", type=float, default=0.8, help="greedy success to time")
+    parser.add_argument("--out", default="", help="PNG of the curves (none if empty)")
+    args = parser.parse_args()
+    with open(args.data) as f:
+        runs = {name: e for name, e in json.load(f).items() if "start_seconds" in e}
+    if not runs:
+        parser.error(f"{args.data} has no run with start_seconds (written since 2026-11-30)")
+    for name, entry in sorted(runs.items(), key=lambda item: minutes_to(item[1], args.threshold)):
+        print(f"{name}: {minutes_to(entry, args.threshold):.1f} min to {args.threshold:.0%}")
+    median, worst = summary(runs, args.threshold)
+    print(
+        f"{len(runs)} runs: median {median:.1f} min, worst {worst:.1f} min to "
+        f"{args.threshold:.0%} greedy success"
+    )
+    if args.out:
+        plot(runs, args.threshold, args.out)
+        print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
