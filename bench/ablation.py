@@ -28,7 +28,7 @@ import sys
 
 from bench import common  # noqa: E402
 from bench.variants import NAMED, SPACE, VARIANTS  # noqa: E402
-from trainer.rundir import RunDir
+from trainer.rundir import RunDir, write_atomic
 
 
 def _cell_steps(hits) -> str:
@@ -135,19 +135,22 @@ def _report(args, done: dict, commands: list[str]) -> str:
 
 
 def _load(path: str) -> dict:
-    """The finished runs saved beside the report: {run: {command, result, evals,
-    start_seconds}}; start_seconds (bench/common.py) times a run's start-up, which evals'
-    seconds leave out."""
+    """The finished runs saved beside the report: {run: {command, launches, result,
+    evals, start_seconds}}; start_seconds (bench/common.py) times a run's start-up,
+    which evals' seconds leave out."""
     if not os.path.exists(path):
         return {}
-    with open(path) as f:
-        return json.load(f)
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise SystemExit(f"{path} is not JSON ({e}); restore it from git or delete it") from None
 
 
 def _finished(saved: dict, run: str, command: list[str], run_dir: str, train: bool):
-    """`run`'s entry of OUT.json (command, eval.json as result, evals, start_seconds):
-    from its directory, from `saved` if its command matches there, or trained now when
-    `train`; None if it has not finished and is not to be trained."""
+    """`run`'s entry of OUT.json: from its directory, from `saved` if it was trained with
+    today's command, or trained now when `train`; None if it has not finished and is
+    not to be trained."""
     entry = saved.get(run)
     on_disk = os.path.exists(RunDir(run_dir).eval_json)
     if entry and entry["command"] == common.shown(command) and not on_disk:
@@ -155,8 +158,14 @@ def _finished(saved: dict, run: str, command: list[str], run_dir: str, train: bo
     if not (train or on_disk):
         return None
     result = common.run_unless_done(command, run_dir)
+    with open(RunDir(run_dir).file(RunDir.COMMAND)) as f:
+        launches = f.read().splitlines()
     return {
-        "command": common.shown(command),
+        # What the run was trained with, which a finished run on disk may not share
+        # with today's command: only an entry trained with today's is reused.
+        "command": launches[0].replace(common.ROOT + os.sep, ""),
+        # A resumed run's seconds include the time it was down (bench/wallclock.py).
+        "launches": len(launches),
         "result": result,
         "evals": common.evals(run_dir),
         "start_seconds": common.start_seconds(run_dir),
@@ -165,11 +174,10 @@ def _finished(saved: dict, run: str, command: list[str], run_dir: str, train: bo
 
 def _write(path: str, text: str) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w") as f:
-        f.write(text)
+    write_atomic(path, text)
 
 
-def main() -> None:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -187,7 +195,9 @@ def main() -> None:
         "--logdir", default=os.path.join(common.ROOT, "runs", "ablation"), help="runs root"
     )
     parser.add_argument(
-        "--out", default=os.path.join(common.ROOT, "docs", "ablation.md"), help="report file"
+        "--out",
+        default=os.path.join(common.ROOT, "docs", "ablation.md"),
+        help="report file (Markdown); the finished runs go beside it, as .json",
     )
     parser.add_argument(
         "--report",
@@ -195,7 +205,14 @@ def main() -> None:
         help="write the report from the runs that finished, and train nothing",
     )
     parser.add_argument("extra", nargs="*", help="further trainer flags for every run, after --")
+    return parser
+
+
+def main() -> None:
+    parser = _parser()
     args = parser.parse_args()
+    if args.out.endswith(".json"):
+        parser.error("--out names the report; its runs go to the same name with .json")
     keys = [
         k
         for word in args.variants.split(",")

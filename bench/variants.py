@@ -46,8 +46,8 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     # times the other seeds' late in the run: a policy settled on half the block
     # positions, which a small entropy bonus may keep exploring out of.
     "entropy-small": ("entropy bonus 0.001", ["--entropy_coef=0.001"]),
-    # On a second machine entropy-small's seeds 0 and 3 fell 12 and 26 points after
-    # reaching 92-96% (0.4-0.6M): a learning rate that decays to 0 settles the policy
+    # On a second machine entropy-small's seeds 0 and 3 peaked at 96% and 94% and fell
+    # 12 and 26 points at 0.4-0.6M: a learning rate that decays to 0 settles the policy
     # late in the run, as PPO's MuJoCo settings (and CleanRL's anneal_lr) do.
     "entropy-lr-linear": (
         "entropy bonus 0.001, learning rate decaying linearly to 0",

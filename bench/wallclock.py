@@ -17,7 +17,20 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
+
+
+def load(path: str, skip=()) -> dict:
+    """The timed runs of an OUT.json, less `skip` and any run resumed after a stop
+    (its seconds include the time it was down)."""
+    with open(path) as f:
+        saved = json.load(f)
+    return {
+        name: entry
+        for name, entry in saved.items()
+        if "start_seconds" in entry and entry.get("launches", 1) == 1 and name not in skip
+    }
 
 
 def minutes_to(entry: dict, threshold: float) -> float:
@@ -35,6 +48,7 @@ def summary(runs: dict, threshold: float) -> tuple[float, float]:
 
 
 def plot(runs: dict, threshold: float, path: str) -> None:
+    """Each run's greedy success at its evaluations against minutes since its start."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -42,10 +56,12 @@ def plot(runs: dict, threshold: float, path: str) -> None:
 
     figure, axes = plt.subplots(figsize=(7, 4), constrained_layout=True)
     for name, entry in sorted(runs.items()):
-        times = [0.0] + [(entry["start_seconds"] + t) / 60 for *_, t in entry["evals"]]
-        rates = [0.0] + [100 * rate for _, rate, *_ in entry["evals"]]
+        times = [(entry["start_seconds"] + t) / 60 for *_, t in entry["evals"]]
+        rates = [100 * rate for _, rate, *_ in entry["evals"]]
         axes.plot(times, rates, "o-", markersize=3, alpha=0.5, label=name)
     axes.axhline(100 * threshold, color="black", linewidth=0.8, linestyle="--")
+    axes.set_xlim(left=0)
+    axes.set_ylim(0, 102)
     axes.set_xlabel("minutes since the run's start (evaluations included)")
     axes.set_ylabel("greedy grasp success (%)")
     axes.grid(alpha=0.3)
@@ -62,9 +78,21 @@ def main() -> None:
     parser.add_argument("data", help="an OUT.json that bench/ablation.py wrote")
     parser.add_argument("--threshold", type=float, default=0.8, help="greedy success to time")
     parser.add_argument("--out", default="", help="PNG of the curves (none if empty)")
+    parser.add_argument(
+        "--skip",
+        default="",
+        help="comma-separated runs to leave out, such as one paused while it trained "
+        "(a resumed run is left out anyway)",
+    )
     args = parser.parse_args()
+    if not os.path.isfile(args.data):
+        parser.error(f"{args.data} is not a file")
+    skip = [name for name in args.skip.split(",") if name]
     with open(args.data) as f:
-        runs = {name: e for name, e in json.load(f).items() if "start_seconds" in e}
+        unknown = sorted(set(skip) - set(json.load(f)))
+    if unknown:
+        parser.error(f"--skip names runs {args.data} does not have: {', '.join(unknown)}")
+    runs = load(args.data, skip)
     if not runs:
         parser.error(f"{args.data} has no run with start_seconds (written since 2026-11-30)")
     for name, entry in sorted(runs.items(), key=lambda item: minutes_to(item[1], args.threshold)):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import subprocess
@@ -47,9 +46,13 @@ def test_ablation_interleaves_variants_resumes_and_reports(tmp_path):
     assert "python -m trainer.task" not in again.split("# Ablation")[0]
     assert out.read_text() == report
     # Its runs, saved beside it, time from each run's start (bench/wallclock.py).
-    saved = json.loads((tmp_path / "ablation.json").read_text())
+    saved = wallclock.load(str(tmp_path / "ablation.json"))
     assert sorted(saved) == ["old-reward-s0", "reward-scale-s0"]
+    assert list(wallclock.load(str(tmp_path / "ablation.json"), ["old-reward-s0"])) == [
+        "reward-scale-s0"
+    ]
     assert all(0 < entry["start_seconds"] < 300 for entry in saved.values())
+    assert [entry["launches"] for entry in saved.values()] == [1, 1]
     median, worst = wallclock.summary(saved, 0.0)  # to the first evaluation
     assert 0 < median <= worst < 10
     assert wallclock.summary(saved, 1.01) == (math.inf, math.inf)
@@ -61,6 +64,12 @@ def test_ablation_interleaves_variants_resumes_and_reports(tmp_path):
     again = _bench("ablation", *args, f"--out={out}")
     assert "python -m trainer.task" not in again.split("# Ablation")[0]
     assert out.read_text() == report
+    # A run saved with another command is not reused: here, with --report, not reported.
+    (tmp_path / "other.json").write_text(
+        (tmp_path / "ablation.json").read_text().replace("--eval_episodes=2", "--eval_episodes=3")
+    )
+    changed = _bench("ablation", *args, "--report", f"--out={tmp_path / 'other.md'}")
+    assert "| `old-reward` | " not in changed
     # --report with more seeds than have run: trains nothing, reports the finished ones.
     again = _bench("ablation", *args, "--seeds=2", "--report", f"--out={out}")
     assert "python -m trainer.task" not in again.split("# Ablation")[0]
