@@ -47,6 +47,10 @@ def summary(runs: dict, threshold: float) -> tuple[float, float]:
     return statistics.median(times), times[-1]
 
 
+def shown(minutes: float) -> str:
+    return "never" if math.isinf(minutes) else f"{minutes:.1f} min"
+
+
 def plot(runs: dict, threshold: float, path: str) -> None:
     """Each run's greedy success at its evaluations against minutes since its start."""
     import matplotlib
@@ -96,10 +100,10 @@ def main() -> None:
     if not runs:
         parser.error(f"{args.data} has no run with start_seconds (written since 2026-11-30)")
     for name, entry in sorted(runs.items(), key=lambda item: minutes_to(item[1], args.threshold)):
-        print(f"{name}: {minutes_to(entry, args.threshold):.1f} min to {args.threshold:.0%}")
+        print(f"{name}: {shown(minutes_to(entry, args.threshold))} to {args.threshold:.0%}")
     median, worst = summary(runs, args.threshold)
     print(
-        f"{len(runs)} runs: median {median:.1f} min, worst {worst:.1f} min to "
+        f"{len(runs)} runs: median {shown(median)}, worst {shown(worst)} to "
         f"{args.threshold:.0%} greedy success"
     )
     if args.out:
