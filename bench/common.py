@@ -59,12 +59,19 @@ def run_unless_done(command: list[str], run_dir: str) -> dict:
         return json.load(f)
 
 
+def _first_record(run_dir: str) -> float:
+    """Wall time of the run's first recorded iteration: where `evals` counts from."""
+    from trainer import evaluate
+
+    train = evaluate.read_scalar_events(RunDir(run_dir).train_events)
+    return min(wall for _, _, wall in train["Metrics/EnvStepsPerSecond"])
+
+
 def evals(run_dir: str) -> list[tuple[int, float, float, float, float]]:
     """[(env steps, success, mean return, mean length, seconds since start)] per evaluation."""
     from trainer import evaluate
 
-    train = evaluate.read_scalar_events(RunDir(run_dir).train_events)
-    start = min(wall for _, _, wall in train["Metrics/EnvStepsPerSecond"])
+    start = _first_record(run_dir)
     scalars = evaluate.read_scalar_events(RunDir(run_dir).eval_events)
     returns = {s: v for s, v, _ in scalars.get("Eval/AverageReturn", [])}
     lengths = {s: v for s, v, _ in scalars.get("Eval/AverageEpisodeLength", [])}
@@ -77,11 +84,7 @@ def evals(run_dir: str) -> list[tuple[int, float, float, float, float]]:
 def start_seconds(run_dir: str) -> float:
     """Seconds from the run's start (its config.json, written about 0.4 s after launch:
     bench/startup.py) to its first recorded iteration, which `evals` counts from."""
-    from trainer import evaluate
-
-    train = evaluate.read_scalar_events(RunDir(run_dir).train_events)
-    first_record = min(wall for _, _, wall in train["Metrics/EnvStepsPerSecond"])
-    return first_record - os.path.getmtime(RunDir(run_dir).config)
+    return _first_record(run_dir) - os.path.getmtime(RunDir(run_dir).config)
 
 
 def first(rows, threshold: float):
