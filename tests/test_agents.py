@@ -106,6 +106,37 @@ def test_linear_schedule_needs_progress():
         )
 
 
+def test_linear_entropy_schedule_scales_the_bonus_with_the_run_left():
+    small = dict(actor_layers=(8,), value_layers=(8,), total_steps=1000, entropy_coef=0.01)
+    cfg = config.for_agent("ppo", **small)
+    scheduled = config.for_agent("ppo", **small, entropy_schedule="linear")
+    env_steps = tf.Variable(0, dtype=tf.int64)
+    specs = tensor_spec.from_spec(ts.time_step_spec(OBS)), tensor_spec.from_spec(ACTION)
+    constant = agents.create(cfg, *specs, tf.Variable(0, dtype=tf.int64), env_steps=env_steps)
+    decaying = agents.create(scheduled, *specs, tf.Variable(0, dtype=tf.int64), env_steps)
+    time_steps = _time_steps(_observations(4))
+    entropy, weights = tf.constant([1.0, 2.0, 3.0, 4.0]), tf.ones(4)
+    bonus = lambda agent: float(  # noqa: E731
+        agent.entropy_regularization_loss(time_steps, entropy, weights)
+    )
+    assert bonus(constant) == pytest.approx(-0.025)
+    for done, share in ((0, 1.0), (250, 0.75), (1000, 0.0), (1500, 0.0)):
+        env_steps.assign(done)
+        assert bonus(decaying) == pytest.approx(-0.025 * share), done
+        assert bonus(constant) == pytest.approx(-0.025), done
+
+
+def test_linear_entropy_schedule_needs_progress():
+    cfg = config.for_agent("ppo", entropy_coef=0.01, entropy_schedule="linear")
+    with pytest.raises(ValueError, match="--entropy_schedule=linear needs"):
+        agents.create(
+            cfg,
+            tensor_spec.from_spec(ts.time_step_spec(OBS)),
+            tensor_spec.from_spec(ACTION),
+            tf.Variable(0, dtype=tf.int64),
+        )
+
+
 @pytest.fixture(scope="module")
 def kuka_observations():
     """Observations of real KukaGrasp-v0 episodes under random actions, and its specs."""

@@ -24,6 +24,8 @@ def test_defaults_are_valid():
         ({"discount": 1.5}, "--discount"),
         ({"eval_interval": -5}, "--eval_interval"),
         ({"lr_schedule": "cosine"}, "unknown --lr_schedule"),
+        ({"entropy_schedule": "cosine"}, "unknown --entropy_schedule"),
+        ({"entropy_schedule": "linear"}, "schedules --entropy_coef, which is 0.0"),
         ({"reward_clip": -1.0}, "--reward_clip"),
         ({"gae_lambda": 1.5}, "--gae_lambda must be in"),
         ({"num_epochs": 0}, "--num_epochs must be positive"),

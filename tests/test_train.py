@@ -130,6 +130,8 @@ def test_linear_schedule_and_fixed_reward_scale_train(tmp_path):
         "--run=flags",
         *TINY_FLAGS,
         "--lr_schedule=linear",
+        "--entropy_coef=0.01",
+        "--entropy_schedule=linear",
         "--nonormalize_rewards",
         "--nonormalize_observations",
         "--reward_scale=0.01",
@@ -137,6 +139,7 @@ def test_linear_schedule_and_fixed_reward_scale_train(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     config = json.load(open(tmp_path / "flags" / "config.json"))
     assert config["lr_schedule"] == "linear" and config["reward_scale"] == 0.01
+    assert config["algo"]["entropy_schedule"] == "linear"
 
 
 def test_finished_run_is_left_alone_and_eval_writes_beside_it(tiny_run, tmp_path):

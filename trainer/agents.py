@@ -40,19 +40,20 @@ class _LinearDecay(tf.keras.optimizers.schedules.LearningRateSchedule):
 def create(cfg: Config, time_step_spec, action_spec, train_step: tf.Variable, env_steps=None):
     """The tf-agents agent named by `cfg.agent`, initialized.
 
-    `env_steps` is the run's env-step counter, which the linear learning-rate schedule
-    reads to know how much of the run is done.
+    `env_steps` is the run's env-step counter, which the linear schedules (of the learning
+    rate and of PPO's entropy bonus) read to know how much of the run is done.
     """
+    progress = None
+    if env_steps is not None:
+        progress = lambda: tf.cast(env_steps, tf.float32) / cfg.total_steps  # noqa: E731
     rate = cfg.learning_rate
     if cfg.lr_schedule == "linear":
-        if env_steps is None:
+        if progress is None:
             raise ValueError("--lr_schedule=linear needs the run's env steps (its progress)")
-        rate = _LinearDecay(
-            cfg.learning_rate, lambda: tf.cast(env_steps, tf.float32) / cfg.total_steps
-        )
+        rate = _LinearDecay(cfg.learning_rate, progress)
     optimizer = lambda: tf.keras.optimizers.Adam(learning_rate=rate)  # noqa: E731
     build = learner.algorithm(cfg.agent).build_agent
-    agent, actor_net = build(cfg, time_step_spec, action_spec, optimizer, train_step)
+    agent, actor_net = build(cfg, time_step_spec, action_spec, optimizer, train_step, progress)
     agent.initialize()
     _ACTOR_NETS[agent] = actor_net
     return agent

@@ -7,7 +7,7 @@ from trainer.config import (
     AGENTS,
     ALGORITHM_SETTINGS,
     DISTRIBUTED_AGENTS,
-    LR_SCHEDULES,
+    SCHEDULES,
     Config,
     PPOConfig,
     RenderConfig,
@@ -38,10 +38,7 @@ def validate(cfg: Config) -> None:
     ]:
         if not getattr(owner, name) > 0:
             raise ValueError(f"--{name} must be positive, got {getattr(owner, name)}")
-    if cfg.lr_schedule not in LR_SCHEDULES:
-        raise ValueError(
-            f"unknown --lr_schedule {cfg.lr_schedule!r}; choose one of {', '.join(LR_SCHEDULES)}"
-        )
+    _check_schedule("lr_schedule", cfg.lr_schedule)
     if cfg.eval_interval < 0:
         raise ValueError(f"--eval_interval must be 0 or positive, got {cfg.eval_interval}")
     if cfg.collect_steps < 2 * cfg.num_envs:
@@ -61,7 +58,18 @@ def validate(cfg: Config) -> None:
         _validate_ppo(cfg.algo)
 
 
+def _check_schedule(flag: str, value: str) -> None:
+    if value not in SCHEDULES:
+        raise ValueError(f"unknown --{flag} {value!r}; choose one of {', '.join(SCHEDULES)}")
+
+
 def _validate_ppo(ppo: PPOConfig) -> None:
+    _check_schedule("entropy_schedule", ppo.entropy_schedule)
+    if ppo.entropy_schedule != "constant" and not ppo.entropy_coef > 0:
+        raise ValueError(
+            f"--entropy_schedule={ppo.entropy_schedule} schedules --entropy_coef, "
+            f"which is {ppo.entropy_coef}; give it a positive value"
+        )
     if ppo.reward_clip < 0:
         raise ValueError(f"--reward_clip must be 0 (off) or positive, got {ppo.reward_clip}")
     if not 0 <= ppo.gae_lambda <= 1:

@@ -42,7 +42,7 @@ LEGACY = {
     "learning_starts": 0,
     "target_update_tau": 0.005,
 }
-LR_SCHEDULES = ("constant", "linear")
+SCHEDULES = ("constant", "linear")
 
 
 def _resumable(default):
@@ -62,6 +62,8 @@ class PPOConfig:
         gae_lambda: lambda of generalized advantage estimation.
         clip_ratio: importance ratio clipping.
         entropy_coef: entropy regularization coefficient.
+        entropy_schedule: entropy_coef over the run: constant, or linear (decays to 0 at
+            --total_steps, so the bonus explores early and leaves the late policy alone).
         action_mean_init: scale of the initial weights of the action mean's output
             layer (tf-agents' init_means_output_factor, 0.1 by default there). At 0.1 some
             seeds start with a steady drift that drives the arm to the tray's rim before any
@@ -80,6 +82,7 @@ class PPOConfig:
     gae_lambda: float = 0.95
     clip_ratio: float = 0.2
     entropy_coef: float = 0.0
+    entropy_schedule: str = "constant"
     action_mean_init: float = 0.01
     normalize_observations: bool = True
     normalize_rewards: bool = True

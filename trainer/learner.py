@@ -1,7 +1,8 @@
 """The algorithms, in one table, and what their learners share.
 
 Each algorithm is a module with `build_agent(cfg, time_step_spec, action_spec,
-optimizer, train_step)` (its tf-agents agent and actor network) and a `Learner(cfg,
+optimizer, train_step, progress)` (its tf-agents agent and actor network; `progress()`
+is the share of the run done, for schedules, or None outside a run) and a `Learner(cfg,
 agent)` with `learn(experience, new_steps)` (gradient steps on collected [num_envs, T]
 segments; returns the last LossInfo or None) and `tracked()` (what the run's checkpoint
 keeps besides the agent). The local loop (train.py) gets its segments from env processes

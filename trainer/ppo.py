@@ -29,8 +29,32 @@ def _normal_projection(spec, mean_init: float):
     )
 
 
-def build_agent(cfg: Config, time_step_spec, action_spec, optimizer, train_step):
-    """(PPOClipAgent, its actor network), not yet initialized."""
+class _DecayingEntropyAgent(ppo_clip_agent.PPOClipAgent):
+    """PPOClipAgent whose entropy bonus is scaled by the share of the run still to go.
+
+    tf-agents takes the coefficient as a Python float it compares with 0 outside the
+    graph, so the schedule scales the loss it returns instead.
+    """
+
+    def __init__(self, *args, progress, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._progress = progress
+
+    def entropy_regularization_loss(self, *args, **kwargs):
+        loss = super().entropy_regularization_loss(*args, **kwargs)
+        return loss * tf.maximum(1.0 - self._progress(), 0.0)
+
+
+def build_agent(cfg: Config, time_step_spec, action_spec, optimizer, train_step, progress):
+    """(PPOClipAgent, its actor network), not yet initialized.
+
+    `progress()` is the share of the run done (0 to 1), or None outside a run.
+    """
+    agent_class, extra = ppo_clip_agent.PPOClipAgent, {}
+    if cfg.algo.entropy_schedule == "linear":
+        if progress is None:
+            raise ValueError("--entropy_schedule=linear needs the run's env steps (its progress)")
+        agent_class, extra = _DecayingEntropyAgent, {"progress": progress}
     observation_spec = time_step_spec.observation
     actor_net = actor_distribution_network.ActorDistributionNetwork(
         observation_spec,
@@ -44,7 +68,7 @@ def build_agent(cfg: Config, time_step_spec, action_spec, optimizer, train_step)
     value_net = value_network.ValueNetwork(
         observation_spec, fc_layer_params=cfg.value_layers, activation_fn=tf.nn.tanh
     )
-    agent = ppo_clip_agent.PPOClipAgent(
+    agent = agent_class(
         time_step_spec,
         action_spec,
         optimizer=optimizer(),
@@ -67,6 +91,7 @@ def build_agent(cfg: Config, time_step_spec, action_spec, optimizer, train_step)
         reward_norm_clipping=cfg.algo.reward_clip,
         gradient_clipping=0.5,
         train_step_counter=train_step,
+        **extra,
     )
     return agent, actor_net
 

@@ -27,8 +27,12 @@ def _tanh_normal_projection(spec):
     )
 
 
-def build_agent(cfg: Config, time_step_spec, action_spec, optimizer, train_step):
-    """(SacAgent, its actor network), not yet initialized."""
+def build_agent(cfg: Config, time_step_spec, action_spec, optimizer, train_step, progress):
+    """(SacAgent, its actor network), not yet initialized.
+
+    `progress` goes unused: SAC's entropy follows its own learned temperature.
+    """
+    del progress
     observation_spec = time_step_spec.observation
     actor_net = actor_distribution_network.ActorDistributionNetwork(
         observation_spec,
