@@ -58,10 +58,9 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     # entropy-lr-linear's seed 6 ended at 44% after a slow start: the decay alone
     # tells whether the bonus slowed it.
     "lr-linear": ("learning rate decaying linearly to 0", ["--lr_schedule=linear"]),
-    # entropy-small fixed seed 11's half-learned wrist early (92% at 0.2M) and its seed 3
-    # fell late, its training success too, with the bonus still on; lr-linear kept the
-    # bonus out and still fell. The bonus decaying to 0 explores early and leaves the
-    # late policy alone, with the learning rate as the defaults have it.
+    # entropy-small fixed seed 11's half-learned wrist early (92% at 0.2M); seed 3 fell
+    # late under it and under lr-linear alike. The bonus where it helped, early, and
+    # none late, with the learning rate as the defaults have it.
     "entropy-decay": (
         "entropy bonus 0.001 decaying linearly to 0",
         ["--entropy_coef=0.001", "--entropy_schedule=linear"],

@@ -87,13 +87,11 @@ def test_sampled_actions_vary_and_greedy_ones_do_not(name):
 
 
 def test_linear_schedule_follows_the_run_not_the_optimizer():
-    done = tf.Variable(0.0)
-    schedule = agents._LinearDecay(1e-3, lambda: done)  # noqa: SLF001
+    left = tf.Variable(1.0)
+    schedule = agents._LinearDecay(1e-3, lambda: left)  # noqa: SLF001
     assert float(schedule(0)) == pytest.approx(1e-3)
-    done.assign(0.75)
+    left.assign(0.25)
     assert float(schedule(10**6)) == pytest.approx(2.5e-4)
-    done.assign(1.5)  # a resumed run trained past the old total
-    assert float(schedule(0)) == 0.0
 
 
 def test_linear_schedule_needs_progress():
@@ -108,22 +106,32 @@ def test_linear_schedule_needs_progress():
 
 def test_linear_entropy_schedule_scales_the_bonus_with_the_run_left():
     small = dict(actor_layers=(8,), value_layers=(8,), total_steps=1000, entropy_coef=0.01)
-    cfg = config.for_agent("ppo", **small)
-    scheduled = config.for_agent("ppo", **small, entropy_schedule="linear")
     env_steps = tf.Variable(0, dtype=tf.int64)
     specs = tensor_spec.from_spec(ts.time_step_spec(OBS)), tensor_spec.from_spec(ACTION)
-    constant = agents.create(cfg, *specs, tf.Variable(0, dtype=tf.int64), env_steps=env_steps)
-    decaying = agents.create(scheduled, *specs, tf.Variable(0, dtype=tf.int64), env_steps)
+    constant, decaying = (
+        agents.create(
+            config.for_agent("ppo", **small, entropy_schedule=schedule),
+            *specs,
+            tf.Variable(0, dtype=tf.int64),
+            env_steps=env_steps,
+        )
+        for schedule in ("constant", "linear")
+    )
     time_steps = _time_steps(_observations(4))
     entropy, weights = tf.constant([1.0, 2.0, 3.0, 4.0]), tf.ones(4)
-    bonus = lambda agent: float(  # noqa: E731
-        agent.entropy_regularization_loss(time_steps, entropy, weights)
+    # Traced once, as the learner's train step is: each call must read env_steps anew.
+    constant_bonus, decaying_bonus = (
+        tf.function(
+            lambda agent=agent: agent.entropy_regularization_loss(time_steps, entropy, weights),
+            autograph=False,
+        )
+        for agent in (constant, decaying)
     )
-    assert bonus(constant) == pytest.approx(-0.025)
+    # Past the end: a finished run resumed with a larger --total_steps.
     for done, share in ((0, 1.0), (250, 0.75), (1000, 0.0), (1500, 0.0)):
         env_steps.assign(done)
-        assert bonus(decaying) == pytest.approx(-0.025 * share), done
-        assert bonus(constant) == pytest.approx(-0.025), done
+        assert float(decaying_bonus()) == pytest.approx(-0.025 * share), done
+        assert float(constant_bonus()) == pytest.approx(-0.025), done
 
 
 def test_linear_entropy_schedule_needs_progress():

@@ -39,6 +39,13 @@ def test_each_agent_has_its_own_defaults_and_old_runs_keep_theirs():
     assert (old_sac.algo.learning_starts, old_sac.algo.target_update_tau) == (0, 0.005)
     # and, before the reward scale was written, with SAC's own 0.001.
     assert old_sac.reward_scale == 0.001
+    # A run saved with its settings under `algo` that predates some of them: the same.
+    saved = schema.to_dict(Config())
+    del saved["algo"]["action_mean_init"], saved["algo"]["entropy_schedule"]
+    del saved["deterministic"]
+    later = schema.from_dict(saved)
+    assert (later.algo.action_mean_init, later.algo.entropy_schedule) == (0.1, "constant")
+    assert not later.deterministic
 
 
 def test_the_resume_rules_and_the_help_read_the_fields_marks():

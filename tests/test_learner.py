@@ -22,7 +22,7 @@ def test_each_algorithm_has_the_interface_both_loops_use(name):
         "action_spec",
         "optimizer",
         "train_step",
-        "progress",
+        "remaining",
     ]
     assert list(inspect.signature(module.Learner).parameters) == ["cfg", "agent"]
     assert list(inspect.signature(module.Learner.learn).parameters) == [

@@ -24,14 +24,14 @@ _ACTOR_NETS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 class _LinearDecay(tf.keras.optimizers.schedules.LearningRateSchedule):
-    """`initial` times the share of the run still to go, read from `done()` (0 to 1)."""
+    """`initial` times the share of the run still to go, read from `remaining()` (1 to 0)."""
 
-    def __init__(self, initial: float, done):
-        self._initial, self._done = initial, done
+    def __init__(self, initial: float, remaining):
+        self._initial, self._remaining = initial, remaining
 
     def __call__(self, step):
         del step  # the optimizer's own count; the run's progress is in env steps
-        return self._initial * tf.maximum(1.0 - self._done(), 0.0)
+        return self._initial * self._remaining()
 
     def get_config(self):
         return {"initial": self._initial}
@@ -41,19 +41,22 @@ def create(cfg: Config, time_step_spec, action_spec, train_step: tf.Variable, en
     """The tf-agents agent named by `cfg.agent`, initialized.
 
     `env_steps` is the run's env-step counter, which the linear schedules (of the learning
-    rate and of PPO's entropy bonus) read to know how much of the run is done.
+    rate and of PPO's entropy bonus) read to know how much of the run is left.
     """
-    progress = None
+    remaining = None
     if env_steps is not None:
-        progress = lambda: tf.cast(env_steps, tf.float32) / cfg.total_steps  # noqa: E731
+        # Past the end, as a finished run resumed with a larger --total_steps was, at 0.
+        remaining = lambda: tf.maximum(  # noqa: E731
+            1.0 - tf.cast(env_steps, tf.float32) / cfg.total_steps, 0.0
+        )
     rate = cfg.learning_rate
     if cfg.lr_schedule == "linear":
-        if progress is None:
+        if remaining is None:
             raise ValueError("--lr_schedule=linear needs the run's env steps (its progress)")
-        rate = _LinearDecay(cfg.learning_rate, progress)
+        rate = _LinearDecay(cfg.learning_rate, remaining)
     optimizer = lambda: tf.keras.optimizers.Adam(learning_rate=rate)  # noqa: E731
     build = learner.algorithm(cfg.agent).build_agent
-    agent, actor_net = build(cfg, time_step_spec, action_spec, optimizer, train_step, progress)
+    agent, actor_net = build(cfg, time_step_spec, action_spec, optimizer, train_step, remaining)
     agent.initialize()
     _ACTOR_NETS[agent] = actor_net
     return agent

@@ -36,6 +36,7 @@ LEGACY = {
     "normalize_rewards": True,
     "reward_clip": 10.0,
     "lr_schedule": "constant",
+    "entropy_schedule": "constant",
     "deterministic": False,
     "action_mean_init": 0.1,
     # SAC's before its warm-up and target rate were settings.
@@ -63,7 +64,8 @@ class PPOConfig:
         clip_ratio: importance ratio clipping.
         entropy_coef: entropy regularization coefficient.
         entropy_schedule: entropy_coef over the run: constant, or linear (decays to 0 at
-            --total_steps, so the bonus explores early and leaves the late policy alone).
+            --total_steps, which a resume with a larger --total_steps raises again; the
+            bonus early and none late, bench/variants.py's entropy-decay).
         action_mean_init: scale of the initial weights of the action mean's output
             layer (tf-agents' init_means_output_factor, 0.1 by default there). At 0.1 some
             seeds start with a steady drift that drives the arm to the tray's rim before any
@@ -151,7 +153,7 @@ class Config:
         algo: The agent's own settings, PPOConfig or SACConfig below; their flags go by
             their field names.
         lr_schedule: Learning rate over the run: constant, or linear (decays to 0 at
-            --total_steps).
+            --total_steps, which a resume with a larger --total_steps raises again).
         reward_scale: Factor applied to every reward before learning. The Kuka envs give
             about -5 a step and +10,000 for a lift.
         max_policy_lag: distributed: the learner drops segments collected with a policy more

@@ -1,13 +1,14 @@
 """The algorithms, in one table, and what their learners share.
 
 Each algorithm is a module with `build_agent(cfg, time_step_spec, action_spec,
-optimizer, train_step, progress)` (its tf-agents agent and actor network; `progress()`
-is the share of the run done, for schedules, or None outside a run) and a `Learner(cfg,
-agent)` with `learn(experience, new_steps)` (gradient steps on collected [num_envs, T]
-segments; returns the last LossInfo or None) and `tracked()` (what the run's checkpoint
-keeps besides the agent). The local loop (train.py) gets its segments from env processes
-over pipes, the distributed learner (distributed.py) from Reverb; both hand them to
-the same `Learner`. Each algorithm's defaults are config.AGENT_DEFAULTS'.
+optimizer, train_step, remaining)` (its tf-agents agent and actor network;
+`remaining()` is the share of the run still to go, for schedules, or None outside a
+run) and a `Learner(cfg, agent)` with `learn(experience, new_steps)` (gradient steps
+on collected [num_envs, T] segments; returns the last LossInfo or None) and
+`tracked()` (what the run's checkpoint keeps besides the agent). The local loop
+(train.py) gets its segments from env processes over pipes, the distributed learner
+(distributed.py) from Reverb; both hand them to the same `Learner`. Each algorithm's
+defaults are config.AGENT_DEFAULTS'.
 """
 
 from __future__ import annotations

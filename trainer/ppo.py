@@ -36,25 +36,24 @@ class _DecayingEntropyAgent(ppo_clip_agent.PPOClipAgent):
     graph, so the schedule scales the loss it returns instead.
     """
 
-    def __init__(self, *args, progress, **kwargs):
+    def __init__(self, *args, remaining, **kwargs):
         super().__init__(*args, **kwargs)
-        self._progress = progress
+        self._remaining = remaining
 
     def entropy_regularization_loss(self, *args, **kwargs):
-        loss = super().entropy_regularization_loss(*args, **kwargs)
-        return loss * tf.maximum(1.0 - self._progress(), 0.0)
+        return super().entropy_regularization_loss(*args, **kwargs) * self._remaining()
 
 
-def build_agent(cfg: Config, time_step_spec, action_spec, optimizer, train_step, progress):
+def build_agent(cfg: Config, time_step_spec, action_spec, optimizer, train_step, remaining):
     """(PPOClipAgent, its actor network), not yet initialized.
 
-    `progress()` is the share of the run done (0 to 1), or None outside a run.
+    `remaining()` is the share of the run still to go (1 to 0), or None outside a run.
     """
     agent_class, extra = ppo_clip_agent.PPOClipAgent, {}
     if cfg.algo.entropy_schedule == "linear":
-        if progress is None:
+        if remaining is None:
             raise ValueError("--entropy_schedule=linear needs the run's env steps (its progress)")
-        agent_class, extra = _DecayingEntropyAgent, {"progress": progress}
+        agent_class, extra = _DecayingEntropyAgent, {"remaining": remaining}
     observation_spec = time_step_spec.observation
     actor_net = actor_distribution_network.ActorDistributionNetwork(
         observation_spec,

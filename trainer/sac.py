@@ -27,12 +27,12 @@ def _tanh_normal_projection(spec):
     )
 
 
-def build_agent(cfg: Config, time_step_spec, action_spec, optimizer, train_step, progress):
+def build_agent(cfg: Config, time_step_spec, action_spec, optimizer, train_step, remaining):
     """(SacAgent, its actor network), not yet initialized.
 
-    `progress` goes unused: SAC's entropy follows its own learned temperature.
+    `remaining` goes unused: SAC's entropy follows its own learned temperature.
     """
-    del progress
+    del remaining
     observation_spec = time_step_spec.observation
     actor_net = actor_distribution_network.ActorDistributionNetwork(
         observation_spec,

@@ -98,6 +98,7 @@ def to_dict(cfg: Config) -> dict[str, Any]:
 def from_dict(data: dict[str, Any]) -> Config:
     """Builds a Config from `to_dict` output (tuples come back from JSON lists).
 
+    A field the saved run predates takes LEGACY's value, what runs did before it existed.
     A run saved before the algorithms' settings were their own classes kept every one of
     them flat beside the others: its agent's move into `algo`, another agent's are dropped.
     """
@@ -107,7 +108,6 @@ def from_dict(data: dict[str, Any]) -> Config:
     if "algo" not in values:
         if agent == "sac" and "reward_scale" not in values:
             values["reward_scale"] = 0.001  # SAC's own scale before the field was written
-        values = {**LEGACY, **values}
         mine = {n: values[n] for n in own.__dataclass_fields__ if n in values}
         values = {n: v for n, v in values.items() if n not in owners(Config)}
         values["algo"] = mine
@@ -115,7 +115,12 @@ def from_dict(data: dict[str, Any]) -> Config:
     if unknown:
         raise ValueError(f"unknown config fields: {', '.join(unknown)}")
     try:
-        algo = own(**values.pop("algo"))
+        algo = own(**{**_legacy(own), **values.pop("algo")})
     except TypeError as e:
         raise ValueError(f"unknown {agent} settings in config.json: {e}") from None
-    return Config(**{**values, "algo": algo})
+    return Config(**{**_legacy(Config), **values, "algo": algo})
+
+
+def _legacy(cls: type) -> dict[str, Any]:
+    """LEGACY's values of `cls`'s own fields."""
+    return {n: v for n, v in LEGACY.items() if n in cls.__dataclass_fields__}
