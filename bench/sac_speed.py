@@ -6,9 +6,12 @@ TFUniformReplayBuffer, a tf.data pipeline sampling pairs of steps, and `agent.tr
 after every env step, both inside `common.function`. B, `make train AGENT=sac`'s loop
 (train.py) with the same networks, batch size and ratio. Both warm up on
 `--learning_starts` steps first; each is timed over its steady state after that.
-Env steps/s equal gradient steps/s in both, by the one-to-one ratio. Usage:
+Env steps/s equal gradient steps/s in both, by the one-to-one ratio. `--learner_alone`
+times instead our learner's gradient steps with no env process beside it: the ceiling
+of B, whatever the loop around it does. Usage:
 
     python -m bench.sac_speed --pairs 3 --steps 3000
+    python -m bench.sac_speed --learner_alone --seconds 25
 """
 
 from __future__ import annotations
@@ -83,6 +86,48 @@ def ours(env_id: str, steps: int, learning_starts: int) -> float:
     )
 
 
+def learner_alone(seconds: float, queue) -> None:
+    """Gradient steps/s of our SAC learner fed random [2, 32] segments, 64 gradient steps
+    per `learn` after 512 steps in its buffer (sampling costs the same from any size)
+    and 3 more calls to trace, in a process of its
+    own; puts the rate on `queue`."""
+    import numpy as np
+    import tensorflow as tf
+    from tf_agents.specs import array_spec, tensor_spec
+    from tf_agents.trajectories import time_step as ts
+
+    from trainer import agents, config, learner
+
+    observation = array_spec.BoundedArraySpec((9,), np.float32, -100, 100, name="observation")
+    action = array_spec.BoundedArraySpec((3,), np.float32, -1, 1, name="action")
+    cfg = config.for_agent("sac", learning_starts=512)
+    agent = agents.create(
+        cfg,
+        tensor_spec.from_spec(ts.time_step_spec(observation)),
+        tensor_spec.from_spec(action),
+        tf.Variable(0, dtype=tf.int64),
+    )
+    sac = learner.create(cfg, agent)
+    shape, mid = (2, 32), tf.ones((2, 32), tf.int32)
+    segment = lambda: tensor_spec.sample_spec_nest(  # noqa: E731
+        agent.collect_data_spec, outer_dims=shape
+    ).replace(
+        step_type=mid,
+        next_step_type=mid,
+        discount=tf.ones(shape),
+        observation=tf.random.normal((*shape, 9)),
+        action=tf.random.uniform((*shape, 3), -1, 1),
+        reward=tf.random.normal(shape),
+    )
+    for _ in range(512 // 64 + 3):
+        sac.learn(segment(), 64)
+    steps, start = 0, time.time()
+    while time.time() - start < seconds:
+        sac.learn(segment(), 64)
+        steps += 64
+    queue.put(steps / (time.time() - start))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -93,8 +138,19 @@ def main() -> None:
     parser.add_argument(
         "--learning_starts", type=int, default=1000, help="env steps before the first update"
     )
+    parser.add_argument(
+        "--learner_alone", action="store_true", help="time our learner alone instead"
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=25, help="with --learner_alone: seconds per measurement"
+    )
     args = parser.parse_args()
     from bench import throughput
+
+    if args.learner_alone:
+        rates = [throughput.in_processes(learner_alone, [(args.seconds,)])[0] for _ in range(3)]
+        print(f"our SAC learner alone: {', '.join(f'{r:.0f}' for r in rates)} gradient steps/s")
+        return
 
     ratios = throughput.pairs(
         lambda: plain_tf_agents(args.env_id, args.steps, args.learning_starts),

@@ -113,6 +113,16 @@ def test_sac_speed_pairs_tf_agents_loop_with_ours():
     assert "ours / tf-agents': median " in result.stdout
 
 
+def test_sac_speed_times_our_learner_alone():
+    import queue
+
+    from bench import sac_speed
+
+    rates = queue.Queue()
+    sac_speed.learner_alone(0.5, rates)
+    assert rates.get_nowait() > 0
+
+
 def test_vision_benches_report_a_camera_run(tiny_camera_run, tmp_path):
     """bench/vision.py's table (--report: the run exists) and bench/vision_robustness.py's
     conditions, on the tiny camera run."""
