@@ -89,8 +89,7 @@ def ours(env_id: str, steps: int, learning_starts: int) -> float:
 def learner_alone(seconds: float, queue) -> None:
     """Gradient steps/s of our SAC learner fed random [2, 32] segments, 64 gradient steps
     per `learn` after 512 steps in its buffer (sampling costs the same from any size)
-    and 3 more calls to trace, in a process of its
-    own; puts the rate on `queue`."""
+    and 3 more calls to trace, in a process of its own; puts the rate on `queue`."""
     import numpy as np
     import tensorflow as tf
     from tf_agents.specs import array_spec, tensor_spec
