@@ -1,8 +1,11 @@
-"""How many env processes a machine holds (trainer/processes.py)."""
+"""How many env processes a machine holds, and the signals a save holds back
+(trainer/processes.py)."""
 
 from __future__ import annotations
 
 import os
+import signal
+import threading
 
 import pytest
 
@@ -106,3 +109,43 @@ def test_a_child_whose_parent_is_gone_before_it_asks_dies_at_once():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     assert subprocess.run([*run, gone], cwd=root, timeout=60).returncode == -signal.SIGKILL
     assert subprocess.run([*run, alive], cwd=root, timeout=60).returncode == 0
+
+
+@pytest.fixture
+def sigterm_exits():
+    """SIGTERM handled as task.py handles it: SystemExit(143) wherever it lands."""
+
+    def handler(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    yield handler
+    signal.signal(signal.SIGTERM, previous)
+
+
+def test_held_signals_wait_for_the_block_and_the_first_is_raised_once(sigterm_exits):
+    done = []
+    with pytest.raises(SystemExit) as stopped, processes.signals_held():
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGINT)
+        for i in range(1000):  # loops check for signals: a handler not held runs here
+            done.append(i)
+    assert stopped.value.code == 143 and len(done) == 1000
+    assert signal.getsignal(signal.SIGTERM) is sigterm_exits
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_block_outside_the_main_thread_holds_nothing_and_does_not_fail():
+    failed = []
+
+    def save():
+        try:
+            with processes.signals_held():
+                pass
+        except Exception as e:
+            failed.append(e)
+
+    thread = threading.Thread(target=save)
+    thread.start()
+    thread.join()
+    assert failed == []

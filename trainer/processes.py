@@ -1,4 +1,5 @@
-"""Child processes: how many the machine holds, and that they never outlive their parent."""
+"""Processes: how many children the machine holds, that they never outlive their parent,
+and the signals a save holds back."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import ctypes
 import importlib
 import os
 import signal
+import threading
 
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
@@ -23,6 +25,32 @@ def die_with_parent(signum: int = signal.SIGTERM, parent: int | None = None) -> 
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signum)
     if os.getppid() != parent:
         os.kill(os.getpid(), signum)
+
+
+@contextlib.contextmanager
+def signals_held(signums=(signal.SIGTERM, signal.SIGINT)):
+    """Holds `signums` back until the block ends, then raises the first one that came.
+
+    A handler that raises (SIGTERM's SystemExit, SIGINT's KeyboardInterrupt) may run
+    while pybind11 turns a C++ error into a Python one, and a SavedModel export does
+    that for every op it asks an attribute it lacks: pybind11 then replaces the
+    exception with a RuntimeError, and a SIGTERM ended the run with exit 1 and a
+    traceback instead of 143 and a checkpoint (a CI run, tests/test_storage.py). A
+    held signal also leaves no half-written save. Outside the main thread, where no
+    handler can be set, it holds nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    came: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, frame: came.append(signum)) for s in signums}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if came:
+            signal.raise_signal(came[0])
 
 
 def child_main(parent: int, target: str, *args) -> None:

@@ -25,7 +25,7 @@ import shutil
 from collections.abc import Mapping
 from typing import Any
 
-from trainer import checks, errors, resume, schema
+from trainer import checks, errors, processes, resume, schema
 from trainer.config import CAMERA_ENV_ID, Config
 from trainer.errors import Finished, UsageError
 
@@ -268,15 +268,17 @@ def write_atomic(path: str, text: str) -> None:
 def export_dir(final: str, write) -> None:
     """Calls `write(staging)` beside `final` and swaps the result in, so a reader never
     sees half of one: `final` is renamed to `final.old` first, which a reader between the
-    two renames falls back on (render.plan)."""
+    two renames falls back on (render.plan). A SIGTERM or Ctrl-C meanwhile waits for
+    the swap."""
     staging, old = final + ".tmp", final + ".old"
-    for path in (staging, old):
-        shutil.rmtree(path, ignore_errors=True)
-    write(staging)
-    if os.path.exists(final):
-        os.rename(final, old)
-    os.rename(staging, final)
-    shutil.rmtree(old, ignore_errors=True)
+    with processes.signals_held():  # a SavedModel export must not be cut: processes.py
+        for path in (staging, old):
+            shutil.rmtree(path, ignore_errors=True)
+        write(staging)
+        if os.path.exists(final):
+            os.rename(final, old)
+        os.rename(staging, final)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def recover_export(final: str) -> None:
