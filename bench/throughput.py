@@ -6,11 +6,15 @@ nothing else; training throughput is env steps per second of the training loop
 `Metrics/EnvStepsPerSecond`. The two are measured in turn, PAIRS times (A, B,
 A, B, ...), and the median of the per-pair ratios is reported with its range, so
 a neighbour that slows the machine for a while weighs on both sides alike.
-`--deterministic_cost` pairs training without and with deterministic ops instead.
+`--deterministic_cost` pairs training without and with deterministic ops instead;
+`--threads_cost` pairs training with TensorFlow's own intra-op threads (one per core)
+and with one, each training in a fresh process (the count is fixed when TensorFlow
+starts).
 Usage:
 
     python -m bench.throughput --num_envs 2 --pairs 3 --seconds 20 --train_steps 40000
     python -m bench.throughput --deterministic_cost
+    python -m bench.throughput --threads_cost
 """
 
 from __future__ import annotations
@@ -115,6 +119,22 @@ def training_speed(
     return (last_step - first_step) / (last_wall - first_wall)
 
 
+def _training_with_threads(threads: int, args: tuple, changes: dict, queue) -> None:
+    """In a spawned process: `training_speed(*args, **changes)` with `threads` intra-op
+    threads (0: TensorFlow's own count), set before TensorFlow runs anything."""
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    queue.put(training_speed(*args, **changes))
+
+
+def training_speed_with_threads(threads: int, *args, **changes) -> float:
+    """`training_speed(*args, **changes)` in a fresh process with `threads` intra-op
+    threads."""
+    (speed,) = in_processes(_training_with_threads, [(threads, args, changes)])
+    return speed
+
+
 def pairs(measure_a, measure_b, count: int, names: tuple[str, str]):
     """Runs A, B, A, B ... and prints each pair; returns the ratios B/A."""
     ratios = []
@@ -144,11 +164,26 @@ def main() -> None:
         action="store_true",
         help="pair training without (A) and with (B) deterministic ops instead",
     )
+    parser.add_argument(
+        "--threads_cost",
+        action="store_true",
+        help="pair training with TensorFlow's intra-op threads (A) and with one (B) instead",
+    )
     args = parser.parse_args()
     train = lambda deterministic: lambda: training_speed(  # noqa: E731
         args.env_id, args.num_envs, args.train_steps, args.agent, deterministic
     )
-    if args.deterministic_cost:
+    if args.threads_cost:
+        names = ("default threads", "one intra-op thread")
+        run = (args.env_id, args.num_envs, args.train_steps, args.agent)
+        ratios = pairs(
+            lambda: training_speed_with_threads(0, *run),
+            lambda: training_speed_with_threads(1, *run),
+            args.pairs,
+            names,
+        )
+        goal = "one thread is worth a default when this is > 1 on every pair"
+    elif args.deterministic_cost:
         names = ("nondeterministic", "deterministic")
         ratios = pairs(train(False), train(True), args.pairs, names)
         goal = "deterministic ops are the default when this is >= 0.90"

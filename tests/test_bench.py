@@ -123,6 +123,14 @@ def test_sac_speed_times_our_learner_alone():
     assert rates.get_nowait() > 0
 
 
+def test_throughput_trains_with_one_intra_op_thread_in_a_fresh_process():
+    from bench import throughput
+
+    tiny = {"collect_steps": 300, "actor_layers": (16,), "value_layers": (16,)}
+    speed = throughput.training_speed_with_threads(1, "KukaGrasp-v0", 2, 1800, "ppo", **tiny)
+    assert speed > 0
+
+
 def test_vision_benches_report_a_camera_run(tiny_camera_run, tmp_path):
     """bench/vision.py's table (--report: the run exists) and bench/vision_robustness.py's
     conditions, on the tiny camera run."""
