@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from bench import vision_robustness, wallclock
+from bench import versus, vision_robustness, wallclock
 from bench.common import TINY_FLAGS
 from tests.conftest import ROOT, run_module
 
@@ -58,6 +58,20 @@ def test_ablation_interleaves_variants_resumes_and_reports(tmp_path):
     assert wallclock.summary(saved, 1.01) == (math.inf, math.inf)
     wallclock.plot(saved, 0.8, str(tmp_path / "wallclock.png"))
     assert (tmp_path / "wallclock.png").stat().st_size > 0
+    # Variants side by side (bench/versus.py): runs grouped by variant, a run chosen.
+    path = str(tmp_path / "ablation.json")
+    groups = versus.gather([(path, ["reward-scale-s0"]), (path, ["old-reward-s0"])])
+    assert {name: list(runs) for name, runs in groups.items()} == {
+        "reward-scale": ["reward-scale-s0"],
+        "old-reward": ["old-reward-s0"],
+    }
+    assert versus.describe("old-reward", groups["old-reward"], 1.01).startswith(
+        "old-reward (1 runs): median never and never to 101% (0/1 got there)"
+    )
+    with pytest.raises(KeyError, match="no timed run default-s0"):
+        versus.gather([(path, ["default-s0"])])
+    versus.plot(groups, 0.8, str(tmp_path / "versus.png"))
+    assert (tmp_path / "versus.png").stat().st_size > 0
     # A fresh clone has the report and its .json but no run directories: it goes on
     # from the saved runs and trains nothing.
     shutil.rmtree(tmp_path / "runs")
