@@ -25,6 +25,7 @@ import os
 import statistics
 import tempfile
 import time
+from queue import Empty
 
 from trainer.rundir import RunDir
 
@@ -58,7 +59,18 @@ def in_processes(target, args_list) -> list:
     procs = [ctx.Process(target=target, args=(*args, queue)) for args in args_list]
     for proc in procs:
         proc.start()
-    results = [queue.get() for _ in procs]
+    results = []
+    while len(results) < len(procs):
+        try:
+            results.append(queue.get(timeout=1))
+        except Empty:  # a process that died puts nothing: stop rather than wait forever
+            failed = [proc.exitcode for proc in procs if proc.exitcode not in (None, 0)]
+            if failed:
+                for proc in procs:
+                    proc.terminate()
+                raise SystemExit(
+                    f"a measuring process exited {failed[0]} (its error is above)"
+                ) from None
     for proc in procs:
         proc.join()
     return results
@@ -125,14 +137,15 @@ def _training_with_threads(threads: int, args: tuple, changes: dict, queue) -> N
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
-    queue.put(training_speed(*args, **changes))
+    speed = training_speed(*args, **changes)
+    queue.put((speed, tf.config.threading.get_intra_op_parallelism_threads()))
 
 
-def training_speed_with_threads(threads: int, *args, **changes) -> float:
+def training_speed_with_threads(threads: int, *args, **changes) -> tuple[float, int]:
     """`training_speed(*args, **changes)` in a fresh process with `threads` intra-op
-    threads."""
-    (speed,) = in_processes(_training_with_threads, [(threads, args, changes)])
-    return speed
+    threads; returns the speed and the count TensorFlow reported after training."""
+    (result,) = in_processes(_training_with_threads, [(threads, args, changes)])
+    return result
 
 
 def pairs(measure_a, measure_b, count: int, names: tuple[str, str]):
@@ -159,12 +172,13 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=3, help="interleaved pairs (A, B) to measure")
     parser.add_argument("--seconds", type=float, default=20, help="length of one raw measurement")
     parser.add_argument("--train_steps", type=int, default=40_000, help="env steps per training")
-    parser.add_argument(
+    other_pair = parser.add_mutually_exclusive_group()
+    other_pair.add_argument(
         "--deterministic_cost",
         action="store_true",
         help="pair training without (A) and with (B) deterministic ops instead",
     )
-    parser.add_argument(
+    other_pair.add_argument(
         "--threads_cost",
         action="store_true",
         help="pair training with TensorFlow's intra-op threads (A) and with one (B) instead",
@@ -177,8 +191,8 @@ def main() -> None:
         names = ("default threads", "one intra-op thread")
         run = (args.env_id, args.num_envs, args.train_steps, args.agent)
         ratios = pairs(
-            lambda: training_speed_with_threads(0, *run),
-            lambda: training_speed_with_threads(1, *run),
+            lambda: training_speed_with_threads(0, *run)[0],
+            lambda: training_speed_with_threads(1, *run)[0],
             args.pairs,
             names,
         )

@@ -10,7 +10,7 @@ same machine: wall clock is the machine's as much as the variant's.
 Usage:
 
     python -m bench.versus docs/default-20seeds-second-machine.json:default-s0,default-s1 \\
-        docs/sac-kuka-3seeds.json --out docs/sac-vs-ppo.png
+        docs/entropy-decay-20seeds.json --out versus.png
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ def variant(run: str) -> str:
 
 def gather(sources: list[tuple[str, list[str]]]) -> dict[str, dict[str, dict]]:
     """{variant: {run: entry}} from (path, runs) pairs; empty runs takes them all.
-    KeyError names a run a file does not have."""
+    KeyError names a run a file does not have, or one taken twice (two studies of the
+    same variant: choose with PATH:RUN,...), or says that no run is timed."""
     groups: dict[str, dict[str, dict]] = {}
     for path, wanted in sources:
         runs = wallclock.load(path)
@@ -38,7 +39,12 @@ def gather(sources: list[tuple[str, list[str]]]) -> dict[str, dict[str, dict]]:
         if missing:
             raise KeyError(f"{path} has no timed run {', '.join(missing)}")
         for name in wanted or sorted(runs):
-            groups.setdefault(variant(name), {})[name] = runs[name]
+            group = groups.setdefault(variant(name), {})
+            if name in group:
+                raise KeyError(f"run {name} is taken twice; choose runs with PATH:RUN,...")
+            group[name] = runs[name]
+    if not groups:
+        raise KeyError("no timed run (one with start_seconds, written since 2026-11-30)")
     return groups
 
 
@@ -56,9 +62,9 @@ def describe(name: str, runs: dict, threshold: float) -> str:
     median_steps = statistics.median(steps)
     at = "never" if math.isinf(median_steps) else f"{median_steps / 1e6:.2f}M env steps"
     return (
-        f"{name} ({len(runs)} runs): median {at} and {wallclock.shown(statistics.median(minutes))}"
-        f" to {threshold:.0%} ({reached}/{len(runs)} got there); median success "
-        f"{statistics.median(finals):.0%} at its last evaluation ({last / 1e6:.2f}M)"
+        f"{name}: {reached} of {len(runs)} runs reached {threshold:.0%}; median {at}, "
+        f"{wallclock.shown(statistics.median(minutes))}; median success "
+        f"{statistics.median(finals):.0%} at the last evaluation ({last / 1e6:.2f}M)"
     )
 
 

@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny real training run, made once through the real CLI."""
+"""Shared fixtures: a tiny real training run, made once through the real CLI; a SIGTERM
+handled as the trainer handles it, and one sent where TensorFlow converts an error."""
 
 from __future__ import annotations
 
@@ -119,3 +120,52 @@ def tiny_run(tmp_path_factory) -> str:
         assert result.returncode == 0, result.stderr[-3000:]
 
     return _made_once(tmp_path_factory, "tiny", make)
+
+
+@pytest.fixture
+def sigterm_exits():
+    """SIGTERM handled as task.py handles it, SystemExit(143) wherever it lands; the
+    handler before the test put back after it."""
+
+    def handler(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    yield handler
+    signal.signal(signal.SIGTERM, previous)
+
+
+@pytest.fixture
+def sigterm_inside_a_tensorflow_error(monkeypatch):
+    """Arms one SIGTERM to this process where a CI run's landed: while pybind11 builds the
+    Python error for a C++ one, which TensorFlow does for every op it asks an attribute
+    the op lacks, in a SavedModel export (`_gradient_op_type`,
+    tensorflow/python/saved_model/save.py, 2.15.1, _iterate_op_types) as in any trace
+    (auto_control_deps_utils.py). A SystemExit raised there leaves as a RuntimeError,
+    and the run exited 1, not 143. Returns the function that arms it, which returns
+    the signals sent."""
+    from tensorflow.python.framework import errors_impl
+
+    init, sent = errors_impl.InvalidArgumentError.__init__, []
+
+    def signalled_init(self, *args, **kwargs):
+        if not sent:
+            sent.append(signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGTERM)
+        init(self, *args, **kwargs)
+
+    def arm() -> list[int]:
+        monkeypatch.setattr(errors_impl.InvalidArgumentError, "__init__", signalled_init)
+        return sent
+
+    return arm
+
+
+def tiny_module():
+    """A SavedModel's worth (for the tests above): a variable and a traced function."""
+    import tensorflow as tf
+
+    module = tf.Module()
+    module.v = tf.Variable(2.0)
+    module.f = tf.function(lambda x: x * module.v, input_signature=[tf.TensorSpec([], tf.float32)])
+    return module

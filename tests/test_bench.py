@@ -66,10 +66,17 @@ def test_ablation_interleaves_variants_resumes_and_reports(tmp_path):
         "old-reward": ["old-reward-s0"],
     }
     assert versus.describe("old-reward", groups["old-reward"], 1.01).startswith(
-        "old-reward (1 runs): median never and never to 101% (0/1 got there)"
+        "old-reward: 0 of 1 runs reached 101%; median never, never; median success"
+    )
+    # To the first evaluation: at its env steps, within the run's minutes.
+    first = groups["old-reward"]["old-reward-s0"]["evals"][0][0]
+    assert f"1 of 1 runs reached 0%; median {first / 1e6:.2f}M env steps, " in versus.describe(
+        "old-reward", groups["old-reward"], 0.0
     )
     with pytest.raises(KeyError, match="no timed run default-s0"):
         versus.gather([(path, ["default-s0"])])
+    with pytest.raises(KeyError, match="run old-reward-s0 is taken twice"):
+        versus.gather([(path, []), (path, ["old-reward-s0"])])
     versus.plot(groups, 0.8, str(tmp_path / "versus.png"))
     assert (tmp_path / "versus.png").stat().st_size > 0
     # A fresh clone has the report and its .json but no run directories: it goes on
@@ -141,8 +148,12 @@ def test_throughput_trains_with_one_intra_op_thread_in_a_fresh_process():
     from bench import throughput
 
     tiny = {"collect_steps": 300, "actor_layers": (16,), "value_layers": (16,)}
-    speed = throughput.training_speed_with_threads(1, "KukaGrasp-v0", 2, 1800, "ppo", **tiny)
-    assert speed > 0
+    speed, threads = throughput.training_speed_with_threads(
+        1, "KukaGrasp-v0", 2, 1800, "ppo", **tiny
+    )
+    assert speed > 0 and threads == 1
+    with pytest.raises(SystemExit, match="a measuring process exited 1"):
+        throughput.training_speed_with_threads(1, "KukaGrasp-v0", 2, 600, "ppo", **tiny)
 
 
 def test_vision_benches_report_a_camera_run(tiny_camera_run, tmp_path):

@@ -1,7 +1,10 @@
-"""The run record's pieces that need no training: evaluation points, and which checkpoint
-restores."""
+"""The run record's pieces that need no training: evaluation points, which checkpoint
+restores, and a save that a SIGTERM does not cut."""
 
 from __future__ import annotations
+
+import os
+import signal
 
 import pytest
 
@@ -51,3 +54,40 @@ def test_the_newest_checkpoint_that_restores_is_taken_and_none_is_an_error(tmp_p
         record.restore_newest(checkpoint, str(tmp_path), said.append)
     assert str(none.value).startswith(f"no checkpoint in {tmp_path} restores: ckpt-900 (")
     assert "ckpt-600 (" in str(none.value) and "ckpt-300 (" in str(none.value)
+
+
+def test_a_sigterm_during_a_save_waits_for_it_and_close_does_not_save_again(
+    sigterm_exits, sigterm_inside_a_tensorflow_error, tmp_path
+):
+    """The signal lands inside the policy export (conftest.py); the checkpoint and the
+    export finish, then SIGTERM's SystemExit; the record knows it saved, so close(),
+    which every loop calls on its way out, writes nothing more."""
+    import numpy as np
+    import tensorflow as tf
+    from tf_agents.specs import array_spec, tensor_spec
+    from tf_agents.trajectories import time_step as ts
+
+    from trainer import agents, config
+    from trainer.rundir import RunDir
+
+    cfg = config.for_agent(
+        "ppo", actor_layers=(8,), value_layers=(8,), checkpoint_interval=100, eval_interval=0
+    )
+    obs = array_spec.BoundedArraySpec((9,), np.float32, -100.0, 100.0, name="observation")
+    action = array_spec.BoundedArraySpec((3,), np.float32, -1.0, 1.0, name="action")
+    env_steps = tf.Variable(0, dtype=tf.int64)
+    agent = agents.create(
+        cfg, tensor_spec.from_spec(ts.time_step_spec(obs)), tensor_spec.from_spec(action), env_steps
+    )
+    recorder = record.RunRecorder(
+        cfg, str(tmp_path), agent, {"agent": agent, "env_steps": env_steps}, None, lambda m: None
+    )
+    sent = sigterm_inside_a_tensorflow_error()
+    with pytest.raises(SystemExit) as stopped:
+        recorder.record(100, 1.0, None)
+    assert stopped.value.code == 143 and sent == [signal.SIGTERM]
+    policy = RunDir(str(tmp_path)).policy
+    exported = os.stat(policy).st_mtime_ns
+    assert record.listed_checkpoints(RunDir(str(tmp_path)).checkpoints)
+    recorder.close()
+    assert os.stat(policy).st_mtime_ns == exported

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from tests.conftest import tiny_module
 from trainer import errors, rundir
 from trainer.config import Config
 from trainer.rundir import RunDir
@@ -118,55 +119,28 @@ def test_an_export_swaps_in_whole_and_one_cut_between_its_renames_is_put_back(tm
     assert open(f"{final}/v").read() == "2"
 
 
-@pytest.fixture
-def sigterm_inside_a_tensorflow_error(monkeypatch):
-    """SIGTERM, handled as task.py does, landing where a CI run's did: while pybind11
-    builds the Python error for a C++ one, which a SavedModel export does for every op
-    it asks `_gradient_op_type` (tensorflow/python/saved_model/save.py, 2.15.1,
-    _iterate_op_types). Without a hold that ended the run with exit 1, not 143."""
-    from tensorflow.python.framework import errors_impl
-
-    init, sent = errors_impl.InvalidArgumentError.__init__, []
-
-    def signalled_init(self, *args, **kwargs):
-        if not sent:
-            sent.append(signal.SIGTERM)
-            os.kill(os.getpid(), signal.SIGTERM)
-        init(self, *args, **kwargs)
-
-    def handler(signum, frame):
-        raise SystemExit(128 + signum)
-
-    monkeypatch.setattr(errors_impl.InvalidArgumentError, "__init__", signalled_init)
-    previous = signal.signal(signal.SIGTERM, handler)
-    yield sent
-    signal.signal(signal.SIGTERM, previous)
-
-
-def _module():
-    import tensorflow as tf
-
-    module = tf.Module()
-    module.v = tf.Variable(2.0)
-    module.f = tf.function(lambda x: x * module.v, input_signature=[tf.TensorSpec([], tf.float32)])
-    return module
-
-
-def test_a_plain_export_cut_there_is_a_runtime_error(sigterm_inside_a_tensorflow_error, tmp_path):
+def test_a_plain_export_cut_there_is_a_runtime_error(
+    sigterm_exits, sigterm_inside_a_tensorflow_error, tmp_path
+):
     """What the hold is for: the SystemExit is lost in pybind11's RuntimeError."""
     import tensorflow as tf
 
+    module = tiny_module()
+    sent = sigterm_inside_a_tensorflow_error()
     with pytest.raises(RuntimeError, match="MISMATCH.*SystemExit: 143"):
-        tf.saved_model.save(_module(), str(tmp_path / "policy"))
-    assert sigterm_inside_a_tensorflow_error == [signal.SIGTERM]
+        tf.saved_model.save(module, str(tmp_path / "policy"))
+    assert sent == [signal.SIGTERM]
 
 
-def test_a_sigterm_during_an_export_waits_for_the_swap(sigterm_inside_a_tensorflow_error, tmp_path):
+def test_a_sigterm_during_an_export_waits_for_the_swap(
+    sigterm_exits, sigterm_inside_a_tensorflow_error, tmp_path
+):
     import tensorflow as tf
 
-    final = str(tmp_path / "policy")
+    final, module = str(tmp_path / "policy"), tiny_module()
+    sent = sigterm_inside_a_tensorflow_error()
     with pytest.raises(SystemExit) as stopped:
-        rundir.export_dir(final, lambda staging: tf.saved_model.save(_module(), staging))
-    assert stopped.value.code == 143 and sigterm_inside_a_tensorflow_error == [signal.SIGTERM]
+        rundir.export_dir(final, lambda staging: tf.saved_model.save(module, staging))
+    assert stopped.value.code == 143 and sent == [signal.SIGTERM]
     assert os.listdir(tmp_path) == ["policy"]
     assert float(tf.saved_model.load(final).f(3.0)) == 6.0

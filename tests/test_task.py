@@ -5,12 +5,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
 import subprocess
 
 import pytest
 from absl import flags
 
-from tests.conftest import ROOT, make_env, run_task
+from tests.conftest import ROOT, make_env, run_task, tiny_module
 from trainer import commands, config, errors, schema, start, task
 from trainer.config import Config, RenderConfig, RoleConfig
 from trainer.rundir import RunDir
@@ -209,3 +210,35 @@ def test_eval_refuses_an_episode_count_that_makes_no_sense_before_any_process(tm
     with pytest.raises(errors.UsageError, match="--eval_episodes must be positive, got 0"):
         commands.evaluate(Config(logdir=str(tmp_path), run="done", eval_episodes=0))
     assert sorted(os.listdir(run_dir)) == ["config.json"]
+
+
+def test_a_sigterm_that_tensorflow_turns_into_another_error_still_exits_143(
+    sigterm_exits, sigterm_inside_a_tensorflow_error, monkeypatch, tmp_path
+):
+    """Where no hold protects it (tracing a gradient asks every op as an export does),
+    pybind11's RuntimeError still ends the run as SIGTERM's 143."""
+    import tensorflow as tf
+
+    def main(argv):
+        task._stop_on_sigterm()
+        module = tiny_module()
+        armed.append(sigterm_inside_a_tensorflow_error())
+        tf.saved_model.save(module, str(tmp_path / "policy"))  # no hold
+        return 0
+
+    armed = []
+    monkeypatch.setattr(task, "main", main)
+    monkeypatch.setattr(task, "_TERMINATED", [])
+    with pytest.raises(SystemExit) as stopped:
+        task._main(["task.py"])
+    assert stopped.value.code == 143 and armed == [[signal.SIGTERM]]
+
+
+def test_an_error_without_a_sigterm_is_not_taken_for_one(monkeypatch):
+    def main(argv):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(task, "main", main)
+    monkeypatch.setattr(task, "_TERMINATED", [])
+    with pytest.raises(RuntimeError, match="a bug"):
+        task._main(["task.py"])

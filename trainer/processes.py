@@ -37,13 +37,18 @@ def signals_held(signums=(signal.SIGTERM, signal.SIGINT)):
     exception with a RuntimeError, and a SIGTERM ended the run with exit 1 and a
     traceback instead of 143 and a checkpoint (a CI run, tests/test_storage.py). A
     held signal also leaves no half-written save. Outside the main thread, where no
-    handler can be set, it holds nothing.
+    handler can be set, it holds nothing; nor does it hold a signal whose handler was
+    set outside Python, which it could not put back.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     came: list[int] = []
-    previous = {s: signal.signal(s, lambda signum, frame: came.append(signum)) for s in signums}
+    previous = {
+        s: signal.signal(s, lambda signum, frame: came.append(signum))
+        for s in signums
+        if signal.getsignal(s) is not None
+    }
     try:
         yield
     finally:

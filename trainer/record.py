@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 from tf_agents.policies import policy_saver
 
-from trainer import agents, evaluate, rundir
+from trainer import agents, evaluate, processes, rundir
 from trainer.config import Config
 from trainer.errors import TrainerError
 from trainer.progress import Progress
@@ -152,9 +152,10 @@ class RunRecorder:
 
     def _save(self) -> None:
         step = int(self.env_steps.numpy())
-        self._manager.save(checkpoint_number=step)
-        _export_policy(self._saver, self._run_dir)
-        self._saved = step  # last: a signal mid-save leaves close() to save again
+        with processes.signals_held():  # a signal now waits: close() need not save again
+            self._manager.save(checkpoint_number=step)
+            _export_policy(self._saver, self._run_dir)
+            self._saved = step
         if self._on_save is not None:
             self._on_save()
         self._sync(force=True)

@@ -92,8 +92,16 @@ def _quiet_tensorflow() -> None:
     warnings.filterwarnings("ignore", category=UserWarning, module="gym")
 
 
+# The signals that came, for _main: a SystemExit raised while pybind11 turns one of
+# TensorFlow's C++ errors into a Python one (as tracing a gradient does for every op it
+# asks `_gradient_op_type`) leaves as a RuntimeError; exports hold signals instead
+# (processes.signals_held).
+_TERMINATED: list[int] = []
+
+
 def _stop_on_sigterm() -> None:
     def handler(signum, frame):
+        _TERMINATED.append(signum)
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, handler)
@@ -152,6 +160,11 @@ def _main(argv: list[str]) -> None:
     except TrainerError as e:  # the one place an error becomes a line and an exit code
         print(f"{e.prefix}{e}", file=sys.stderr)
         sys.exit(e.exit_code)
+    except Exception as e:
+        if not _TERMINATED:
+            raise
+        print(f"Stopped by SIGTERM (it surfaced as {type(e).__name__})", file=sys.stderr)
+        sys.exit(128 + _TERMINATED[0])
 
 
 def run() -> None:
