@@ -20,7 +20,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import statistics
@@ -28,7 +27,6 @@ import sys
 
 from bench import common  # noqa: E402
 from bench.variants import NAMED, SPACE, VARIANTS  # noqa: E402
-from trainer.rundir import RunDir, write_atomic
 
 
 def _cell_steps(hits) -> str:
@@ -134,49 +132,6 @@ def _report(args, done: dict, commands: list[str]) -> str:
     return "\n".join(lines)
 
 
-def _load(path: str) -> dict:
-    """The finished runs saved beside the report: {run: {command, launches, result,
-    evals, start_seconds}}; start_seconds (bench/common.py) times a run's start-up,
-    which evals' seconds leave out."""
-    if not os.path.exists(path):
-        return {}
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise SystemExit(f"{path} is not JSON ({e}); restore it from git or delete it") from None
-
-
-def _finished(saved: dict, run: str, command: list[str], run_dir: str, train: bool):
-    """`run`'s entry of OUT.json: from its directory, from `saved` if it was trained with
-    today's command, or trained now when `train`; None if it has not finished and is
-    not to be trained."""
-    entry = saved.get(run)
-    on_disk = os.path.exists(RunDir(run_dir).eval_json)
-    if entry and entry["command"] == common.shown(command) and not on_disk:
-        return entry
-    if not (train or on_disk):
-        return None
-    result = common.run_unless_done(command, run_dir)
-    with open(RunDir(run_dir).file(RunDir.COMMAND)) as f:
-        launches = f.read().splitlines()
-    return {
-        # What the run was trained with, which a finished run on disk may not share
-        # with today's command: only an entry trained with today's is reused.
-        "command": launches[0].replace(common.ROOT + os.sep, ""),
-        # A resumed run's seconds include the time it was down (bench/wallclock.py).
-        "launches": len(launches),
-        "result": result,
-        "evals": common.evals(run_dir),
-        "start_seconds": common.start_seconds(run_dir),
-    }
-
-
-def _write(path: str, text: str) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    write_atomic(path, text)
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -225,7 +180,7 @@ def main() -> None:
     logdir = os.path.join(args.logdir, f"{args.steps // 1000}k")
     done: dict[str, list] = {key: [] for key in keys}
     data = os.path.splitext(args.out)[0] + ".json"
-    saved = _load(data)
+    saved = common.load_saved(data)
     commands = []
     for seed in range(args.seeds):
         for key in keys:
@@ -240,15 +195,15 @@ def main() -> None:
             ]
             command = common.trainer_command(logdir, run, flags)
             commands.append(common.shown(command))
-            finished = _finished(
+            finished = common.finished_entry(
                 saved, run, command, os.path.join(logdir, run), train=not args.report
             )
             if finished is None:
                 continue
             done[key].append((finished["result"], [tuple(row) for row in finished["evals"]]))
             saved[run] = finished
-            _write(data, json.dumps(saved, indent=1, sort_keys=True) + "\n")
-            _write(args.out, _report(args, done, commands))
+            common.write_saved(data, saved)
+            common.write_report(args.out, _report(args, done, commands))
     print(_report(args, done, commands))
 
 

@@ -1,4 +1,5 @@
-"""What the learning benches share: running a trainer unless it finished, and reading its evals."""
+"""What the learning benches share: running a trainer unless it finished, reading its evals,
+and the finished runs a study saves beside its report."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import shlex
 import subprocess
 import sys
 
-from trainer.rundir import RunDir
+from trainer.rundir import RunDir, write_atomic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The tiny run the tests train about a hundred times (tests/conftest.py), and which
@@ -73,11 +74,11 @@ def evals(run_dir: str) -> list[tuple[int, float, float, float, float]]:
 
     start = _first_record(run_dir)
     scalars = evaluate.read_scalar_events(RunDir(run_dir).eval_events)
-    returns = {s: v for s, v, _ in scalars.get("Eval/AverageReturn", [])}
     lengths = {s: v for s, v, _ in scalars.get("Eval/AverageEpisodeLength", [])}
+    rates = {s: v for s, v, _ in scalars.get("Eval/SuccessRate", [])}  # none off Kuka
     return [
-        (step, rate, returns.get(step, math.nan), lengths.get(step, math.nan), wall - start)
-        for step, rate, wall in scalars.get("Eval/SuccessRate", [])
+        (step, rates.get(step, math.nan), ret, lengths.get(step, math.nan), wall - start)
+        for step, ret, wall in scalars.get("Eval/AverageReturn", [])
     ]
 
 
@@ -90,3 +91,50 @@ def start_seconds(run_dir: str) -> float:
 def first(rows, threshold: float):
     """(env steps, seconds) of the first evaluation with success at or above `threshold`."""
     return next(((s, t) for s, rate, _, _, t in rows if rate >= threshold), None)
+
+
+def load_saved(path: str) -> dict:
+    """The finished runs a study saved beside its report: {run: {command, launches,
+    result, evals, start_seconds}}; start_seconds times a run's start-up, which evals'
+    seconds leave out."""
+    if not os.path.exists(path):
+        return {}
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise SystemExit(f"{path} is not JSON ({e}); restore it from git or delete it") from None
+
+
+def finished_entry(saved: dict, run: str, command: list[str], run_dir: str, train: bool):
+    """`run`'s entry of the saved runs: from its directory, from `saved` if it was
+    trained with today's command, or trained now when `train`; None if it has not
+    finished and is not to be trained."""
+    entry = saved.get(run)
+    on_disk = os.path.exists(RunDir(run_dir).eval_json)
+    if entry and entry["command"] == shown(command) and not on_disk:
+        return entry
+    if not (train or on_disk):
+        return None
+    result = run_unless_done(command, run_dir)
+    with open(RunDir(run_dir).file(RunDir.COMMAND)) as f:
+        launches = f.read().splitlines()
+    return {
+        # What the run was trained with, which a finished run on disk may not share
+        # with today's command: only an entry trained with today's is reused.
+        "command": launches[0].replace(ROOT + os.sep, ""),
+        # A resumed run's seconds include the time it was down (bench/wallclock.py).
+        "launches": len(launches),
+        "result": result,
+        "evals": evals(run_dir),
+        "start_seconds": start_seconds(run_dir),
+    }
+
+
+def write_report(path: str, text: str) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    write_atomic(path, text)
+
+
+def write_saved(path: str, saved: dict) -> None:
+    write_report(path, json.dumps(saved, indent=1, sort_keys=True) + "\n")

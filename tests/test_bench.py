@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import subprocess
@@ -9,7 +10,7 @@ import sys
 
 import pytest
 
-from bench import versus, vision_robustness, wallclock
+from bench import published, versus, vision_robustness, wallclock
 from bench.common import TINY_FLAGS
 from tests.conftest import ROOT, run_module
 
@@ -19,9 +20,9 @@ pytestmark = pytest.mark.slow
 TINY = [f for f in TINY_FLAGS if not f.startswith(("--total_steps", "--eval_"))]
 
 
-def _bench(module: str, *args: str) -> str:
+def _bench(module: str, *args: str, extra=()) -> str:
     result = subprocess.run(
-        [sys.executable, "-m", f"bench.{module}", *args, "--", *TINY],
+        [sys.executable, "-m", f"bench.{module}", *args, "--", *TINY, *extra],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -95,6 +96,28 @@ def test_ablation_interleaves_variants_resumes_and_reports(tmp_path):
     again = _bench("ablation", *args, "--seeds=2", "--report", f"--out={out}")
     assert "python -m trainer.task" not in again.split("# Ablation")[0]
     assert "| `old-reward` | " in out.read_text()
+
+
+def test_published_scores_study_trains_once_and_reports(tmp_path):
+    out = tmp_path / "published.md"
+    args = ["--envs=ReacherBulletEnv-v0", "--seeds=1", "--steps=600", "--evals=1"]
+    args += [f"--logdir={tmp_path}/runs", f"--out={out}"]
+    first = _bench("published", *args, extra=["--learning_starts=64"])
+    assert "--run=reacher-s0" in first and "--agent=sac" in first
+    report = out.read_text()
+    assert "| ReacherBulletEnv-v0 | 600 (not the published 300,000) | 18.1 | " in report
+    # Saved beside it: a second call trains nothing and writes the same table.
+    saved = json.loads((tmp_path / "published.json").read_text())
+    assert list(saved) == ["reacher-s0"] and saved["reacher-s0"]["evals"]
+    again = _bench("published", *args, extra=["--learning_starts=64"])
+    assert "python -m trainer.task" not in again.split("# SAC against")[0]
+    assert out.read_text() == report
+
+
+def test_published_scores_goal_is_the_median_within_a_tenth():
+    assert published.verdict([20.0, 16.5, 12.0], 18.062) == "met"  # 16.5 >= 16.26
+    assert published.verdict([10.0], 18.062) == "not met (55% of it)"
+    assert published.run_name("HalfCheetahBulletEnv-v0", 2) == "halfcheetah-s2"
 
 
 def test_stability_counts_seeds_by_step_and_the_largest_fall():
