@@ -146,28 +146,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--eval_interval", type=int, default=100_000, help="steps between evals")
     parser.add_argument("--eval_episodes", type=int, default=100, help="greedy episodes per eval")
-    parser.add_argument(
-        "--logdir", default=os.path.join(common.ROOT, "runs", "ablation"), help="runs root"
-    )
-    parser.add_argument(
-        "--out",
-        default=os.path.join(common.ROOT, "docs", "ablation.md"),
-        help="report file (Markdown); the finished runs go beside it, as .json",
-    )
-    parser.add_argument(
-        "--report",
-        action="store_true",
-        help="write the report from the runs that finished, and train nothing",
-    )
-    parser.add_argument("extra", nargs="*", help="further trainer flags for every run, after --")
+    common.add_study_arguments(parser, "ablation", "ablation.md")
     return parser
 
 
 def main() -> None:
     parser = _parser()
     args = parser.parse_args()
-    if args.out.endswith(".json"):
-        parser.error("--out names the report; its runs go to the same name with .json")
+    data = common.saved_path(parser, args.out)
     keys = [
         k
         for word in args.variants.split(",")
@@ -179,7 +165,6 @@ def main() -> None:
         parser.error(f"unknown variants {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
     logdir = os.path.join(args.logdir, f"{args.steps // 1000}k")
     done: dict[str, list] = {key: [] for key in keys}
-    data = os.path.splitext(args.out)[0] + ".json"
     saved = common.load_saved(data)
     commands = []
     for seed in range(args.seeds):

@@ -138,3 +138,27 @@ def write_report(path: str, text: str) -> None:
 
 def write_saved(path: str, saved: dict) -> None:
     write_report(path, json.dumps(saved, indent=1, sort_keys=True) + "\n")
+
+
+def add_study_arguments(parser, runs: str, report: str) -> None:
+    """What every resumable study takes: its runs root (runs/RUNS), its report
+    (docs/REPORT, the finished runs beside it as .json), --report, and trainer flags."""
+    parser.add_argument("--logdir", default=os.path.join(ROOT, "runs", runs), help="runs root")
+    parser.add_argument(
+        "--out",
+        default=os.path.join(ROOT, "docs", report),
+        help="report file (Markdown); the finished runs go beside it, as .json",
+    )
+    parser.add_argument(
+        "--report",
+        action="store_true",
+        help="write the report from the runs that finished, and train nothing",
+    )
+    parser.add_argument("extra", nargs="*", help="further trainer flags for every run, after --")
+
+
+def saved_path(parser, out: str) -> str:
+    """Where a study keeps its finished runs: its report's name with .json."""
+    if out.endswith(".json"):
+        parser.error("--out names the report; its runs go to the same name with .json")
+    return os.path.splitext(out)[0] + ".json"

@@ -90,18 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--steps", type=int, default=0, help="env steps per run (0: each env's published budget)"
     )
-    parser.add_argument(
-        "--logdir", default=os.path.join(common.ROOT, "runs", "published"), help="runs root"
-    )
-    parser.add_argument(
-        "--out",
-        default=os.path.join(common.ROOT, "docs", "sac-published.md"),
-        help="report file (Markdown); the finished runs go beside it, as .json",
-    )
-    parser.add_argument(
-        "--report", action="store_true", help="write the report from finished runs, train nothing"
-    )
-    parser.add_argument("extra", nargs="*", help="further trainer flags for every run, after --")
+    common.add_study_arguments(parser, "published", "sac-published.md")
     return parser
 
 
@@ -112,11 +101,9 @@ def main() -> None:
     unknown = [env for env in envs if env not in PUBLISHED]
     if unknown or not envs:
         parser.error(f"unknown envs {', '.join(unknown)}; known: {', '.join(PUBLISHED)}")
-    if args.out.endswith(".json"):
-        parser.error("--out names the report; its runs go to the same name with .json")
+    data = common.saved_path(parser, args.out)
     steps = {env: args.steps or PUBLISHED[env][0] for env in envs}
     finals: dict[str, list[float]] = {env: [] for env in envs}
-    data = os.path.splitext(args.out)[0] + ".json"
     saved, commands = common.load_saved(data), []
     for seed in range(args.seeds):
         for env in envs:
