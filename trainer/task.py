@@ -93,8 +93,8 @@ def _quiet_tensorflow() -> None:
 
 
 # The signals that came, for _main: a SystemExit raised while pybind11 turns one of
-# TensorFlow's C++ errors into a Python one (as tracing a gradient does for every op it
-# asks `_gradient_op_type`) leaves as a RuntimeError; exports hold signals instead
+# TensorFlow's C++ errors into a Python one (as every trace does, asking each op for an
+# attribute it lacks) leaves as a RuntimeError; saves hold signals instead
 # (processes.signals_held).
 _TERMINATED: list[int] = []
 
