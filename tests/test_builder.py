@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer import builder, record, rundir
+from trainer import agents, builder, labelling, record, rundir
 from trainer import learner as learner_lib
 from trainer.config import Config
 from trainer.rundir import RunDir
@@ -106,3 +106,35 @@ def test_the_same_seed_builds_the_same_agent():
     first, again, other = weights(3), weights(3), weights(4)
     assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
     assert not all(np.array_equal(a, b) for a, b in zip(first, other, strict=True))
+
+
+def test_an_averaged_run_evaluates_exports_and_keeps_the_average_and_learns_the_same(tmp_path):
+    """--policy_average changes the greedy policy only: the same seed learns the same
+    weights, the export and the evaluation are the average, the checkpoint keeps it."""
+    averaged_cfg = Config(**{**CFG.__dict__, "policy_average": 100})
+
+    def trained(cfg: Config, run_dir: str) -> builder.Run:
+        with builder.run(cfg, run_dir, 1, log=print) as run:
+            while run.recorder.steps < cfg.total_steps:
+                _iteration(run)
+        return run
+
+    plain = trained(CFG, str(tmp_path / "plain"))
+    run_dir = str(tmp_path / "averaged")
+    averaged = trained(averaged_cfg, run_dir)
+    live = [v.numpy() for v in agents.actor_variables(averaged.parts.agent)]
+    mean = [v.numpy() for v in averaged.parts.average.average]
+    plain_live = [v.numpy() for v in agents.actor_variables(plain.parts.agent)]
+    for a, b in zip(live, plain_live, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert not all(np.array_equal(a, b) for a, b in zip(live, mean, strict=True))
+    assert any(name.startswith("policy_average/") for name in _saved(run_dir))
+
+    exported = tf.saved_model.load(RunDir(run_dir).policy)
+    first_kernel = next(v for v in exported.model_variables if v.shape == live[0].shape)
+    np.testing.assert_allclose(first_kernel.numpy(), mean[0])
+    RunDir(run_dir).save_config(averaged_cfg)  # as task.py does: the teacher reads it
+    np.testing.assert_allclose(labelling.teacher_params(run_dir)["hidden"][0][0], mean[0])
+
+    with builder.run(averaged_cfg, run_dir, 1, log=print) as again:
+        np.testing.assert_allclose(again.parts.average.average[0].numpy(), mean[0])

@@ -91,6 +91,11 @@ def greedy_policy(agent):
     return greedy_policy_lib.GreedyPolicy(agent.policy)
 
 
+def actor_variables(agent) -> list[tf.Variable]:
+    """The actor network's variables, which the greedy policy and the numpy actor read."""
+    return _ACTOR_NETS[agent].variables
+
+
 def actor_params(agent) -> dict[str, Any]:
     """Numpy copies of what the collect policy needs: weights and observation statistics."""
     encoder, projection = _ACTOR_NETS[agent].layers

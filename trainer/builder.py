@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import tensorflow as tf
 
-from trainer import actors, agents, record
+from trainer import actors, agents, averaging, record
 from trainer import learner as learner_lib
 from trainer.config import Config
 
@@ -35,18 +35,26 @@ class Agent:
     agent: object
     train_step: tf.Variable
     env_steps: tf.Variable
+    average: averaging.PolicyAverage | None = None
 
     def checkpointed(self) -> dict:
         """What every checkpoint of the run holds, by name."""
-        return {"agent": self.agent, "env_steps": self.env_steps, "train_step": self.train_step}
+        held = {"agent": self.agent, "env_steps": self.env_steps, "train_step": self.train_step}
+        return averaging.tracked(held, self.average)
 
     def params(self):
-        """The actor's parameters, as the env processes take them."""
+        """The actor's current parameters, as the env processes take them to collect."""
         return agents.actor_params(self.agent)
 
+    def greedy_weights(self):
+        """A context in which the actor holds the greedy policy's weights (averaging.py)."""
+        return averaging.greedy_weights(self.average)
+
     def episodes(self, count: int):
-        """`count` greedy episodes of the current policy in the pool's env processes."""
-        return self.pool.evaluate(self.params(), count)
+        """`count` episodes of the greedy policy in the pool's env processes."""
+        with self.greedy_weights():
+            params = self.params()
+        return self.pool.evaluate(params, count)
 
 
 @contextlib.contextmanager
@@ -56,7 +64,8 @@ def agent(cfg: Config, num_envs: int, first_index: int = 0) -> Iterator[Agent]:
     seed(cfg)
     with actors.ActorPool(cfg.env_id, num_envs, cfg.seed, first_index=first_index) as pool:
         built, train_step, env_steps = agents.for_pool(cfg, pool)
-        yield Agent(pool, built, train_step, env_steps)
+        average = averaging.create(agents.actor_variables(built), cfg.policy_average)
+        yield Agent(pool, built, train_step, env_steps, average)
 
 
 @dataclasses.dataclass
@@ -92,6 +101,7 @@ def run(
             {**parts.checkpointed(), **learner.tracked(), **(tracked or {})},
             episodes=parts.episodes,
             log=log,
+            average=parts.average,
             syncer=syncer,
         )
         built = Run(parts, learner, recorder)

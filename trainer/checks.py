@@ -39,6 +39,8 @@ def validate(cfg: Config) -> None:
         if not getattr(owner, name) > 0:
             raise ValueError(f"--{name} must be positive, got {getattr(owner, name)}")
     _check_schedule("lr_schedule", cfg.lr_schedule)
+    if cfg.policy_average < 0:
+        raise ValueError(f"--policy_average must be 0 or positive, got {cfg.policy_average}")
     if cfg.eval_interval < 0:
         raise ValueError(f"--eval_interval must be 0 or positive, got {cfg.eval_interval}")
     if cfg.collect_steps < 2 * cfg.num_envs:

@@ -42,6 +42,7 @@ LEGACY = {
     # SAC's before its warm-up and target rate were settings.
     "learning_starts": 0,
     "target_update_tau": 0.005,
+    "policy_average": 0,
 }
 SCHEDULES = ("constant", "linear")
 
@@ -156,6 +157,10 @@ class Config:
             --total_steps, which a resume with a larger --total_steps raises again).
         reward_scale: Factor applied to every reward before learning. The Kuka envs give
             about -5 a step and +10,000 for a lift.
+        policy_average: Env steps over which the greedy policy that is evaluated and
+            exported averages the actor's weights (an exponential moving average with this
+            time constant; trainer/averaging.py); 0: the current weights. Collection
+            always uses the current weights.
         max_policy_lag: distributed: the learner drops segments collected with a policy more
             than this many learner iterations old (logged as Metrics/DroppedEnvSteps).
         deterministic: TensorFlow ops with deterministic kernels only, so one seed gives the
@@ -187,6 +192,7 @@ class Config:
     algo: PPOConfig | SACConfig = PPOConfig()
     lr_schedule: str = "constant"
     reward_scale: float = 1.0
+    policy_average: int = 0
     max_policy_lag: int = 2
     deterministic: bool = _resumable(True)
     checkpoint_interval: int = _resumable(50_000)

@@ -124,16 +124,21 @@ def check_teacher(run_dir: str):
 
 
 def teacher_params(run_dir: str) -> dict:
-    """The numpy actor of a KukaGrasp-v0 run's newest checkpoint (agents.actor_params);
-    ValueError if the run is of another env or has no checkpoint."""
+    """The numpy actor of a KukaGrasp-v0 run's newest checkpoint, its greedy policy as
+    exported (agents.actor_params, averaging.py); ValueError if the run is of another env
+    or has no checkpoint."""
     import tensorflow as tf
 
-    from trainer import agents  # the trainer's side: env processes load no TensorFlow
+    # The trainer's side: env processes load no TensorFlow.
+    from trainer import agents, averaging
 
     cfg = check_teacher(run_dir)
     newest = tf.train.latest_checkpoint(RunDir(run_dir).checkpoints)
     if newest is None:
         raise ValueError(f"the teacher {run_dir} has no checkpoint")
     agent = state_agent(cfg)
-    tf.train.Checkpoint(agent=agent).restore(newest).expect_partial()
-    return agents.actor_params(agent)
+    average = averaging.create(agents.actor_variables(agent), cfg.policy_average)
+    held = averaging.tracked({"agent": agent}, average)
+    tf.train.Checkpoint(**held).restore(newest).expect_partial()
+    with averaging.greedy_weights(average):
+        return agents.actor_params(agent)

@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 from tf_agents.policies import policy_saver
 
-from trainer import agents, evaluate, processes, rundir
+from trainer import agents, averaging, evaluate, processes, rundir
 from trainer.config import Config
 from trainer.errors import TrainerError
 from trainer.progress import Progress
@@ -111,7 +111,8 @@ class RunRecorder:
     learned however the loop ends (`close`); writes eval.json (`final_eval`).
     `episodes(n)` plays n greedy episodes; `on_save` runs after each checkpoint;
     `syncer` (a storage.Syncer) is asked to upload after every checkpoint, every
-    SYNC_SECONDS for the TensorBoard events, and once the evaluation is written.
+    SYNC_SECONDS for the TensorBoard events, and once the evaluation is written;
+    `average` (an averaging.PolicyAverage) follows each iteration and is what is exported.
     """
 
     def __init__(
@@ -124,8 +125,10 @@ class RunRecorder:
         log,
         syncer=None,
         on_save=None,
+        average=None,
     ):
         self._cfg, self._run_dir, self._log = cfg, run_dir, log
+        self._average = average
         self._episodes, self._syncer, self._on_save = episodes, syncer, on_save
         self.env_steps = tracked["env_steps"]
         rundir.recover_export(RunDir(run_dir).policy)
@@ -154,7 +157,8 @@ class RunRecorder:
         step = int(self.env_steps.numpy())
         with processes.signals_held():  # a signal now waits: close() need not save again
             self._manager.save(checkpoint_number=step)
-            _export_policy(self._saver, self._run_dir)
+            with averaging.greedy_weights(self._average):
+                _export_policy(self._saver, self._run_dir)
             self._saved = step
         if self._on_save is not None:
             self._on_save()
@@ -174,6 +178,8 @@ class RunRecorder:
         """Counts an iteration of `new_steps` env steps; `recent` finished Episodes;
         `extra` more scalars by tag."""
         self.env_steps.assign_add(new_steps)
+        if self._average is not None:
+            self._average.update(new_steps)
         previous, self.steps = self.steps, int(self.env_steps.numpy())
         avg_return = float(np.mean([e.ret for e in recent])) if recent else None
         successes = [e.success for e in recent if e.success is not None]
