@@ -10,6 +10,10 @@ minutes to THRESHOLD greedy success, their median and the worst; writes the curv
 Usage:
 
     python -m bench.wallclock docs/entropy-lr-linear-20seeds.json --out docs/wallclock.png
+
+A variant that trains exactly as another study's runs did (--policy_average changes only
+the evaluated policy: the same seed gives the same weights step for step) may take its
+clock from them, measured on a quiet machine, with `--clock OTHER.json`.
 """
 
 from __future__ import annotations
@@ -31,6 +35,26 @@ def load(path: str, skip=()) -> dict:
         for name, entry in saved.items()
         if "start_seconds" in entry and entry.get("launches", 1) == 1 and name not in skip
     }
+
+
+def _seed(name: str) -> str:
+    return name.rsplit("-s", 1)[-1]
+
+
+def clocked(runs: dict, clock: dict) -> dict:
+    """`runs` with each one's start-up and evaluation times taken from the run of the same
+    seed in `clock`; ValueError if a seed is missing there or evaluated at other steps."""
+    by_seed = {_seed(name): entry for name, entry in clock.items()}
+    out = {}
+    for name, entry in runs.items():
+        other = by_seed.get(_seed(name))
+        if other is None:
+            raise ValueError(f"the clock has no run of {name}'s seed")
+        if [row[0] for row in entry["evals"]] != [row[0] for row in other["evals"]]:
+            raise ValueError(f"{name} evaluated at other steps than the clock's run")
+        evals = [[*row[:-1], timed[-1]] for row, timed in zip(entry["evals"], other["evals"], strict=True)]
+        out[name] = {**entry, "evals": evals, "start_seconds": other["start_seconds"]}
+    return out
 
 
 def minutes_to(entry: dict, threshold: float) -> float:
@@ -88,6 +112,12 @@ def main() -> None:
         help="comma-separated runs to leave out, such as one paused while it trained "
         "(a resumed run is left out anyway)",
     )
+    parser.add_argument(
+        "--clock",
+        default="",
+        help="an OUT.json whose runs trained exactly as these did (same seeds, same "
+        "weights step for step): time each run by the run of its seed there",
+    )
     args = parser.parse_args()
     if not os.path.isfile(args.data):
         parser.error(f"{args.data} is not a file")
@@ -99,6 +129,11 @@ def main() -> None:
     runs = load(args.data, skip)
     if not runs:
         parser.error(f"{args.data} has no run with start_seconds (written since 2026-11-30)")
+    if args.clock:
+        try:
+            runs = clocked(runs, load(args.clock))
+        except (OSError, ValueError) as e:
+            parser.error(f"--clock {args.clock}: {e}")
     for name, entry in sorted(runs.items(), key=lambda item: minutes_to(item[1], args.threshold)):
         print(f"{name}: {shown(minutes_to(entry, args.threshold))} to {args.threshold:.0%}")
     median, worst = summary(runs, args.threshold)

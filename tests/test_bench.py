@@ -120,6 +120,19 @@ def test_published_scores_goal_is_the_median_within_a_tenth():
     assert published.run_name("HalfCheetahBulletEnv-v0", 2) == "halfcheetah-s2"
 
 
+def test_a_variant_that_trains_the_same_takes_its_clock_from_the_same_seed():
+    """wallclock --clock: times by seed from another study, only at the same steps."""
+    runs = {"average-20k-s3": {"evals": [[100, 0.9, 1.0, 208, 999.0]], "start_seconds": 50.0}}
+    clock = {"default-s3": {"evals": [[100, 0.7, 1.0, 208, 60.0]], "start_seconds": 5.0}}
+    (timed,) = wallclock.clocked(runs, clock).values()
+    assert timed == {"evals": [[100, 0.9, 1.0, 208, 60.0]], "start_seconds": 5.0}
+    assert wallclock.minutes_to(timed, 0.8) == 65 / 60
+    with pytest.raises(ValueError, match="other steps"):
+        wallclock.clocked(runs, {"default-s3": {"evals": [[200, 0.7, 1, 208, 60.0]]}})
+    with pytest.raises(ValueError, match="no run of average-20k-s3's seed"):
+        wallclock.clocked(runs, {"default-s4": clock["default-s3"]})
+
+
 def test_stability_counts_seeds_by_step_and_the_largest_fall():
     from bench import ablation
 
