@@ -52,7 +52,10 @@ def clocked(runs: dict, clock: dict) -> dict:
             raise ValueError(f"the clock has no run of {name}'s seed")
         if [row[0] for row in entry["evals"]] != [row[0] for row in other["evals"]]:
             raise ValueError(f"{name} evaluated at other steps than the clock's run")
-        evals = [[*row[:-1], timed[-1]] for row, timed in zip(entry["evals"], other["evals"], strict=True)]
+        evals = [
+            [*row[:-1], timed[-1]]
+            for row, timed in zip(entry["evals"], other["evals"], strict=True)
+        ]
         out[name] = {**entry, "evals": evals, "start_seconds": other["start_seconds"]}
     return out
 
