@@ -42,7 +42,7 @@ def test_the_actor_holds_the_average_inside_and_its_own_weights_after_an_error()
 
 
 def test_no_horizon_is_no_average_and_the_current_weights_are_greedy():
-    assert averaging.create(_weights(1.0), 0) is None
+    assert averaging.create(_weights(1.0), 0, 600_000) is None
     with averaging.greedy_weights(None):
         pass
     assert averaging.tracked({"agent": 1}, None) == {"agent": 1}
@@ -59,3 +59,12 @@ def test_a_checkpoint_keeps_the_average(tmp_path):
     restored = averaging.PolicyAverage(_weights(0.0), horizon=10)
     tf.train.Checkpoint(**averaging.tracked({}, restored)).restore(path).assert_consumed()
     np.testing.assert_allclose(restored.average[0].numpy(), average.average[0].numpy())
+
+
+def test_a_short_run_averages_over_a_tenth_of_its_steps_at_most():
+    live = _weights(0.0)
+    short = averaging.create(live, 20_000, total_steps=50_000)  # horizon 5,000
+    live[0].assign(tf.fill((2, 2), 1.0))
+    short.update(5_000)
+    np.testing.assert_allclose(short.average[0].numpy(), 1 - math.exp(-1), rtol=1e-6)
+    assert averaging.create(live, 20_000, total_steps=5) is not None  # at least 1 step

@@ -50,10 +50,17 @@ class PolicyAverage(tf.Module):
                 live.assign(value)
 
 
-def create(variables, horizon: int) -> PolicyAverage | None:
-    """The average of `variables` over `horizon` env steps, or None for 0 (the current
-    weights are the greedy policy's)."""
-    return PolicyAverage(variables, horizon) if horizon else None
+# A run's average spans at most this share of its env steps, so that a short run (a smoke
+# test, a quick look at an env) is judged by its recent weights, not its first ones.
+MAX_SHARE = 0.1
+
+
+def create(variables, horizon: int, total_steps: int) -> PolicyAverage | None:
+    """The average of `variables` over `horizon` env steps, at most a tenth of the run's
+    `total_steps`, or None for 0 (the current weights are the greedy policy's)."""
+    if not horizon:
+        return None
+    return PolicyAverage(variables, max(1, min(horizon, int(MAX_SHARE * total_steps))))
 
 
 def tracked(held: dict, average: PolicyAverage | None) -> dict:

@@ -64,7 +64,9 @@ def agent(cfg: Config, num_envs: int, first_index: int = 0) -> Iterator[Agent]:
     seed(cfg)
     with actors.ActorPool(cfg.env_id, num_envs, cfg.seed, first_index=first_index) as pool:
         built, train_step, env_steps = agents.for_pool(cfg, pool)
-        average = averaging.create(agents.actor_variables(built), cfg.policy_average)
+        average = averaging.create(
+            agents.actor_variables(built), cfg.policy_average, cfg.total_steps
+        )
         yield Agent(pool, built, train_step, env_steps, average)
 
 

@@ -159,8 +159,8 @@ class Config:
             about -5 a step and +10,000 for a lift.
         policy_average: Env steps over which the greedy policy that is evaluated and
             exported averages the actor's weights (an exponential moving average with this
-            time constant; trainer/averaging.py); 0: the current weights. Collection
-            always uses the current weights.
+            time constant; trainer/averaging.py), at most a tenth of --total_steps; 0:
+            the current weights. Collection always uses the current weights.
         max_policy_lag: distributed: the learner drops segments collected with a policy more
             than this many learner iterations old (logged as Metrics/DroppedEnvSteps).
         deterministic: TensorFlow ops with deterministic kernels only, so one seed gives the

@@ -137,7 +137,7 @@ def teacher_params(run_dir: str) -> dict:
     if newest is None:
         raise ValueError(f"the teacher {run_dir} has no checkpoint")
     agent = state_agent(cfg)
-    average = averaging.create(agents.actor_variables(agent), cfg.policy_average)
+    average = averaging.create(agents.actor_variables(agent), cfg.policy_average, cfg.total_steps)
     held = averaging.tracked({"agent": agent}, average)
     tf.train.Checkpoint(**held).restore(newest).expect_partial()
     with averaging.greedy_weights(average):
