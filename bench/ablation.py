@@ -169,7 +169,7 @@ def main() -> None:
     commands = []
     for seed in range(args.seeds):
         for key in keys:
-            run = f"{key}-s{seed}"
+            run = common.run_name(key, seed)
             flags = [
                 f"--seed={seed}",
                 f"--total_steps={args.steps}",

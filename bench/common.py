@@ -93,6 +93,17 @@ def first(rows, threshold: float):
     return next(((s, t) for s, rate, _, _, t in rows if rate >= threshold), None)
 
 
+def run_name(variant: str, seed: int) -> str:
+    """A study's run of `variant` with `seed`: VARIANT-sSEED."""
+    return f"{variant}-s{seed}"
+
+
+def split_run(name: str) -> tuple[str, str]:
+    """(VARIANT, SEED) of a run named by run_name."""
+    parts = name.rsplit("-s", 1)
+    return parts[0], parts[-1]
+
+
 def load_saved(path: str) -> dict:
     """The finished runs a study saved beside its report: {run: {command, launches,
     result, evals, start_seconds}}; start_seconds times a run's start-up, which evals'

@@ -40,7 +40,7 @@ WITHIN = 0.10
 
 def run_name(env_id: str, seed: int) -> str:
     """reacher-s0 for ReacherBulletEnv-v0's seed 0."""
-    return f"{env_id.removesuffix('BulletEnv-v0').lower()}-s{seed}"
+    return common.run_name(env_id.removesuffix("BulletEnv-v0").lower(), seed)
 
 
 def verdict(finals: list[float], score: float) -> str:

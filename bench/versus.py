@@ -20,12 +20,7 @@ import math
 import os
 import statistics
 
-from bench import wallclock
-
-
-def variant(run: str) -> str:
-    """The variant of a run named VARIANT-sSEED."""
-    return run.rsplit("-s", 1)[0]
+from bench import common, wallclock
 
 
 def gather(sources: list[tuple[str, list[str]]]) -> dict[str, dict[str, dict]]:
@@ -39,7 +34,7 @@ def gather(sources: list[tuple[str, list[str]]]) -> dict[str, dict[str, dict]]:
         if missing:
             raise KeyError(f"{path} has no timed run {', '.join(missing)}")
         for name in wanted or sorted(runs):
-            group = groups.setdefault(variant(name), {})
+            group = groups.setdefault(common.split_run(name)[0], {})
             if name in group:
                 raise KeyError(f"run {name} is taken twice; choose runs with PATH:RUN,...")
             group[name] = runs[name]

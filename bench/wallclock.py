@@ -24,6 +24,8 @@ import math
 import os
 import statistics
 
+from bench import common
+
 
 def load(path: str, skip=()) -> dict:
     """The timed runs of an OUT.json, less `skip` and any run resumed after a stop
@@ -37,17 +39,19 @@ def load(path: str, skip=()) -> dict:
     }
 
 
-def _seed(name: str) -> str:
-    return name.rsplit("-s", 1)[-1]
-
-
 def clocked(runs: dict, clock: dict) -> dict:
     """`runs` with each one's start-up and evaluation times taken from the run of the same
-    seed in `clock`; ValueError if a seed is missing there or evaluated at other steps."""
-    by_seed = {_seed(name): entry for name, entry in clock.items()}
+    seed in `clock`; ValueError if a seed is missing there, there twice, or evaluated at
+    other steps."""
+    by_seed: dict[str, dict] = {}
+    for name, entry in clock.items():
+        seed = common.split_run(name)[1]
+        if seed in by_seed:
+            raise ValueError(f"the clock has more than one run of seed {seed}")
+        by_seed[seed] = entry
     out = {}
     for name, entry in runs.items():
-        other = by_seed.get(_seed(name))
+        other = by_seed.get(common.split_run(name)[1])
         if other is None:
             raise ValueError(f"the clock has no run of {name}'s seed")
         if [row[0] for row in entry["evals"]] != [row[0] for row in other["evals"]]:

@@ -129,6 +129,8 @@ def test_a_variant_that_trains_the_same_takes_its_clock_from_the_same_seed():
     assert wallclock.minutes_to(timed, 0.8) == 65 / 60
     with pytest.raises(ValueError, match="other steps"):
         wallclock.clocked(runs, {"default-s3": {"evals": [[200, 0.7, 1, 208, 60.0]]}})
+    with pytest.raises(ValueError, match="more than one run of seed 3"):
+        wallclock.clocked(runs, {**clock, "other-s3": clock["default-s3"]})
     with pytest.raises(ValueError, match="no run of average-20k-s3's seed"):
         wallclock.clocked(runs, {"default-s4": clock["default-s3"]})
 

@@ -46,13 +46,9 @@ class Agent:
         """The actor's current parameters, as the env processes take them to collect."""
         return agents.actor_params(self.agent)
 
-    def greedy_weights(self):
-        """A context in which the actor holds the greedy policy's weights (averaging.py)."""
-        return averaging.greedy_weights(self.average)
-
     def episodes(self, count: int):
-        """`count` episodes of the greedy policy in the pool's env processes."""
-        with self.greedy_weights():
+        """`count` episodes of the greedy policy (averaging.py) in the pool's env processes."""
+        with averaging.greedy_weights(self.average):
             params = self.params()
         return self.pool.evaluate(params, count)
 
