@@ -27,15 +27,17 @@ import statistics
 from bench import common
 
 
-def load(path: str, skip=()) -> dict:
-    """The timed runs of an OUT.json, less `skip` and any run resumed after a stop
-    (its seconds include the time it was down)."""
+def load(path: str, skip=(), timed: bool = True) -> dict:
+    """The runs of an OUT.json, less `skip`; if `timed`, only those with their own clock:
+    a start-up time, and not resumed after a stop (its seconds include the time it was
+    down). A run that takes its clock from another study (`clocked`) needs neither."""
     with open(path) as f:
         saved = json.load(f)
     return {
         name: entry
         for name, entry in saved.items()
-        if "start_seconds" in entry and entry.get("launches", 1) == 1 and name not in skip
+        if name not in skip
+        and (not timed or ("start_seconds" in entry and entry.get("launches", 1) == 1))
     }
 
 
@@ -117,7 +119,7 @@ def main() -> None:
         "--skip",
         default="",
         help="comma-separated runs to leave out, such as one paused while it trained "
-        "(a resumed run is left out anyway)",
+        "(a resumed run is left out anyway, unless it takes its time from --clock)",
     )
     parser.add_argument(
         "--clock",
@@ -133,7 +135,7 @@ def main() -> None:
         unknown = sorted(set(skip) - set(json.load(f)))
     if unknown:
         parser.error(f"--skip names runs {args.data} does not have: {', '.join(unknown)}")
-    runs = load(args.data, skip)
+    runs = load(args.data, skip, timed=not args.clock)
     if not runs:
         parser.error(f"{args.data} has no run with start_seconds (written since 2026-11-30)")
     if args.clock:

@@ -135,6 +135,14 @@ def test_a_variant_that_trains_the_same_takes_its_clock_from_the_same_seed():
         wallclock.clocked(runs, {"default-s4": clock["default-s3"]})
 
 
+def test_a_resumed_run_is_timed_only_by_another_studys_clock(tmp_path):
+    path = tmp_path / "study.json"
+    resumed = {"evals": [[100, 0.9, 1.0, 208, 999.0]], "start_seconds": 50.0, "launches": 2}
+    path.write_text(json.dumps({"average-20k-s3": resumed}))
+    assert wallclock.load(str(path)) == {}  # its own seconds include the time it was down
+    assert list(wallclock.load(str(path), timed=False)) == ["average-20k-s3"]
+
+
 def test_stability_counts_seeds_by_step_and_the_largest_fall():
     from bench import ablation
 
