@@ -119,7 +119,7 @@ def test_an_averaged_run_evaluates_exports_and_keeps_the_average_and_learns_the_
                 _iteration(run)
         return run
 
-    plain = trained(CFG, str(tmp_path / "plain"))
+    plain = trained(Config(**{**CFG.__dict__, "policy_average": 0}), str(tmp_path / "plain"))
     run_dir = str(tmp_path / "averaged")
     averaged = trained(averaged_cfg, run_dir)
     live = [v.numpy() for v in agents.actor_variables(averaged.parts.agent)]

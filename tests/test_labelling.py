@@ -7,18 +7,22 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer import agents, labelling
+from trainer import agents, averaging, labelling
 from trainer.config import Config
 from trainer.rundir import RunDir
 
 
 @pytest.fixture(scope="module")
 def teacher_run(tmp_path_factory):
-    """A KukaGrasp-v0 run directory whose only checkpoint is an untrained agent."""
+    """A KukaGrasp-v0 run directory whose only checkpoint is an untrained agent, with its
+    policy average as a run of the defaults keeps it."""
     run_dir = tmp_path_factory.mktemp("teacher")
-    RunDir(str(run_dir)).save_config(Config())
-    agent = labelling.state_agent(Config())
-    tf.train.Checkpoint(agent=agent).save(str(run_dir / "checkpoints" / "ckpt"))
+    cfg = Config()
+    RunDir(str(run_dir)).save_config(cfg)
+    agent = labelling.state_agent(cfg)
+    average = averaging.create(agents.actor_variables(agent), cfg.policy_average, cfg.total_steps)
+    held = averaging.tracked({"agent": agent}, average)
+    tf.train.Checkpoint(**held).save(str(run_dir / "checkpoints" / "ckpt"))
     return str(run_dir), agents.actor_params(agent)
 
 

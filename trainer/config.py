@@ -22,6 +22,8 @@ AGENT_DEFAULTS: dict[str, dict[str, Any]] = {
         "value_layers": (400, 300),
         "learning_rate": 7.3e-4,
         "discount": 0.98,
+        # Not measured for SAC yet: its greedy policy is its current weights.
+        "policy_average": 0,
     },
 }
 # The algorithms the distributed roles run: on-policy ones, whose learner trains on
@@ -192,7 +194,7 @@ class Config:
     algo: PPOConfig | SACConfig = PPOConfig()
     lr_schedule: str = "constant"
     reward_scale: float = 1.0
-    policy_average: int = 0
+    policy_average: int = 20_000
     max_policy_lag: int = 2
     deterministic: bool = _resumable(True)
     checkpoint_interval: int = _resumable(50_000)
