@@ -22,7 +22,7 @@ AGENT_DEFAULTS: dict[str, dict[str, Any]] = {
         "value_layers": (400, 300),
         "learning_rate": 7.3e-4,
         "discount": 0.98,
-        # Not measured for SAC yet: its greedy policy is its current weights.
+        # One paired seed so far (docs/results.md): its current weights until more are in.
         "policy_average": 0,
     },
 }
