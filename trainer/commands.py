@@ -246,7 +246,6 @@ def role(command: str, cfg: Config, roles: RoleConfig, command_line: str, given=
     with errors.usage():
         checks.validate(cfg)
         checks.validate_roles(roles)
-        checks.validate_distributed(cfg)
     _check_agent_flags(cfg, given)
     with errors.usage():
         # On this machine: each collector's env processes, and the learner's eval env.

@@ -24,9 +24,6 @@ AGENT_DEFAULTS: dict[str, dict[str, Any]] = {
         "discount": 0.98,
     },
 }
-# The algorithms the distributed roles run: on-policy ones, whose learner trains on
-# segments as the collectors send them (docs/distributed.md says why SAC is not one).
-DISTRIBUTED_AGENTS = ("ppo",)
 # The env whose policy learns from its camera by DAgger (trainer/dagger.py): one process
 # on one machine or pod, never the distributed roles (deploy/ refuses them before a submit).
 CAMERA_ENV_ID = "KukaGraspCam-v0"
