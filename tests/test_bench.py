@@ -173,13 +173,7 @@ def test_sac_speed_pairs_tf_agents_loop_with_ours():
 
 
 def test_envs_pairs_restored_resets_with_loading_the_scene_anew():
-    result = subprocess.run(
-        [sys.executable, "-m", "bench.envs", "--episodes=1", "--resets=1"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_module("bench.envs", "--episodes=1", "--resets=1", timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "pair 1: restored " in result.stdout
     assert "restored / loaded anew: median " in result.stdout
