@@ -22,14 +22,13 @@ ENV_IDS = ("KukaGrasp-v0", "KukaBulletEnv-v0")
 LOADED = "KukaGrasp-v0, loaded anew"
 
 
-def _make(env_id: str):
+def loaded_kuka_grasp():
+    """KukaGrasp-v0 loading its scene anew at every reset, as it did until 2026-12-01
+    (pybullet_envs' KukaGymEnv.reset, then the arm's uncapped speed)."""
     import gym
     from pybullet_envs.bullet.kukaGymEnv import KukaGymEnv
 
     from trainer import envs
-
-    if env_id != LOADED:
-        return gym.make(env_id)
 
     class Loaded(envs.KukaGraspEnv):
         def reset(self):
@@ -37,7 +36,14 @@ def _make(env_id: str):
             self._kuka.maxVelocity = -1.0
             return observation
 
-    return gym.wrappers.TimeLimit(Loaded(), max_episode_steps=1000)
+    limit = gym.spec(envs.DEFAULT_ENV_ID).max_episode_steps
+    return gym.wrappers.TimeLimit(Loaded(), max_episode_steps=limit)
+
+
+def _make(env_id: str):
+    import gym
+
+    return loaded_kuka_grasp() if env_id == LOADED else gym.make(env_id)
 
 
 def _baseline(env_id: str, episodes: int, seed: int, queue) -> None:

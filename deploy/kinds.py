@@ -171,7 +171,7 @@ def _flag(flags: list[str], name: str) -> str | None:
 def check_env(kind: str, flags: list[str]) -> None:
     """ValueError, in one line, if the trainer flags ask `kind` for an env or agent it
     cannot run: the camera env trains in one process (trainer/dagger.py), not as
-    distributed roles; the roles run the on-policy agents only, and `make tune`'s search
+    distributed roles; and `make tune`'s search
     is over PPO's settings, which another agent would refuse in every trial. A tune
     trial may run the camera env: the searched settings train its teacher, and its
     evaluation writes the eval/SuccessRate that Katib reads."""

@@ -136,17 +136,11 @@ _RESETS = """
 import json, sys
 import numpy as np
 import pybullet as p
-from pybullet_envs.bullet.kukaGymEnv import KukaGymEnv
+from bench.envs import loaded_kuka_grasp
 from trainer import envs
 
-class Loaded(envs.KukaGraspEnv):
-    def reset(self):
-        observation = KukaGymEnv.reset(self)
-        self._kuka.maxVelocity = -1.0
-        return observation
-
 envs.seed_process(3)
-env = Loaded() if sys.argv[1] == "loaded" else envs.KukaGraspEnv()
+env = (loaded_kuka_grasp() if sys.argv[1] == "loaded" else envs.KukaGraspEnv()).unwrapped
 env.seed(3)
 rng, out = np.random.default_rng(0), []
 for _ in range(int(sys.argv[2])):

@@ -268,11 +268,11 @@ def role(command: str, cfg: Config, roles: RoleConfig, command_line: str, given=
         )
     if command == "learn":
         return train(cfg, command_line, roles)
-    from trainer import distributed
+    from trainer import distributed, reverb_tables
 
     try:
         if command == "reverb":
-            distributed.serve(cfg, roles.port)
+            reverb_tables.serve(cfg, roles.port)
         else:
             distributed.collect(cfg, roles.reverb_address, roles.task)
     except TimeoutError as e:  # the Reverb server stopped answering

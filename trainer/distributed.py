@@ -13,8 +13,11 @@ queue a report per segment; the learner samples the table (replay_table.py).
 
 Every wait here polls in Python, so SIGTERM and Ctrl-C are handled at once, and
 every wait has an end: a learner that gets no data for `--data_timeout` seconds
-fails in one line. A restarted Reverb server loses only what it held: collectors and
-the learner reconnect, and the learner publishes its parameters again.
+fails in one line. The one exception is a SAC learner's sampling, inside TensorFlow:
+a restarted server's empty table holds it until the collectors write again.
+A restarted Reverb server loses only what it held: collectors and the learner
+reconnect, collectors go on with the parameters they have, and the learner publishes
+its parameters again.
 """
 
 from __future__ import annotations
@@ -30,107 +33,29 @@ import tensorflow as tf
 from trainer import actors, agents, builder, env_process, record, replay_table, wire
 from trainer import learner as learner_lib
 from trainer.config import Config
+from trainer.reverb_tables import (
+    EVAL_INDEX,
+    PARAMS,
+    QUEUE_ITERATIONS,
+    SEGMENTS,
+    replays,
+    segment_length,
+    segments_per_iteration,
+    wait_for_server,
+)
 
-SEGMENTS = "segments"
-PARAMS = "params"
-# Env process indices (envs.process_seed): the learner's evaluation env, then
-# collector TASK's env processes from COLLECTOR_INDEX + TASK * num_envs on.
-EVAL_INDEX = 999
+# Collector TASK's env processes (envs.process_seed) from COLLECTOR_INDEX + TASK *
+# num_envs on, after the learner's evaluation env (EVAL_INDEX).
 COLLECTOR_INDEX = 1_000
-# Learner iterations of segments the queue holds before collectors wait for room.
-QUEUE_ITERATIONS = 1
 POLL_SECONDS = 0.05
-# How long a role waits for the Reverb server to come up (or back).
-SERVER_WAIT_SECONDS = 300
 
 
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def segment_length(cfg: Config) -> int:
-    """Steps per segment: the local loop's per-env share of one iteration."""
-    return math.ceil(cfg.collect_steps / cfg.num_envs)
-
-
-def segments_per_iteration(cfg: Config) -> int:
-    return max(1, cfg.collect_steps // segment_length(cfg))
-
-
-def specs(env_id: str):
-    """(time step spec, action spec) of `env_id`, as array specs."""
-    env = actors.ActorPool(env_id, 1, seed=0, first_index=EVAL_INDEX)
-    try:
-        return env.time_step_spec, env.action_spec
-    finally:
-        env.close()
-
-
-def wait_for_server(address: str, timeout: float = SERVER_WAIT_SECONDS) -> reverb.Client:
-    """A client of the Reverb server at `address` once it answers; TimeoutError after `timeout`."""
-    deadline = time.time() + timeout
-    client = reverb.Client(address)
-    while True:
-        try:
-            client.server_info(timeout=2)
-            return client
-        except (RuntimeError, reverb.errors.ReverbError, tf.errors.DeadlineExceededError) as e:
-            if time.time() > deadline:
-                raise TimeoutError(f"no Reverb server at {address} after {timeout:.0f} s") from e
-            time.sleep(0.5)
-
-
 def _size(client: reverb.Client, table: str) -> int:
     return client.server_info(timeout=5)[table].current_size
-
-
-def replays(cfg: Config) -> bool:
-    """Whether `cfg.agent` learns from a replay table of transitions instead of segments."""
-    return learner_lib.algorithm(cfg.agent).REPLAYS
-
-
-def make_server(cfg: Config, port: int) -> reverb.Server:
-    """A Reverb server on `port` with the run's tables: the queue (segments, or reports of
-    the transitions written), the parameters, and for a replaying agent the replay table."""
-    time_step_spec, action_spec = specs(cfg.env_id)
-    room = 4 * QUEUE_ITERATIONS * segments_per_iteration(cfg)  # collectors may overshoot
-    if replays(cfg):
-        queued = wire.report_signature()
-        extra = [replay_table.table(cfg, time_step_spec, action_spec)]
-    else:
-        queued, extra = wire.signature(segment_length(cfg), time_step_spec, action_spec), []
-    tables = [
-        reverb.Table(
-            name=SEGMENTS,
-            sampler=reverb.selectors.Fifo(),
-            remover=reverb.selectors.Fifo(),
-            max_size=room,
-            max_times_sampled=1,
-            rate_limiter=reverb.rate_limiters.MinSize(1),
-            signature=queued,
-        ),
-        reverb.Table(
-            name=PARAMS,
-            sampler=reverb.selectors.Fifo(),
-            remover=reverb.selectors.Fifo(),
-            max_size=1,
-            max_times_sampled=0,
-            rate_limiter=reverb.rate_limiters.MinSize(1),
-        ),
-        *extra,
-    ]
-    return reverb.Server(tables=tables, port=port)
-
-
-def serve(cfg: Config, port: int, log=_log) -> None:
-    """Runs the Reverb server on `port` until SIGTERM or Ctrl-C."""
-    server = make_server(cfg, port)
-    log(f"Reverb server on port {port}")
-    try:
-        while True:  # sleeping in Python lets SIGTERM's handler run
-            time.sleep(1)
-    finally:
-        server.stop()
 
 
 def _reverb_errors():
@@ -187,11 +112,14 @@ def collect(cfg: Config, address: str, task: int, log=_log) -> int:
                 latest = _latest_params(client)
                 if latest is not None and latest[1]:
                     break  # the learner is done
-                if latest is None or _size(client, SEGMENTS) >= room:
+                if latest is not None and latest[0] != version:
+                    version, params = latest[0], wire.unpack_params(latest[2])
+                # A restarted server has no parameters until the learner publishes again,
+                # which a SAC learner sampling its emptied table does only once
+                # collectors have refilled it: so collect on with the last ones.
+                if params is None or _size(client, SEGMENTS) >= room:
                     time.sleep(POLL_SECONDS)  # no policy yet, or the learner is behind
                     continue
-                if latest[0] != version:
-                    version, params = latest[0], wire.unpack_params(latest[2])
                 results = pool.collect(params, length)
                 _send(client, writer, results, version)
                 collected += length * len(results)
@@ -253,12 +181,13 @@ class _Queue:
         return got, lags
 
 
-def _experience(run, items: list[dict], length: int):
-    """(the [envs, T] segments the learner adds, or None for reports, and their env steps)."""
-    if "steps" in items[0]:
-        return None, sum(int(item.pop("steps")) for item in items)
+def _experience(cfg: Config, run, items: list[dict]):
+    """(the [envs, T] segments to learn from, or None for a replaying learner's reports,
+    and the env steps they bring)."""
+    if replays(cfg):
+        return None, sum(int(item["steps"]) for item in items)
     experience = learner_lib.to_trajectory(items, run.parts.agent.collect_data_spec)
-    return experience, len(items) * length
+    return experience, len(items) * segment_length(cfg)
 
 
 def learn(
@@ -293,13 +222,11 @@ def learn(
                 recent += wire.unpack_episodes(item.pop("episodes"))
                 item.pop("version")
             recent = recent[-record.METRIC_WINDOW :]
-            experience, new_steps = _experience(run, items, segment_length(cfg))
+            experience, new_steps = _experience(cfg, run, items)
             try:
                 loss_info = run.learner.learn(experience, new_steps)
-            except _reverb_errors() as e:  # a replaying learner asks its table's size
-                if replay is None:
-                    raise
-                log(f"Learner: lost the Reverb server ({type(e).__name__}); reconnecting")
+            except replay_table.LostServer as e:
+                log(f"Learner: lost the Reverb server ({e}); reconnecting")
                 wait_for_server(address)
                 queue.publish(int(version.numpy()))  # a restarted server has no parameters
                 loss_info = None

@@ -71,11 +71,10 @@ class KukaGraspEnv(_kuka_gym_env.KukaGymEnv):
     This env lifts only that cap; observation, action, reward and termination are
     unchanged. Episodes then last about 200 steps instead of about 570.
 
-    A reset restores the scene as first loaded, then places the block where
-    KukaGymEnv.reset would have loaded it: loading the arm, tray, table and plane
-    anew took a fifth of the env's time (27 ms of a ~120 ms episode). The start is
-    the loaded one's to the last bits of the block's pose, which the first physics
-    steps then carry: runs differ from those made before 2026-12-01 (docs/agent.md).
+    A reset restores the scene as first loaded and places the block where
+    KukaGymEnv.reset would load it: loading took a fifth of the env's time. Starts
+    match a loaded one's but for the block pose's last bits, so runs differ from
+    those before 2026-12-01 (README, "The environment").
     """
 
     _scene: int | None = None  # pybullet's saved state of the loaded scene, before any step

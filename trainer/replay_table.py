@@ -34,7 +34,7 @@ def table(cfg: Config, time_step_spec, action_spec) -> reverb.Table:
         sampler=reverb.selectors.Uniform(),
         remover=reverb.selectors.Fifo(),
         max_size=cfg.algo.replay_capacity,
-        # The learner samples only once it has been told of `learning_starts` steps.
+        # The learner samples only once the table holds `learning_starts` transitions.
         rate_limiter=reverb.rate_limiters.MinSize(1),
         signature=wire.transition_signature(time_step_spec, action_spec),
     )
@@ -71,9 +71,9 @@ class TransitionWriter:
             writer.flush(timeout_ms=FLUSH_TIMEOUT_MS)
         self._unflushed = 0
 
-    def close(self) -> None:
-        for writer in self._writers:
-            writer.close()
+
+class LostServer(RuntimeError):
+    """The Reverb server did not answer the learner."""
 
 
 class ReverbReplay:
@@ -81,10 +81,11 @@ class ReverbReplay:
     inside the gradient steps' `tf.function` (sac.Learner's `replay`)."""
 
     def __init__(self, address: str, batch_size: int, timeout_seconds: float):
-        """Raises an error of tf.errors' if the server's table has no signature in
-        `timeout_seconds`. The dataset reconnects to a restarted server by itself and
-        waits for its table to fill again, which the collectors do."""
-        self._address = address
+        """Waits up to `timeout_seconds` for the table's signature (Reverb's
+        DeadlineExceededError after it). The dataset reconnects to a restarted server by
+        itself and waits, inside the gradient steps, for its table to fill again, which
+        the collectors do."""
+        self._client = reverb.Client(address)
         dataset = reverb.TrajectoryDataset.from_table_signature(
             server_address=address,
             table=REPLAY,
@@ -94,11 +95,12 @@ class ReverbReplay:
         batches = dataset.map(lambda sample: sample.data).batch(batch_size, drop_remainder=True)
         self._batches = iter(batches.prefetch(1))
 
-    def add(self, experience) -> None:
-        raise TypeError("the collectors write the replay table's transitions")
-
     def size(self) -> int:
-        return reverb.Client(self._address).server_info(timeout=5)[REPLAY].current_size
+        """The transitions in the table; LostServer if the server does not answer."""
+        try:
+            return self._client.server_info(timeout=5)[REPLAY].current_size
+        except (RuntimeError, reverb.errors.ReverbError) as e:
+            raise LostServer(type(e).__name__) from e
 
     def sample(self, batch_size: int):
         """A batch of transitions ([batch_size, 2] steps), as the table's dataset batches them."""
