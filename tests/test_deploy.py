@@ -207,7 +207,10 @@ def test_cluster_targets_run_deploy_on_the_standard_library_alone(target):
     [
         (["train", "STEPS=1000", "SEED=3"], "-m trainer.task --total_steps=1000 --seed=3"),
         (["eval", "RUN=r1"], "-m trainer.task eval --run=r1"),
-        (["train-distributed", "COLLECTORS=2"], "-m trainer.task distributed --collectors=2"),
+        (
+            ["train-distributed", "COLLECTORS=2", "AGENT=sac"],
+            "-m trainer.task distributed --collectors=2 --agent=sac",
+        ),
         (["render", "RUN=r1"], "-m trainer.task render --run=r1"),
         (["plot", "RUN=r1"], "-m trainer.task plot --run=r1"),
     ],
