@@ -164,7 +164,8 @@ eval: $(LOCAL_VENV) ## Evaluate RUN's newest checkpoint again into eval-<step>.j
 .PHONY: train-distributed
 train-distributed: $(LOCAL_VENV) ## Train with Reverb, COLLECTORS collector processes and a learner on 127.0.0.1 (as train)
 	$(run) $(PY) -m trainer.task distributed $(call flag,LOGDIR,logdir) $(call flag,COLLECTORS,collectors) \
-		$(call flag,ENV_ID,env_id) $(call flag,STEPS,total_steps) $(call flag,SEED,seed) $(call flag,RUN,run) $(ARGS)
+		$(call flag,AGENT,agent) $(call flag,ENV_ID,env_id) $(call flag,STEPS,total_steps) $(call flag,NUM_ENVS,num_envs) \
+		$(call flag,SEED,seed) $(call flag,RUN,run) $(ARGS)
 
 .PHONY: render
 render: ## Film the latest run's policy, or RUN's (EPISODES, WIDTH, HEIGHT, FPS; POLICY=random; TARGET=cluster)

@@ -35,10 +35,10 @@ WARMUP_SECONDS = 25.0  # the collectors' start-up: TensorFlow import, env proces
 def _agent():
     """(the config the collectors run with, a fresh PPO agent for it), built as the
     learner builds its own (trainer/builder.py); its one env process idles meanwhile."""
-    from trainer import builder, config, distributed
+    from trainer import builder, config, reverb_tables
 
     cfg = config.Config(num_envs=1, collect_steps=2048)
-    with builder.agent(cfg, 1, first_index=distributed.EVAL_INDEX) as parts:
+    with builder.agent(cfg, 1, first_index=reverb_tables.EVAL_INDEX) as parts:
         yield cfg, parts.agent
 
 
@@ -84,14 +84,14 @@ class _Drain(threading.Thread):
         self._client, self.arrivals, self.stop = reverb.Client(address), [], threading.Event()
 
     def run(self):
-        from trainer import distributed
+        from trainer import reverb_tables
 
         while not self.stop.is_set():
-            available = self._client.server_info()[distributed.SEGMENTS].current_size
+            available = self._client.server_info()[reverb_tables.SEGMENTS].current_size
             if not available:
                 time.sleep(0.01)
                 continue
-            for _ in self._client.sample(distributed.SEGMENTS, available, emit_timesteps=False):
+            for _ in self._client.sample(reverb_tables.SEGMENTS, available, emit_timesteps=False):
                 self.arrivals.append(time.time())
 
 
@@ -99,11 +99,11 @@ def collector_speed(collectors: int, seconds: float) -> float:
     """Env steps/s that `collectors` collector processes deliver into Reverb."""
     import reverb
 
-    from trainer import distributed, launch
+    from trainer import distributed, launch, reverb_tables
 
     with _agent() as (cfg, agent):
         port = launch.free_port()
-        server = distributed.make_server(cfg, port)
+        server = reverb_tables.make_server(cfg, port)
         address = f"127.0.0.1:{port}"
         client = reverb.Client(address)
         distributed.publish(client, 0, agent)
@@ -133,7 +133,7 @@ def collector_speed(collectors: int, seconds: float) -> float:
                     proc.kill()
             server.stop()
         arrived = [t for t in drain.arrivals if start <= t <= end]
-        return len(arrived) * distributed.segment_length(cfg) / (end - start)
+        return len(arrived) * reverb_tables.segment_length(cfg) / (end - start)
 
 
 def main() -> None:

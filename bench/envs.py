@@ -2,28 +2,56 @@
 
 For each env, in its own process (the Kuka env uses pybullet's global client):
 mean return, mean episode length, grasp success and env steps/s of uniform random
-actions over EPISODES episodes. Usage:
+actions over EPISODES episodes. With --resets, KukaGrasp-v0's resets that restore
+its saved scene against the same env loading the scene anew at every reset (as it did
+until 2026-12-01), in interleaved pairs of processes, and the ratio of their speeds.
+Usage:
 
     python -m bench.envs --episodes 100
+    python -m bench.envs --episodes 50 --resets 3
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing
+import statistics
 import time
 
 ENV_IDS = ("KukaGrasp-v0", "KukaBulletEnv-v0")
+LOADED = "KukaGrasp-v0, loaded anew"
+
+
+def loaded_kuka_grasp():
+    """KukaGrasp-v0 loading its scene anew at every reset, as it did until 2026-12-01
+    (pybullet_envs' KukaGymEnv.reset, then the arm's uncapped speed)."""
+    import gym
+    from pybullet_envs.bullet.kukaGymEnv import KukaGymEnv
+
+    from trainer import envs
+
+    class Loaded(envs.KukaGraspEnv):
+        def reset(self):
+            observation = KukaGymEnv.reset(self)
+            self._kuka.maxVelocity = -1.0
+            return observation
+
+    limit = gym.spec(envs.DEFAULT_ENV_ID).max_episode_steps
+    return gym.wrappers.TimeLimit(Loaded(), max_episode_steps=limit)
+
+
+def _make(env_id: str):
+    import gym
+
+    return loaded_kuka_grasp() if env_id == LOADED else gym.make(env_id)
 
 
 def _baseline(env_id: str, episodes: int, seed: int, queue) -> None:
-    import gym
-
     from trainer import envs
 
     envs.silence_env_prints()
     envs.seed_process(seed)
-    env = gym.make(env_id)
+    env = _make(env_id)
     env.seed(seed)
     env.action_space.seed(seed)
     returns, lengths, successes, steps = [], [], [], 0
@@ -42,25 +70,59 @@ def _baseline(env_id: str, episodes: int, seed: int, queue) -> None:
     queue.put((returns, lengths, successes, steps / (time.time() - start)))
 
 
+def _run(ctx, env_id: str, episodes: int, seed: int):
+    """(returns, lengths, successes, steps/s) of `env_id` in a process of its own."""
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_baseline, args=(env_id, episodes, seed, queue))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--episodes", type=int, default=100, help="episodes per env")
     parser.add_argument("--seed", type=int, default=0, help="seed of block placement and actions")
+    parser.add_argument(
+        "--resets",
+        type=int,
+        default=0,
+        metavar="PAIRS",
+        help="instead, PAIRS interleaved pairs: KukaGrasp-v0 as it is, then loading its scene "
+        "anew at every reset; prints each speed and the ratio",
+    )
     args = parser.parse_args()
     ctx = multiprocessing.get_context("spawn")
     print(f"Random actions, {args.episodes} episodes per env, seed {args.seed}")
+    if args.resets:
+        _pairs(ctx, args)
+        return
     print(f"{'env':<18} {'mean return':>12} {'mean length':>12} {'success':>8} {'steps/s':>8}")
     for env_id in ENV_IDS:
-        queue = ctx.Queue()
-        proc = ctx.Process(target=_baseline, args=(env_id, args.episodes, args.seed, queue))
-        proc.start()
-        returns, lengths, successes, speed = queue.get()
-        proc.join()
+        returns, lengths, successes, speed = _run(ctx, env_id, args.episodes, args.seed)
         mean = lambda xs: sum(xs) / len(xs)
         print(
             f"{env_id:<18} {mean(returns):>12,.0f} {mean(lengths):>12.0f} "
             f"{sum(successes):>4}/{len(successes):<3} {speed:>8,.0f}"
         )
+
+
+def _pairs(ctx, args) -> None:
+    ratios = []
+    for pair in range(args.resets):
+        *_, restored = _run(ctx, ENV_IDS[0], args.episodes, args.seed)
+        *_, loaded = _run(ctx, LOADED, args.episodes, args.seed)
+        ratios.append(restored / loaded)
+        print(
+            f"pair {pair + 1}: restored {restored:,.0f} steps/s, loaded anew {loaded:,.0f}: "
+            f"{ratios[-1]:.2f}",
+            flush=True,
+        )
+    print(
+        f"restored / loaded anew: median {statistics.median(ratios):.2f} "
+        f"({min(ratios):.2f}-{max(ratios):.2f})"
+    )
 
 
 if __name__ == "__main__":

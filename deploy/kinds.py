@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from trainer.config import CAMERA_ENV_ID, DISTRIBUTED_AGENTS, Config
+from trainer.config import CAMERA_ENV_ID, Config
 
 NAME_LIMIT = 63  # a DNS label, and a label value such as batch.kubernetes.io/job-name
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -171,7 +171,7 @@ def _flag(flags: list[str], name: str) -> str | None:
 def check_env(kind: str, flags: list[str]) -> None:
     """ValueError, in one line, if the trainer flags ask `kind` for an env or agent it
     cannot run: the camera env trains in one process (trainer/dagger.py), not as
-    distributed roles; the roles run the on-policy agents only, and `make tune`'s search
+    distributed roles; and `make tune`'s search
     is over PPO's settings, which another agent would refuse in every trial. A tune
     trial may run the camera env: the searched settings train its teacher, and its
     evaluation writes the eval/SuccessRate that Katib reads."""
@@ -181,11 +181,6 @@ def check_env(kind: str, flags: list[str]) -> None:
             "trainjob); the distributed roles move state observations only"
         )
     agent = _flag(flags, "agent") or Config.agent
-    if kind in ROLES and agent not in DISTRIBUTED_AGENTS:
-        runs = " or ".join(f"--agent={a}" for a in DISTRIBUTED_AGENTS)
-        raise ValueError(
-            f"the distributed roles run {runs}, not --agent={agent} (docs/distributed.md)"
-        )
     if kind == "tune" and agent != "ppo":
         raise ValueError(
             f"make tune searches PPO's settings, which --agent={agent} refuses in every trial"

@@ -180,6 +180,13 @@ def test_sac_speed_pairs_tf_agents_loop_with_ours():
     assert "ours / tf-agents': median " in result.stdout
 
 
+def test_envs_pairs_restored_resets_with_loading_the_scene_anew():
+    result = run_module("bench.envs", "--episodes=1", "--resets=1", timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "pair 1: restored " in result.stdout
+    assert "restored / loaded anew: median " in result.stdout
+
+
 def test_sac_speed_times_our_learner_alone():
     import queue
 

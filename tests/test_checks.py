@@ -63,9 +63,3 @@ def test_camera_settings_out_of_range_are_named(field, value, words):
 
 def test_the_smallest_frame_the_student_takes_is_valid():
     checks.validate_vision(VisionConfig(image_size=17))
-
-
-def test_the_distributed_roles_run_ppo_and_refuse_sac():
-    checks.validate_distributed(config.for_agent("ppo"))
-    with pytest.raises(ValueError, match=r"runs --agent=ppo, not sac \(docs/distributed.md"):
-        checks.validate_distributed(config.for_agent("sac"))

@@ -129,6 +129,56 @@ def test_physics_steps_sees_inside_the_grasp_step():
     assert out["steps"][-1] > 500  # the scripted grasp inside the last env step
 
 
+# KukaGraspEnv's resets restore the scene saved when it was first loaded; `loaded` resets
+# as KukaGraspEnv did before 2026-12-01, loading it anew with KukaGymEnv.reset
+# (pybullet_envs 3.2.7, bullet/kukaGymEnv.py). The same seed and actions in both.
+_RESETS = """
+import json, sys
+import numpy as np
+import pybullet as p
+from bench.envs import loaded_kuka_grasp
+from trainer import envs
+
+envs.seed_process(3)
+env = (loaded_kuka_grasp() if sys.argv[1] == "loaded" else envs.KukaGraspEnv()).unwrapped
+env.seed(3)
+rng, out = np.random.default_rng(0), []
+for _ in range(int(sys.argv[2])):
+    start, done, length = env.reset().tolist(), False, 0
+    block = [x for part in p.getBasePositionAndOrientation(env.blockUid) for x in part]
+    fingers = [s[0] for s in p.getJointStates(env._kuka.kukaUid, range(7, 14))]
+    while not done:
+        _, reward, done, _ = env.step(rng.uniform(-1, 1, 3))
+        length += 1
+    out.append({"start": start, "block": block, "fingers": fingers, "length": length,
+                "reward": reward})
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def resets():
+    runs = {kind: _python(_RESETS, kind, "8") for kind in ("restored", "loaded")}
+    for result in runs.values():
+        assert result.returncode == 0, result.stderr[-2000:]
+    return {kind: json.loads(r.stdout.strip().splitlines()[-1]) for kind, r in runs.items()}
+
+
+def test_a_restored_scene_starts_every_episode_as_a_loaded_one(resets):
+    # Each episode ends in the scripted grasp (fingers closed, arm raised): nothing of it
+    # may outlive the reset.
+    for ours, loaded in zip(resets["restored"], resets["loaded"], strict=True):
+        for key in ("start", "block", "fingers"):
+            np.testing.assert_allclose(ours[key], loaded[key], rtol=0, atol=1e-9)
+
+
+def test_a_restored_scene_runs_the_same_actions_to_the_same_ends(resets):
+    def ends(episodes):
+        return [(e["length"], envs.is_success("KukaGrasp-v0", e["reward"])) for e in episodes]
+
+    assert ends(resets["restored"]) == ends(resets["loaded"])
+
+
 @pytest.mark.parametrize("env_id", envs.STATE_GRASP_ENV_IDS)
 def test_the_envs_whose_spaces_are_known_pass_the_check_by_making(env_id):
     envs.check_by_making(env_id)  # check_spaces takes these on trust

@@ -24,7 +24,9 @@ def test_each_algorithm_has_the_interface_both_loops_use(name):
         "train_step",
         "remaining",
     ]
-    assert list(inspect.signature(module.Learner).parameters) == ["cfg", "agent"]
+    # A replaying algorithm's learner also takes the distributed loop's replay table.
+    replay = ["replay"] if module.REPLAYS else []
+    assert list(inspect.signature(module.Learner).parameters) == ["cfg", "agent", *replay]
     assert list(inspect.signature(module.Learner.learn).parameters) == [
         "self",
         "experience",

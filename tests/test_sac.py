@@ -87,6 +87,6 @@ def test_a_restored_learner_has_the_same_replay_buffer(tmp_path):
     tf.train.Checkpoint(**sac.tracked()).save(str(tmp_path / "ckpt"))
     restored, _ = _learner()
     tf.train.Checkpoint(**restored.tracked()).restore(tf.train.latest_checkpoint(tmp_path))
-    assert int(restored.replay_buffer.num_frames()) == 30
+    assert restored.replay.size() == 30
     pairs, _ = tf.function(restored.sample)()
     assert set(pairs.observation[:, 0, 0].numpy()) <= set(range(0, 90, 3))

@@ -86,12 +86,14 @@ def run(
     tracked: dict | None = None,
     log=None,
     syncer=None,
+    replay=None,
 ) -> Iterator[Run]:
     """The run in `run_dir`, resumed from its checkpoint if it has one. `tracked` adds the
-    loop's own variables to its checkpoints. On leaving, the record keeps what was
+    loop's own variables to its checkpoints; `replay` is where a replaying learner samples
+    (learner.create). On leaving, the record keeps what was
     learned (also after an error); a loop that ended normally is evaluated a last time."""
     with agent(cfg, num_envs, first_index) as parts:
-        learner = learner_lib.create(cfg, parts.agent)
+        learner = learner_lib.create(cfg, parts.agent, replay)
         recorder = record.RunRecorder(
             cfg,
             run_dir,

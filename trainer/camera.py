@@ -107,13 +107,14 @@ class KukaGraspCamEnv(envs.KukaGraspEnv):
         """Sets the camera, block offset and tray colour from the next reset on (the
         constructor's)."""
         self.camera, self.block_offset, self.tray_rgba = camera or Camera(), block_offset, tray_rgba
+        self.load_anew()  # a restored scene keeps the tray's last colour
 
     def _observe(self, state) -> dict[str, np.ndarray]:
         self.state = np.asarray(state, np.float32)
         return {"image": self.camera.image(self.size), "arm": self.state[:ARM_SIZE].copy()}
 
     def reset(self):
-        state = super().reset()  # which loads the scene anew
+        state = super().reset()
         if self.tray_rgba is not None:
             pybullet.changeVisualShape(self._kuka.trayUid, -1, rgbaColor=self.tray_rgba)
         if any(self.block_offset):

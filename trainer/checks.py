@@ -6,7 +6,6 @@ from __future__ import annotations
 from trainer.config import (
     AGENTS,
     ALGORITHM_SETTINGS,
-    DISTRIBUTED_AGENTS,
     SCHEDULES,
     Config,
     PPOConfig,
@@ -130,13 +129,4 @@ def validate_vision(vision: VisionConfig) -> None:
         raise ValueError(
             f"--image_size must be at least {student.min_size()} (the student's "
             f"convolutions), got {vision.image_size}"
-        )
-
-
-def validate_distributed(cfg: Config) -> None:
-    """Raises ValueError if the distributed roles cannot run `cfg.agent`."""
-    if cfg.agent not in DISTRIBUTED_AGENTS:
-        runs = " or ".join(f"--agent={agent}" for agent in DISTRIBUTED_AGENTS)
-        raise ValueError(
-            f"distributed training runs {runs}, not {cfg.agent} (docs/distributed.md says why)"
         )

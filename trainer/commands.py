@@ -246,7 +246,6 @@ def role(command: str, cfg: Config, roles: RoleConfig, command_line: str, given=
     with errors.usage():
         checks.validate(cfg)
         checks.validate_roles(roles)
-        checks.validate_distributed(cfg)
     _check_agent_flags(cfg, given)
     with errors.usage():
         # On this machine: each collector's env processes, and the learner's eval env.
@@ -269,11 +268,11 @@ def role(command: str, cfg: Config, roles: RoleConfig, command_line: str, given=
         )
     if command == "learn":
         return train(cfg, command_line, roles)
-    from trainer import distributed
+    from trainer import distributed, reverb_tables
 
     try:
         if command == "reverb":
-            distributed.serve(cfg, roles.port)
+            reverb_tables.serve(cfg, roles.port)
         else:
             distributed.collect(cfg, roles.reverb_address, roles.task)
     except TimeoutError as e:  # the Reverb server stopped answering

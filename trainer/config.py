@@ -26,9 +26,6 @@ AGENT_DEFAULTS: dict[str, dict[str, Any]] = {
         "policy_average": 0,
     },
 }
-# The algorithms the distributed roles run: on-policy ones, whose learner trains on
-# segments as the collectors send them (docs/distributed.md says why SAC is not one).
-DISTRIBUTED_AGENTS = ("ppo",)
 # The env whose policy learns from its camera by DAgger (trainer/dagger.py): one process
 # on one machine or pod, never the distributed roles (deploy/ refuses them before a submit).
 CAMERA_ENV_ID = "KukaGraspCam-v0"
@@ -102,7 +99,8 @@ class SACConfig:
         replay_capacity: transitions kept in the replay buffer.
         batch_size: transitions per gradient step.
         train_ratio: gradient steps per collected environment step.
-        learning_starts: environment steps collected before the first gradient step.
+        learning_starts: transitions in the replay before the first gradient step (local:
+            environment steps; distributed: their transitions, less episode boundaries).
         target_update_tau: how far the target critics move toward the critics after
             each gradient step.
     """
@@ -164,7 +162,8 @@ class Config:
             time constant; trainer/averaging.py), at most a tenth of --total_steps; 0:
             the current weights. Collection always uses the current weights.
         max_policy_lag: distributed: the learner drops segments collected with a policy more
-            than this many learner iterations old (logged as Metrics/DroppedEnvSteps).
+            than this many learner iterations old (logged as Metrics/DroppedEnvSteps); sac,
+            off-policy, drops none.
         deterministic: TensorFlow ops with deterministic kernels only, so one seed gives the
             same run on the same machine (cost measured by bench/throughput.py
             --deterministic).
@@ -267,8 +266,8 @@ class RoleConfig:
         port: reverb: port the Reverb server listens on.
         task: collect: this collector's number, unique in the run (it picks the seeds of the
             collector's env processes).
-        data_timeout: learn: seconds without a segment from any collector before the learner
-            fails.
+        data_timeout: learn: seconds without a segment (sac: a report) from any collector
+            before the learner fails.
         collectors: distributed: collector processes started beside the Reverb server and
             the learner.
     """

@@ -7,13 +7,17 @@ the policy version it was collected with, as one Reverb item. The learner takes
 `--max_policy_lag` versions old, and runs the same update as local training
 (learner.create); it then publishes the actor's parameters as a new version, which
 collectors fetch at most once per segment. The learner alone writes the run
-directory: the collectors' episodes travel inside their segments.
+directory: the collectors' episodes travel inside their segments. For an algorithm
+that replays (SAC), collectors write transitions into a replay table instead and
+queue a report per segment; the learner samples the table (replay_table.py).
 
 Every wait here polls in Python, so SIGTERM and Ctrl-C are handled at once, and
 every wait has an end: a learner that gets no data for `--data_timeout` seconds
-fails in one line. A restarted Reverb server loses only the segments it held:
-collectors and the learner reconnect, and the learner publishes its parameters
-again.
+fails in one line. The one exception is a SAC learner's sampling, inside TensorFlow:
+a restarted server's empty table holds it until the collectors write again.
+A restarted Reverb server loses only what it held: collectors and the learner
+reconnect, collectors go on with the parameters they have, and the learner publishes
+its parameters again.
 """
 
 from __future__ import annotations
@@ -26,99 +30,32 @@ import numpy as np
 import reverb
 import tensorflow as tf
 
-from trainer import actors, agents, builder, checks, env_process, record, wire
+from trainer import actors, agents, builder, env_process, record, replay_table, wire
 from trainer import learner as learner_lib
 from trainer.config import Config
+from trainer.reverb_tables import (
+    EVAL_INDEX,
+    PARAMS,
+    QUEUE_ITERATIONS,
+    SEGMENTS,
+    replays,
+    segment_length,
+    segments_per_iteration,
+    wait_for_server,
+)
 
-SEGMENTS = "segments"
-PARAMS = "params"
-# Env process indices (envs.process_seed): the learner's evaluation env, then
-# collector TASK's env processes from COLLECTOR_INDEX + TASK * num_envs on.
-EVAL_INDEX = 999
+# Collector TASK's env processes (envs.process_seed) from COLLECTOR_INDEX + TASK *
+# num_envs on, after the learner's evaluation env (EVAL_INDEX).
 COLLECTOR_INDEX = 1_000
-# Learner iterations of segments the queue holds before collectors wait for room.
-QUEUE_ITERATIONS = 1
 POLL_SECONDS = 0.05
-# How long a role waits for the Reverb server to come up (or back).
-SERVER_WAIT_SECONDS = 300
 
 
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def segment_length(cfg: Config) -> int:
-    """Steps per segment: the local loop's per-env share of one iteration."""
-    return math.ceil(cfg.collect_steps / cfg.num_envs)
-
-
-def segments_per_iteration(cfg: Config) -> int:
-    return max(1, cfg.collect_steps // segment_length(cfg))
-
-
-def specs(env_id: str):
-    """(time step spec, action spec) of `env_id`, as array specs."""
-    env = actors.ActorPool(env_id, 1, seed=0, first_index=EVAL_INDEX)
-    try:
-        return env.time_step_spec, env.action_spec
-    finally:
-        env.close()
-
-
-def wait_for_server(address: str, timeout: float = SERVER_WAIT_SECONDS) -> reverb.Client:
-    """A client of the Reverb server at `address` once it answers; TimeoutError after `timeout`."""
-    deadline = time.time() + timeout
-    client = reverb.Client(address)
-    while True:
-        try:
-            client.server_info(timeout=2)
-            return client
-        except (RuntimeError, reverb.errors.ReverbError, tf.errors.DeadlineExceededError) as e:
-            if time.time() > deadline:
-                raise TimeoutError(f"no Reverb server at {address} after {timeout:.0f} s") from e
-            time.sleep(0.5)
-
-
 def _size(client: reverb.Client, table: str) -> int:
     return client.server_info(timeout=5)[table].current_size
-
-
-def make_server(cfg: Config, port: int) -> reverb.Server:
-    """A Reverb server on `port` with the run's two tables."""
-    time_step_spec, action_spec = specs(cfg.env_id)
-    room = 4 * QUEUE_ITERATIONS * segments_per_iteration(cfg)  # collectors may overshoot
-    tables = [
-        reverb.Table(
-            name=SEGMENTS,
-            sampler=reverb.selectors.Fifo(),
-            remover=reverb.selectors.Fifo(),
-            max_size=room,
-            max_times_sampled=1,
-            rate_limiter=reverb.rate_limiters.MinSize(1),
-            signature=wire.signature(segment_length(cfg), time_step_spec, action_spec),
-        ),
-        reverb.Table(
-            name=PARAMS,
-            sampler=reverb.selectors.Fifo(),
-            remover=reverb.selectors.Fifo(),
-            max_size=1,
-            max_times_sampled=0,
-            rate_limiter=reverb.rate_limiters.MinSize(1),
-        ),
-    ]
-    return reverb.Server(tables=tables, port=port)
-
-
-def serve(cfg: Config, port: int, log=_log) -> None:
-    """Runs the Reverb server on `port` until SIGTERM or Ctrl-C."""
-    checks.validate_distributed(cfg)
-    server = make_server(cfg, port)
-    log(f"Reverb server on port {port}")
-    try:
-        while True:  # sleeping in Python lets SIGTERM's handler run
-            time.sleep(1)
-    finally:
-        server.stop()
 
 
 def _reverb_errors():
@@ -139,6 +76,22 @@ def publish(client: reverb.Client, version: int, agent, done: bool = False) -> N
     client.insert([np.int64(version), np.int64(done), blob], priorities={PARAMS: 1.0})
 
 
+def _send(client: reverb.Client, writer, results, version: int) -> None:
+    """Each env's segment and the episodes that ended in it, as segment items; or, with a
+    TransitionWriter, as transitions in the replay table and then a report each."""
+    if writer is not None:
+        for index, (segment, _) in enumerate(results):
+            writer.write(index, segment)
+        writer.flush()  # the learner counts a report's steps: they are in the table first
+    for segment, finished in results:
+        item = {"version": np.int64(version), "episodes": wire.pack_episodes(finished)}
+        if writer is None:
+            item.update(segment)
+        else:
+            item["steps"] = np.int64(len(segment["reward"]))
+        client.insert(item, priorities={SEGMENTS: 1.0})
+
+
 def collect(cfg: Config, address: str, task: int, log=_log) -> int:
     """Collects into the Reverb server at `address` until the learner finishes.
 
@@ -146,34 +99,34 @@ def collect(cfg: Config, address: str, task: int, log=_log) -> int:
     first parameters, so collectors may start before either; reconnects when the
     server restarts.
     """
-    checks.validate_distributed(cfg)
+    writer_for = replay_table.TransitionWriter if replays(cfg) else lambda client, envs: None
     length, room = segment_length(cfg), QUEUE_ITERATIONS * segments_per_iteration(cfg)
     first = COLLECTOR_INDEX + task * cfg.num_envs
     collected, started, version, params = 0, time.time(), -1, None
     with actors.ActorPool(cfg.env_id, cfg.num_envs, cfg.seed, first_index=first) as pool:
         log(f"Collector {task}: {pool.size} env processes; waiting for Reverb at {address} ...")
         client = wait_for_server(address)
+        writer = writer_for(client, pool.size)
         while True:
             try:
                 latest = _latest_params(client)
                 if latest is not None and latest[1]:
                     break  # the learner is done
-                if latest is None or _size(client, SEGMENTS) >= room:
+                if latest is not None and latest[0] != version:
+                    version, params = latest[0], wire.unpack_params(latest[2])
+                # A restarted server has no parameters until the learner publishes again,
+                # which a SAC learner sampling its emptied table does only once
+                # collectors have refilled it: so collect on with the last ones.
+                if params is None or _size(client, SEGMENTS) >= room:
                     time.sleep(POLL_SECONDS)  # no policy yet, or the learner is behind
                     continue
-                if latest[0] != version:
-                    version, params = latest[0], wire.unpack_params(latest[2])
-                for segment, finished in pool.collect(params, length):
-                    item = {
-                        **segment,
-                        "version": np.int64(version),
-                        "episodes": wire.pack_episodes(finished),
-                    }
-                    client.insert(item, priorities={SEGMENTS: 1.0})
-                    collected += length
+                results = pool.collect(params, length)
+                _send(client, writer, results, version)
+                collected += length * len(results)
             except _reverb_errors() as e:
                 log(f"Collector {task}: lost the Reverb server ({type(e).__name__}); reconnecting")
                 client = wait_for_server(address)
+                writer = writer_for(client, pool.size)
     rate = collected / max(time.time() - started, 1e-9)
     log(f"Collector {task}: learner finished; collected {collected:,} env steps ({rate:,.0f}/s)")
     return collected
@@ -187,12 +140,15 @@ class _Queue:
         self._timeout = data_timeout
         self.client = wait_for_server(address)
         self.dropped_steps = 0
+        # Off-policy data is never too old: a replaying learner drops nothing.
+        self._max_lag = math.inf if replays(cfg) else cfg.max_policy_lag
 
     def publish(self, version: int, done: bool = False) -> None:
         publish(self.client, version, self._agent, done)
 
     def take(self, count: int, version: int) -> tuple[list[dict], list[int]]:
-        """`count` segments at most `max_policy_lag` versions old, and each one's lag."""
+        """`count` items (segments, or reports) at most `max_policy_lag` versions old (a
+        replaying learner's: any), and each one's lag."""
         got, lags, since = [], [], time.time()
         while len(got) < count:
             try:
@@ -212,7 +168,7 @@ class _Queue:
                     # An item inserted whole comes back as a trajectory of one step.
                     data = tf.nest.map_structure(lambda x: x[0], sample.data)
                     lag = version - int(data["version"])
-                    if lag > self._cfg.max_policy_lag:
+                    if lag > self._max_lag:
                         self.dropped_steps += segment_length(self._cfg)
                         continue
                     got.append(data)
@@ -225,12 +181,25 @@ class _Queue:
         return got, lags
 
 
+def _experience(cfg: Config, run, items: list[dict]):
+    """(the [envs, T] segments to learn from, or None for a replaying learner's reports,
+    and the env steps they bring)."""
+    if replays(cfg):
+        return None, sum(int(item["steps"]) for item in items)
+    experience = learner_lib.to_trajectory(items, run.parts.agent.collect_data_spec)
+    return experience, len(items) * segment_length(cfg)
+
+
 def learn(
     cfg: Config, run_dir: str, address: str, data_timeout: float, log=_log, syncer=None
 ) -> dict:
-    """Trains from the segments in Reverb to `cfg.total_steps`; returns the final eval."""
-    checks.validate_distributed(cfg)
+    """Trains from the segments in Reverb (or the replay table, for a replaying agent) to
+    `cfg.total_steps`; returns the final eval."""
     version = tf.Variable(0, dtype=tf.int64, name="policy_version")
+    replay = None
+    if replays(cfg):
+        wait_for_server(address)
+        replay = replay_table.ReverbReplay(address, cfg.algo.batch_size, data_timeout)
     with builder.run(
         cfg,
         run_dir,
@@ -239,6 +208,7 @@ def learn(
         tracked={"policy_version": version},
         log=log,
         syncer=syncer,
+        replay=replay,
     ) as run:
         queue = _Queue(cfg, address, run.parts.agent, data_timeout, log)
         queue.publish(int(version.numpy()))
@@ -252,16 +222,20 @@ def learn(
                 recent += wire.unpack_episodes(item.pop("episodes"))
                 item.pop("version")
             recent = recent[-record.METRIC_WINDOW :]
-            experience = learner_lib.to_trajectory(items, run.parts.agent.collect_data_spec)
-            loss_info = run.learner.learn(experience, len(items) * segment_length(cfg))
+            experience, new_steps = _experience(cfg, run, items)
+            try:
+                loss_info = run.learner.learn(experience, new_steps)
+            except replay_table.LostServer as e:
+                log(f"Learner: lost the Reverb server ({e}); reconnecting")
+                wait_for_server(address)
+                queue.publish(int(version.numpy()))  # a restarted server has no parameters
+                loss_info = None
             version.assign_add(1)
             queue.publish(int(version.numpy()))
             extra = {
                 "Metrics/PolicyLag": float(np.mean(lags)),
                 "Metrics/DroppedEnvSteps": float(queue.dropped_steps),
             }
-            run.recorder.record(
-                len(items) * segment_length(cfg), time.time() - t0, loss_info, recent, extra
-            )
+            run.recorder.record(new_steps, time.time() - t0, loss_info, recent, extra)
     queue.publish(int(version.numpy()), done=True)  # collectors stop when they see it
     return run.result

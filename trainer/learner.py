@@ -5,10 +5,13 @@ optimizer, train_step, remaining)` (its tf-agents agent and actor network;
 `remaining()` is the share of the run still to go, for schedules, or None outside a
 run) and a `Learner(cfg, agent)` with `learn(experience, new_steps)` (gradient steps
 on collected [num_envs, T] segments; returns the last LossInfo or None) and
-`tracked()` (what the run's checkpoint keeps besides the agent). The local loop
-(train.py) gets its segments from env processes over pipes, the distributed learner
-(distributed.py) from Reverb; both hand them to the same `Learner`. Each algorithm's
-defaults are config.AGENT_DEFAULTS'.
+`tracked()` (what the run's checkpoint keeps besides the agent), and `REPLAYS`. The
+local loop (train.py) gets its segments from env processes over pipes and hands them
+to the `Learner`. So does the distributed learner (distributed.py) for an algorithm
+that does not replay, taking each segment from Reverb once; for one that replays
+(`REPLAYS`), the collectors write transitions into a Reverb replay table
+(replay_table.py), which its `Learner(cfg, agent, replay)` samples, and `learn` gets
+None and the new env steps. Each algorithm's defaults are config.AGENT_DEFAULTS'.
 """
 
 from __future__ import annotations
@@ -30,9 +33,12 @@ def algorithm(name: str):
     return ALGORITHMS[name]
 
 
-def create(cfg: Config, agent):
-    """The learner of `cfg.agent` for `agent`."""
-    return algorithm(cfg.agent).Learner(cfg, agent)
+def create(cfg: Config, agent, replay=None):
+    """The learner of `cfg.agent` for `agent`; `replay` (for an algorithm that replays,
+    in the distributed loop) is where it samples the collectors' transitions."""
+    if replay is None:
+        return algorithm(cfg.agent).Learner(cfg, agent)
+    return algorithm(cfg.agent).Learner(cfg, agent, replay)
 
 
 def to_trajectory(segments, data_spec):

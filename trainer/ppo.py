@@ -95,6 +95,10 @@ def build_agent(cfg: Config, time_step_spec, action_spec, optimizer, train_step,
     return agent, actor_net
 
 
+# The distributed loop hands it segments from a queue, each taken once.
+REPLAYS = False
+
+
 class Learner:
     """Each iteration's segments: advantages once, then `num_epochs` shuffled passes."""
 

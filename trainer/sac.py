@@ -64,18 +64,48 @@ def build_agent(cfg: Config, time_step_spec, action_spec, optimizer, train_step,
     return agent, actor_net
 
 
-class Learner:
-    """Keeps every collected step in a replay buffer and trains on uniform samples of it:
-    `train_ratio` gradient steps per new env step, once `learning_starts` steps are in."""
+# The distributed loop puts transitions in a replay table (replay_table.py), not
+# segments in a queue.
+REPLAYS = True
 
-    def __init__(self, cfg: Config, agent):
-        self._cfg, self._agent = cfg, agent
-        self.replay_buffer = tf_uniform_replay_buffer.TFUniformReplayBuffer(
-            agent.collect_data_spec,
+
+class LocalReplay:
+    """The local loop's replay buffer: a row per env process, each its steps in order."""
+
+    def __init__(self, cfg: Config, data_spec):
+        self.buffer = tf_uniform_replay_buffer.TFUniformReplayBuffer(
+            data_spec,
             batch_size=cfg.num_envs,
             max_length=max(cfg.algo.replay_capacity // cfg.num_envs, 2),
         )
-        self._add = tf.function(self._add_segments)
+        self.add = tf.function(self._add_segments)
+
+    def _add_segments(self, experience):
+        for t in tf.range(tf.shape(experience.reward)[1]):
+            self.buffer.add_batch(tf.nest.map_structure(lambda x, t=t: x[:, t], experience))
+
+    def size(self) -> int:
+        return int(self.buffer.num_frames())
+
+    def sample(self, batch_size: int):
+        """`batch_size` pairs of consecutive steps of one row (in a `tf.function`)."""
+        pairs, _ = self.buffer.get_next(sample_batch_size=batch_size, num_steps=2)
+        return pairs
+
+    def tracked(self) -> dict:
+        """The buffer: a resumed run goes on from the same transitions."""
+        return {"replay_buffer": self.buffer}
+
+
+class Learner:
+    """Trains on uniform samples of every collected step: `train_ratio` gradient steps
+    per new env step, once `learning_starts` steps are in. The steps are in `replay`
+    (distributed: replay_table.ReverbReplay, which the collectors fill), or in a
+    LocalReplay of its own that `learn` fills."""
+
+    def __init__(self, cfg: Config, agent, replay=None):
+        self._cfg, self._agent = cfg, agent
+        self.replay = replay or LocalReplay(cfg, agent.collect_data_spec)
         # tf-agents' train needs no AutoGraph, whose conversion slowed the first trace
         # (as ppo.py); inline, so a gradient step pays no function call.
         self._agent_train = tf.autograph.experimental.do_not_convert(agent.train)
@@ -83,20 +113,14 @@ class Learner:
         self._debt = 0.0
 
     def tracked(self) -> dict:
-        """The replay buffer: a resumed run goes on from the same transitions."""
-        return {"replay_buffer": self.replay_buffer}
-
-    def _add_segments(self, experience):
-        for t in tf.range(tf.shape(experience.reward)[1]):
-            self.replay_buffer.add_batch(tf.nest.map_structure(lambda x, t=t: x[:, t], experience))
+        """What the run's checkpoint keeps of the replay (a local buffer, whole)."""
+        return self.replay.tracked()
 
     def sample(self):
         """A batch of transitions (pairs of steps) and their weights: 0 for a pair that is
         no transition, an episode's boundary (LAST then FIRST) or the seam of a resume
         (the env processes start new episodes where the checkpoint's rows end)."""
-        pairs, _ = self.replay_buffer.get_next(
-            sample_batch_size=self._cfg.algo.batch_size, num_steps=2
-        )
+        pairs = self.replay.sample(self._cfg.algo.batch_size)
         joined = tf.equal(pairs.next_step_type[:, 0], pairs.step_type[:, 1])
         return pairs, tf.cast(joined & ~pairs.is_boundary()[:, 0], tf.float32)
 
@@ -108,10 +132,12 @@ class Learner:
         return loss
 
     def learn(self, experience, new_steps: int):
-        """Adds one iteration's [num_envs, T] segments and trains on what they earn;
-        returns the last LossInfo, or None when no gradient step was due."""
-        self._add(experience)
-        if int(self.replay_buffer.num_frames()) < self._cfg.algo.learning_starts:
+        """Adds one iteration's [num_envs, T] segments (None: the collectors wrote them)
+        and trains on what `new_steps` earn; returns the last LossInfo, or None when no
+        gradient step was due."""
+        if experience is not None:
+            self.replay.add(experience)
+        if self.replay.size() < self._cfg.algo.learning_starts:
             return None
         self._debt += self._cfg.algo.train_ratio * new_steps
         count = int(self._debt)

@@ -1,8 +1,10 @@
-"""What travels through Reverb: segment items, the actor's parameters, episodes.
+"""What travels through Reverb: segment items, transitions and their reports, the
+actor's parameters, episodes.
 
 A segment item is one env's segment as the local loop's env processes return it
 (env_process.EnvRunner.collect), plus the policy version it was collected with and the
-episodes that ended in it. Parameters travel as np.savez bytes: arrays and strings,
+episodes that ended in it. An algorithm that replays (sac.py) gets transitions instead,
+two steps each, and a report per segment. Parameters travel as np.savez bytes: arrays and strings,
 never pickle, so a reader runs no code it receives.
 """
 
@@ -19,20 +21,45 @@ from trainer import env_process
 EPISODE_FIELDS = 3
 
 
-def signature(length: int, time_step_spec, action_spec) -> dict:
-    """The segment item: the local loop's segment fields, the version, the episodes."""
+def _steps(length: int, time_step_spec, action_spec) -> dict:
+    """A run of `length` steps of one env: the Trajectory fields but the policy's info."""
     obs, act = time_step_spec.observation, action_spec
     step = lambda shape, dtype: tf.TensorSpec([length, *shape], dtype)  # noqa: E731
     return {
         "step_type": step([], tf.int32),
         "observation": step(obs.shape, obs.dtype),
         "action": step(act.shape, act.dtype),
-        "policy_info": {
-            "dist_params": {"loc": step(act.shape, act.dtype), "scale": step(act.shape, act.dtype)}
-        },
         "next_step_type": step([], tf.int32),
         "reward": step([], tf.float32),
         "discount": step([], tf.float32),
+    }
+
+
+def signature(length: int, time_step_spec, action_spec) -> dict:
+    """The segment item: the local loop's segment fields, the version, the episodes."""
+    dist = tf.TensorSpec([length, *action_spec.shape], action_spec.dtype)
+    return {
+        **_steps(length, time_step_spec, action_spec),
+        "policy_info": {"dist_params": {"loc": dist, "scale": dist}},
+        "version": tf.TensorSpec([], tf.int64),
+        "episodes": tf.TensorSpec([None, EPISODE_FIELDS], tf.float32),
+    }
+
+
+# The fields of a replayed transition, and of each step a collector writes for it.
+TRANSITION_FIELDS = ("step_type", "observation", "action", "next_step_type", "reward", "discount")
+
+
+def transition_signature(time_step_spec, action_spec) -> dict:
+    """A replayed transition: two consecutive steps of one env, within one episode."""
+    return _steps(2, time_step_spec, action_spec)
+
+
+def report_signature() -> dict:
+    """What a collector reports per segment it wrote as transitions: its env steps, the
+    policy version it collected them with, the episodes that ended in them."""
+    return {
+        "steps": tf.TensorSpec([], tf.int64),
         "version": tf.TensorSpec([], tf.int64),
         "episodes": tf.TensorSpec([None, EPISODE_FIELDS], tf.float32),
     }
