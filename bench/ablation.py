@@ -29,6 +29,11 @@ from bench import common  # noqa: E402
 from bench.variants import NAMED, SPACE, VARIANTS  # noqa: E402
 
 
+def _millions(steps: int) -> str:
+    """Env steps in millions to the nearest 10,000, no trailing zeros: 0.1M, 0.08M."""
+    return f"{steps / 1e6:.2f}".rstrip("0").rstrip(".") + "M"
+
+
 def _cell_steps(hits) -> str:
     """Median env steps to a threshold over seeds, and how many seeds reached it."""
     reached = [h[0] for h in hits if h]
@@ -38,12 +43,12 @@ def _cell_steps(hits) -> str:
     text = f"{median / 1e6:.2f}M" if median is not None else "-"
     return (
         f"{text} ({len(reached)}/{len(hits)}; "
-        + ", ".join(f"{h[0] / 1e6:.1f}M" if h else "never" for h in hits)
+        + ", ".join(_millions(h[0]) if h else "never" for h in hits)
         + ")"
     )
 
 
-def _row(name: str, results: list[tuple[dict, list]]) -> str:
+def summary_row(name: str, results: list[tuple[dict, list]]) -> str:
     finals = [100 * r["success_rate"] for r, _ in results]
     lengths = [r["mean_length"] for r, _ in results]
     down = sum(length < common.DRIVE_DOWN_LENGTH for length in lengths)
@@ -108,7 +113,7 @@ def _report(args, done: dict, commands: list[str]) -> str:
     ]
     for key, results in done.items():
         if results:
-            lines.append(_row(f"`{key}`: {VARIANTS[key][0]}", results))
+            lines.append(summary_row(f"`{key}`: {VARIANTS[key][0]}", results))
     lines += [
         "",
         "Stability: seeds at 80% greedy success by 0.2M and 0.3M env steps (the first "

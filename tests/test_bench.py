@@ -158,6 +158,18 @@ def test_stability_counts_seeds_by_step_and_the_largest_fall():
     assert row == "| `default` | 1/2 | 2/2 | 1/2 | 85% (worst 70%) | 12 points (seed 0) |"
 
 
+def test_the_summary_gives_each_seeds_steps_to_the_nearest_10000():
+    from bench import ablation
+
+    def rows(*rates):  # SAC's grid: an evaluation every 20,000 steps
+        return [(20_000 * i, r, 0.0, 207.0, 60.0 * i) for i, r in enumerate(rates, 1)]
+
+    final = {"success_rate": 0.9, "mean_length": 207.0}
+    results = [(final, rows(0.1, 0.3, 0.6, 0.7, 0.9)), (final, rows(0.2, 0.55, 0.8, 0.9, 0.9))]
+    row = ablation.summary_row("`sac`", results)
+    assert "| 0.05M (2/2; 0.06M, 0.04M) | 0.08M (2/2; 0.1M, 0.06M) |" in row
+
+
 def test_learning_bench_reports_intervals(tmp_path):
     args = ["--seeds=1", "--steps=600", "--eval_interval=300", "--eval_episodes=2"]
     _bench("learning", *args, f"--logdir={tmp_path}/runs", f"--out={tmp_path}")
