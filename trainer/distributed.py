@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import sys
+import threading
 import time
 
 import numpy as np
@@ -71,9 +72,11 @@ def _latest_params(client: reverb.Client):
     return int(version), bool(done), blob
 
 
-def publish(client: reverb.Client, version: int, agent, done: bool = False) -> None:
-    blob = wire.pack_params(agents.actor_params(agent))
-    client.insert([np.int64(version), np.int64(done), blob], priorities={PARAMS: 1.0})
+def publish(client: reverb.Client, version: int, agent, done: bool = False) -> list:
+    """Inserts the actor's parameters as `version`; returns the item inserted."""
+    item = [np.int64(version), np.int64(done), wire.pack_params(agents.actor_params(agent))]
+    client.insert(item, priorities={PARAMS: 1.0})
+    return item
 
 
 def _send(client: reverb.Client, writer, results, version: int) -> None:
@@ -142,9 +145,25 @@ class _Queue:
         self.dropped_steps = 0
         # Off-policy data is never too old: a replaying learner drops nothing.
         self._max_lag = math.inf if replays(cfg) else cfg.max_policy_lag
+        self._last: list | None = None
+        # A restarted server has no parameters, and a collector that asks for them just
+        # then waits inside Reverb until some arrive; a SAC learner sampling the emptied
+        # table waits for that collector's transitions. So the last ones published are
+        # put back from here whenever the table is empty, whatever the learner is doing.
+        threading.Thread(target=self._keep_params, daemon=True).start()
 
     def publish(self, version: int, done: bool = False) -> None:
-        publish(self.client, version, self._agent, done)
+        self._last = publish(self.client, version, self._agent, done)
+
+    def _keep_params(self) -> None:
+        client = reverb.Client(self._address)
+        while True:
+            time.sleep(1.0)
+            try:
+                if self._last is not None and _size(client, PARAMS) == 0:
+                    client.insert(self._last, priorities={PARAMS: 1.0})
+            except _reverb_errors():
+                pass  # the server is down: the next round tries again
 
     def take(self, count: int, version: int) -> tuple[list[dict], list[int]]:
         """`count` items (segments, or reports) at most `max_policy_lag` versions old (a
