@@ -65,6 +65,15 @@ def run_module(module: str, *args: str, timeout: float = 600, env=None):
     )
 
 
+def run_python(script: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Runs `script` in a fresh interpreter from the repository root: pybullet's Kuka envs
+    drive its global client, one env per process."""
+    return subprocess.run(
+        [sys.executable, "-c", script, *args], cwd=ROOT, capture_output=True, text=True,
+        timeout=timeout,
+    )  # fmt: skip
+
+
 def run_task(*args: str, timeout: float = 600, env=None) -> subprocess.CompletedProcess:
     """Runs `python -m trainer.task` from the repository root (`env` adds variables)."""
     return run_module("trainer.task", *args, timeout=timeout, env=env)

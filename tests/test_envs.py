@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import run_python
 from trainer import envs
 
 # Runs in a fresh process: KukaGymEnv drives pybullet's global client, one env per process.
@@ -30,15 +28,8 @@ print(json.dumps({"length": length, "fastest": fastest, "reward": float(time_ste
 """
 
 
-def _python(script: str, *args: str) -> subprocess.CompletedProcess:
-    """Runs `script` in a fresh interpreter: one Kuka env per process."""
-    return subprocess.run(
-        [sys.executable, "-c", script, *args], cwd=ROOT, capture_output=True, text=True, timeout=300
-    )
-
-
 def _episode(env_id: str) -> dict:
-    result = _python(_EPISODE, env_id)
+    result = run_python(_EPISODE, env_id)
     assert result.returncode == 0, result.stderr[-2000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -66,7 +57,7 @@ def test_suite_pybullet_loads_our_id():
         "env = suite_pybullet.load('KukaGrasp-v0')\n"
         "print(env.observation_spec().shape, env.action_spec().shape)\n"
     )
-    result = _python(script)
+    result = run_python(script)
     assert "(9,) (3,)" in result.stdout, result.stderr[-2000:]
 
 
@@ -86,7 +77,7 @@ def test_parallel_py_environment_steps_our_id():
         "    env.close()\n"
         "mp.handle_main(main)\n"
     )
-    result = _python(script)
+    result = run_python(script)
     assert "batch (2, 9)" in result.stdout, result.stderr[-2000:]
 
 
@@ -97,36 +88,6 @@ def test_success_is_read_from_the_last_reward():
     assert envs.is_success("KukaGrasp-v0", -3.0) is False
     assert envs.is_success("HopperBulletEnv-v0", 9990.0) is None
     assert np.isfinite(envs.SUCCESS_REWARD)
-
-
-_PHYSICS = """
-import json, sys
-import numpy as np
-import pybullet
-from trainer import envs
-env = envs.load("KukaGrasp-v0", seed=3)
-counts = []
-time_step = env.reset()
-with envs.physics_steps(env.gym.unwrapped, 1, lambda: counts.append(1)) as hooked:
-    steps = []
-    while not time_step.is_last():
-        before = len(counts)
-        time_step = env.step(np.zeros(3, np.float32))
-        steps.append(len(counts) - before)
-module = sys.modules["pybullet_envs.bullet.kukaGymEnv"]
-print(json.dumps({"hooked": hooked, "steps": steps, "restored": module.p is pybullet}))
-"""
-
-
-def test_physics_steps_sees_inside_the_grasp_step():
-    # Fails if pybullet_envs stops stepping through its module's global `p`: render films
-    # the scripted grasp through this hook.
-    result = _python(_PHYSICS)
-    assert result.returncode == 0, result.stderr[-2000:]
-    out = json.loads(result.stdout.strip().splitlines()[-1])
-    assert out["hooked"] and out["restored"]
-    assert set(out["steps"][:-1]) == {1}  # one physics step per env step (actionRepeat 1)
-    assert out["steps"][-1] > 500  # the scripted grasp inside the last env step
 
 
 # KukaGraspEnv's resets restore the scene saved when it was first loaded; `loaded` resets
@@ -158,7 +119,7 @@ print(json.dumps(out))
 
 @pytest.fixture(scope="module")
 def resets():
-    runs = {kind: _python(_RESETS, kind, "8") for kind in ("restored", "loaded")}
+    runs = {kind: run_python(_RESETS, kind, "8") for kind in ("restored", "loaded")}
     for result in runs.values():
         assert result.returncode == 0, result.stderr[-2000:]
     return {kind: json.loads(r.stdout.strip().splitlines()[-1]) for kind, r in runs.items()}

@@ -19,7 +19,7 @@ import tempfile
 import time
 import types
 
-from trainer import envs, runs, video
+from trainer import envs, physics_hook, runs, video
 from trainer.config import Config, RenderConfig, VisionConfig
 from trainer.errors import UsageError
 from trainer.rundir import RunDir
@@ -205,7 +205,7 @@ def _film(cfg, plan_, env, policy, out_dir, imageio, log) -> dict:
     start = time.time()
     try:
         with (
-            envs.physics_steps(env.gym.unwrapped, cfg.frame_stride, on_frame) as hooked,
+            physics_hook.physics_steps(env.gym.unwrapped, cfg.frame_stride, on_frame) as hooked,
             contextlib.redirect_stdout(io.StringIO()),  # the env prints each lift
         ):
             for episode in range(cfg.episodes):
