@@ -16,8 +16,8 @@ every wait has an end: a learner that gets no data for `--data_timeout` seconds
 fails in one line. The one exception is a SAC learner's sampling, inside TensorFlow:
 a restarted server's empty table holds it until the collectors write again.
 A restarted Reverb server loses only what it held: collectors and the learner
-reconnect, collectors go on with the parameters they have, and the learner publishes
-its parameters again.
+reconnect, collectors go on with the parameters they have, and a learner thread puts
+its last parameters back within a second.
 """
 
 from __future__ import annotations
@@ -196,7 +196,6 @@ class _Queue:
             except _reverb_errors() as e:
                 self._log(f"Learner: lost the Reverb server ({type(e).__name__}); reconnecting")
                 self.client = wait_for_server(self._address)
-                self.publish(version)  # a restarted server has no parameters
         return got, lags
 
 
@@ -247,7 +246,6 @@ def learn(
             except replay_table.LostServer as e:
                 log(f"Learner: lost the Reverb server ({e}); reconnecting")
                 wait_for_server(address)
-                queue.publish(int(version.numpy()))  # a restarted server has no parameters
                 loss_info = None
             version.assign_add(1)
             queue.publish(int(version.numpy()))
