@@ -117,9 +117,8 @@ def collect(cfg: Config, address: str, task: int, log=_log) -> int:
                     break  # the learner is done
                 if latest is not None and latest[0] != version:
                     version, params = latest[0], wire.unpack_params(latest[2])
-                # A restarted server has no parameters until the learner publishes again,
-                # which a SAC learner sampling its emptied table does only once
-                # collectors have refilled it: so collect on with the last ones.
+                # A restarted server has no parameters for up to a second (the learner's
+                # keeper puts them back): collect on with the last ones meanwhile.
                 if params is None or _size(client, SEGMENTS) >= room:
                     time.sleep(POLL_SECONDS)  # no policy yet, or the learner is behind
                     continue
@@ -146,6 +145,10 @@ class _Queue:
         # Off-policy data is never too old: a replaying learner drops nothing.
         self._max_lag = math.inf if replays(cfg) else cfg.max_policy_lag
         self._last: list | None = None
+        # The keeper's check and insert, and a publish, one at a time: PARAMS holds one
+        # item, and an old one put back just after a newer one (the final `done` one
+        # included) would replace it.
+        self._lock = threading.Lock()
         # A restarted server has no parameters, and a collector that asks for them just
         # then waits inside Reverb until some arrive; a SAC learner sampling the emptied
         # table waits for that collector's transitions. So the last ones published are
@@ -153,15 +156,17 @@ class _Queue:
         threading.Thread(target=self._keep_params, daemon=True).start()
 
     def publish(self, version: int, done: bool = False) -> None:
-        self._last = publish(self.client, version, self._agent, done)
+        with self._lock:
+            self._last = publish(self.client, version, self._agent, done)
 
     def _keep_params(self) -> None:
         client = reverb.Client(self._address)
         while True:
             time.sleep(1.0)
             try:
-                if self._last is not None and _size(client, PARAMS) == 0:
-                    client.insert(self._last, priorities={PARAMS: 1.0})
+                with self._lock:
+                    if self._last is not None and _size(client, PARAMS) == 0:
+                        client.insert(self._last, priorities={PARAMS: 1.0})
             except _reverb_errors():
                 pass  # the server is down: the next round tries again
 

@@ -83,7 +83,7 @@ class KukaGraspEnv(_kuka_gym_env.KukaGymEnv):
         self.terminated = 0
         if self._scene is None:
             self._load_scene()
-        p = _kuka_gym_env.p  # the module's, as KukaGymEnv's own calls (physics_steps)
+        p = _kuka_gym_env.p  # the module's, as KukaGymEnv's own calls (physics_hook)
         p.restoreState(self._scene)
         # KukaGymEnv.reset's draws, in its order (pybullet 3.2.7, kukaGymEnv.py).
         xpos = 0.55 + 0.12 * random.random()

@@ -31,7 +31,8 @@ def physics_steps(gym_env, every: int, callback):
     pybullet has no step hook, and the Kuka env's last step runs its scripted grasp
     (about 1,100 physics steps) inside one env step, through its module's global `p`.
     So the one way to see inside an env step is to stand in for that global; this is
-    the only place that does, and tests/test_envs.py fails if pybullet_envs changes it.
+    the only place that does, and tests/test_physics_hook.py fails if pybullet_envs
+    changes it.
     Yields whether the env calls pybullet that way (if not, nothing is patched).
     """
     import pybullet
