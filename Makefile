@@ -216,8 +216,8 @@ bench-learning: $(VENV)/.runtime ## Train 3 seeds x 2M steps and write docs/resu
 	$(PY) -m bench.learning --seeds 3 --steps 2000000
 
 .PHONY: bench-default
-bench-default: $(VENV)/.runtime ## make train's defaults on 5 seeds x 600k steps: docs/default-600k.md (about 30 min; resumable)
-	$(PY) -m bench.ablation --steps 600000 --seeds 5 --variants default --out docs/default-600k.md
+bench-default: $(VENV)/.runtime ## make train's defaults on 20 seeds x 600k steps: README's table, docs/default-20seeds-2026-12.md (about 2 hours; resumable)
+	$(PY) -m bench.ablation --steps 600000 --seeds 20 --variants default --logdir runs/ablation-2026-12 --out docs/default-20seeds-2026-12.md
 
 .PHONY: bench-ablation
 bench-ablation: $(VENV)/.runtime ## Every variant of bench/variants.py, 3 seeds x 1M steps: docs/ablation.md (hours; resumable)

@@ -339,6 +339,48 @@ def test_a_pointer_rewritten_during_an_upload_never_names_a_file_it_left_out(
     assert f"r/{data.format(2)}" in objects
 
 
+def test_a_file_growing_faster_than_its_check_still_gets_the_run_its_marker(
+    gcs, tmp_path, monkeypatch
+):
+    """A run changes files while they go up: TensorBoard appends to its events file,
+    and each checkpoint re-exports policy/. Checked against the files as they were by
+    then, a full upload failed "still lacks ... after upload" whenever one changed
+    between its upload and the check: a tiny gs:// run beside a training (load 2-3)
+    trained 106,200 steps in 152 s with no SYNCED.json, every upload retried, so a new
+    machine would have found nothing to resume. The bucket must hold what was sent; the
+    changed file goes up with the next upload."""
+    _, client = gcs
+    client.create_bucket("runs")
+    local = tmp_path / "run"
+    events = local / "train" / "events.out.tfevents.1"
+    _write(events, "record 1;")
+    _write(local / "checkpoints" / "ckpt-1.index", "one")
+    mirror = storage.RunMirror(client, str(local), "gs://runs/r")
+    put = mirror._put
+
+    def training_goes_on(names):  # every send is followed by one more record
+        vanished = put(names)
+        with open(events, "a") as f:
+            f.write(" record;")
+        return vanished
+
+    monkeypatch.setattr(mirror, "_put", training_goes_on)
+    mirror.upload()
+    objects = _objects(client, "runs", "r/")
+    assert json.loads(objects["r/SYNCED.json"].download_as_text())["verified"]
+    assert objects["r/train/events.out.tfevents.1"].download_as_text() == "record 1;"
+    assert mirror.pending() == ["train/events.out.tfevents.1"]  # the grown file waits
+    monkeypatch.setattr(mirror, "_put", put)
+    mirror.upload()  # the run stopped writing: now the bucket matches the local files
+    blob = client.bucket("runs").blob("r/train/events.out.tfevents.1")
+    assert blob.download_as_text() == events.read_text() and mirror.pending() == []
+    # A file the bucket holds otherwise than it was sent is still found and sent again.
+    checkpoint = client.bucket("runs").blob("r/checkpoints/ckpt-1.index")
+    checkpoint.upload_from_string("torn")
+    mirror.upload()
+    assert checkpoint.download_as_text() == "one"
+
+
 def test_a_mirror_deletes_only_what_it_uploaded(gcs, tmp_path):
     _, client = gcs
     client.create_bucket("runs")

@@ -26,6 +26,14 @@ class StorageUnavailable(StorageError):
     """Storage did not answer, or answered only server errors, for the whole retry time."""
 
 
+class OutOfTime(StorageError):
+    """An upload's deadline passed before these files were uploaded."""
+
+    def __init__(self, url: str, files: list[str]):
+        self.files = files
+        super().__init__(f"ran out of time uploading {len(files)} file(s) to {url}")
+
+
 # What a request that never got a usable answer ends in (DEFAULT_RETRY retries each of
 # them, then raises RetryError).
 UNAVAILABLE = (

@@ -3,7 +3,9 @@
 Each upload sends data files first, the pointers that name them after them
 (TensorFlow's `checkpoints/checkpoint`, a camera run's `dagger.json`: staging.POINTERS)
 and the `SYNCED.json` marker last, so a pointer on GCS never names a file that is
-missing, and a run without the marker was never completely uploaded. The lease object
+missing, and a run without the marker was never completely uploaded. Before the marker,
+the bucket is checked against what was sent (a file the run changed since goes up with
+the next upload), and anything missing or different is sent again. The lease object
 (lease.py) is the bucket's alone: the mirror never downloads, uploads or deletes it,
 and renews it before every upload.
 """
@@ -20,19 +22,11 @@ import time
 from google.api_core import exceptions as api_exceptions
 from google.cloud.storage import transfer_manager
 
-from trainer.storage import staging
-from trainer.storage.bucket import MARKER, StorageError, crc32c, describe, parse_url, retry_policy
+from trainer.storage import bucket, staging
+from trainer.storage.bucket import MARKER, OutOfTime, StorageError, crc32c, describe
 from trainer.storage.lease import LEASE, RELEASE_SECONDS, Lease
 
 _WORKERS = 8  # files uploaded at once
-
-
-class OutOfTime(StorageError):
-    """The mirror's deadline passed before these files were uploaded."""
-
-    def __init__(self, url: str, files: list[str]):
-        self.files = files
-        super().__init__(f"ran out of time uploading {len(files)} file(s) to {url}")
 
 
 class RunMirror:
@@ -40,10 +34,12 @@ class RunMirror:
 
     def __init__(self, client, local_dir: str, url: str, retry_deadline: float = 60.0):
         self._client, self.local_dir, self.url = client, local_dir, url
-        self._bucket_name, self._prefix = parse_url(url)
+        self._bucket_name, self._prefix = bucket.parse_url(url)
         self._bucket = client.bucket(self._bucket_name)
         self._retry_deadline = retry_deadline
         self._sent: dict[str, tuple[int, int]] = {}
+        # (size, CRC32C) of each data file as the bucket answered its upload.
+        self._uploaded: dict[str, tuple[int, str]] = {}
         # The pointers as this upload read them, before listing the files (_snapshot).
         self._pointers: dict[str, tuple[bytes, tuple[int, int]]] = {}
         self._deadline: float | None = None  # time.monotonic() after which nothing starts
@@ -78,7 +74,7 @@ class RunMirror:
         return max(0.1, min(self._retry_deadline, self._left()))
 
     def _retry(self):
-        return retry_policy(self._timeout())
+        return bucket.retry_policy(self._timeout())
 
     def _name(self, relative: str) -> str:
         return f"{self._prefix}/{relative}" if self._prefix else relative
@@ -188,6 +184,7 @@ class RunMirror:
                         retry=self._retry(),
                         timeout=self._timeout(),
                     )
+                    self._uploaded[name] = (blob.size, blob.crc32c)
                     done.add(name)
                 except FileNotFoundError:  # deleted by the run since it was listed
                     vanished.add(name)
@@ -222,6 +219,11 @@ class RunMirror:
                 if name in self._pointers:  # the pointer as this upload read it
                     content = self._pointers[name][0]
                     size, crc = len(content), crc32c(data=content)
+                elif name in self._uploaded and stat != self._sent.get(name):
+                    # Changed since it was sent: the bucket must hold what was sent. Against
+                    # the file as it is now, a file growing faster than an upload and its
+                    # check take would never pass, and the run never got its marker.
+                    size, crc = self._uploaded[name]
                 else:
                     size, crc = stat[0], crc32c(os.path.join(self.local_dir, name))
             except FileNotFoundError:
@@ -244,9 +246,10 @@ class RunMirror:
     def upload(self, only: str = "") -> int:
         """Uploads new and changed files: data, then pointers, then the marker; returns a count.
 
-        A full upload (no `only`) checks the bucket against the local files (names,
-        sizes, CRC32C) before it writes the marker, and sends again whatever is
-        missing or different, so the marker never vouches for a file that is not there.
+        A full upload (no `only`) checks the bucket (names, sizes, CRC32C) against the
+        local files, or against what it sent of those changed since, before it writes the
+        marker, and sends again whatever is missing or different, so the marker never
+        vouches for a file that is not there.
         """
         self._snapshot(only)
         files = self._local_files(only)
@@ -307,3 +310,4 @@ class RunMirror:
                     retry=self._retry(), timeout=self._timeout()
                 )
                 self._sent.pop(name, None)
+                self._uploaded.pop(name, None)

@@ -10,9 +10,9 @@ import time
 
 from google.api_core import exceptions as api_exceptions
 
-from trainer.storage.bucket import StorageError
+from trainer.storage.bucket import OutOfTime, StorageError
 from trainer.storage.lease import RELEASE_SECONDS, LeaseLost
-from trainer.storage.mirror import OutOfTime, RunMirror
+from trainer.storage.mirror import RunMirror
 
 # Of a SIGTERM budget, what the uploads leave for the exit: releasing the lease (its
 # request is sent even when its answer is not awaited) and the interpreter's own exit,
