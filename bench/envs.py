@@ -5,10 +5,13 @@ mean return, mean episode length, grasp success and env steps/s of uniform rando
 actions over EPISODES episodes. With --resets, KukaGrasp-v0's resets that restore
 its saved scene against the same env loading the scene anew at every reset (as it did
 until 2026-12-01), in interleaved pairs of processes, and the ratio of their speeds.
-Usage:
+With --policy, KukaGrasp-v0 driven by an exported greedy policy against random actions,
+in interleaved pairs: what a run's env steps cost once it grasps (a run slows as it
+learns). Usage:
 
     python -m bench.envs --episodes 100
     python -m bench.envs --episodes 50 --resets 3
+    python -m bench.envs --episodes 10 --policy runs/my-run/policy --pairs 3
 """
 
 from __future__ import annotations
@@ -46,7 +49,21 @@ def _make(env_id: str):
     return loaded_kuka_grasp() if env_id == LOADED else gym.make(env_id)
 
 
-def _baseline(env_id: str, episodes: int, seed: int, queue) -> None:
+def _actor(env, policy: str):
+    """Random actions, or the greedy actions of the policy exported in `policy`."""
+    if not policy:
+        return lambda observation: env.action_space.sample()
+    import numpy as np
+    from tf_agents.policies import py_tf_eager_policy
+    from tf_agents.trajectories import time_step as ts
+
+    loaded = py_tf_eager_policy.SavedModelPyTFEagerPolicy(policy, load_specs_from_pbtxt=True)
+    return lambda observation: loaded.action(
+        ts.transition(np.asarray(observation, np.float32), np.float32(0))
+    ).action
+
+
+def _baseline(env_id: str, episodes: int, seed: int, policy: str, queue) -> None:
     from trainer import envs
 
     envs.silence_env_prints()
@@ -54,26 +71,32 @@ def _baseline(env_id: str, episodes: int, seed: int, queue) -> None:
     env = _make(env_id)
     env.seed(seed)
     env.action_space.seed(seed)
-    returns, lengths, successes, steps = [], [], [], 0
+    act = _actor(env, policy)
+    returns, lengths, successes, steps, last_seconds = [], [], [], 0, 0.0
     start = time.time()
     for _ in range(episodes):
-        env.reset()
+        observation = env.reset()
         done, total, length, reward = False, 0.0, 0, 0.0
         while not done:
-            _, reward, done, _ = env.step(env.action_space.sample())
+            action = act(observation)
+            stepped = time.perf_counter()
+            observation, reward, done, _ = env.step(action)
             total += reward
             length += 1
+        last_seconds += time.perf_counter() - stepped  # the scripted grasp
         returns.append(total)
         lengths.append(length)
         successes.append(envs.is_success(env_id, reward))
         steps += length
-    queue.put((returns, lengths, successes, steps / (time.time() - start)))
+    speed = steps / (time.time() - start)
+    queue.put((returns, lengths, successes, speed, last_seconds / episodes))
 
 
-def _run(ctx, env_id: str, episodes: int, seed: int):
-    """(returns, lengths, successes, steps/s) of `env_id` in a process of its own."""
+def _run(ctx, env_id: str, episodes: int, seed: int, policy: str = ""):
+    """(returns, lengths, successes, steps/s, mean seconds of an episode's last step) of
+    `env_id` in a process of its own, with random actions or `policy`'s."""
     queue = ctx.Queue()
-    proc = ctx.Process(target=_baseline, args=(env_id, episodes, seed, queue))
+    proc = ctx.Process(target=_baseline, args=(env_id, episodes, seed, policy, queue))
     proc.start()
     result = queue.get()
     proc.join()
@@ -92,15 +115,27 @@ def main() -> None:
         help="instead, PAIRS interleaved pairs: KukaGrasp-v0 as it is, then loading its scene "
         "anew at every reset; prints each speed and the ratio",
     )
+    parser.add_argument(
+        "--policy",
+        default="",
+        metavar="DIR",
+        help="instead, --pairs interleaved pairs on KukaGrasp-v0: the greedy policy exported in "
+        "DIR (a run's policy/), then random actions; prints each one's speed, success and "
+        "last step's seconds",
+    )
+    parser.add_argument("--pairs", type=int, default=3, help="pairs with --policy")
     args = parser.parse_args()
     ctx = multiprocessing.get_context("spawn")
+    if args.policy:
+        _policy_pairs(ctx, args)
+        return
     print(f"Random actions, {args.episodes} episodes per env, seed {args.seed}")
     if args.resets:
         _pairs(ctx, args)
         return
     print(f"{'env':<18} {'mean return':>12} {'mean length':>12} {'success':>8} {'steps/s':>8}")
     for env_id in ENV_IDS:
-        returns, lengths, successes, speed = _run(ctx, env_id, args.episodes, args.seed)
+        returns, lengths, successes, speed, _ = _run(ctx, env_id, args.episodes, args.seed)
         mean = lambda xs: sum(xs) / len(xs)
         print(
             f"{env_id:<18} {mean(returns):>12,.0f} {mean(lengths):>12.0f} "
@@ -121,6 +156,26 @@ def _pairs(ctx, args) -> None:
         )
     print(
         f"restored / loaded anew: median {statistics.median(ratios):.2f} "
+        f"({min(ratios):.2f}-{max(ratios):.2f})"
+    )
+
+
+def _policy_pairs(ctx, args) -> None:
+    print(f"{args.episodes} episodes per measurement, seed {args.seed}, policy {args.policy}")
+    ratios = []
+    for pair in range(args.pairs):
+        measured = {}
+        for name, policy in (("policy", args.policy), ("random", "")):
+            _, _, successes, speed, last = _run(ctx, ENV_IDS[0], args.episodes, args.seed, policy)
+            measured[name] = last
+            print(
+                f"pair {pair + 1}, {name}: {speed:,.0f} steps/s, {sum(successes)}/"
+                f"{len(successes)} lifted, last step {last * 1000:.0f} ms",
+                flush=True,
+            )
+        ratios.append(measured["policy"] / measured["random"])
+    print(
+        f"last step, policy / random: median {statistics.median(ratios):.2f} "
         f"({min(ratios):.2f}-{max(ratios):.2f})"
     )
 

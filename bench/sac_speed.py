@@ -73,10 +73,14 @@ def _plain_loop(env_id: str, steps: int, learning_starts: int, queue) -> None:
 
 
 def ours(env_id: str, steps: int, learning_starts: int) -> float:
-    """Env steps/s of train.py's SAC loop in its steady state after the warm-up."""
+    """Env steps/s of train.py's SAC loop in its steady state after the warm-up, in a
+    process of its own with SAC's intra-op threads, as `trainer.task` sets them."""
     from bench import throughput
+    from trainer import config
 
-    return throughput.training_speed(
+    threads = config.for_agent("sac").intra_op_threads
+    speed, _ = throughput.training_speed_with_threads(
+        threads,
         env_id,
         2,
         learning_starts + steps,
@@ -84,6 +88,7 @@ def ours(env_id: str, steps: int, learning_starts: int) -> float:
         from_step=learning_starts,
         learning_starts=learning_starts,
     )
+    return speed
 
 
 def learner_alone(seconds: float, queue) -> None:
@@ -100,6 +105,7 @@ def learner_alone(seconds: float, queue) -> None:
     observation = array_spec.BoundedArraySpec((9,), np.float32, -100, 100, name="observation")
     action = array_spec.BoundedArraySpec((3,), np.float32, -1, 1, name="action")
     cfg = config.for_agent("sac", learning_starts=512)
+    agents.start_tensorflow(cfg.intra_op_threads)
     agent = agents.create(
         cfg,
         tensor_spec.from_spec(ts.time_step_spec(observation)),

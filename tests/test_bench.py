@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -197,6 +199,15 @@ def test_envs_pairs_restored_resets_with_loading_the_scene_anew():
     assert result.returncode == 0, result.stderr[-3000:]
     assert "pair 1: restored " in result.stdout
     assert "restored / loaded anew: median " in result.stdout
+
+
+def test_envs_pairs_an_exported_policy_with_random_actions(tiny_run):
+    policy = os.path.join(tiny_run, "policy")
+    result = run_module("bench.envs", "--episodes=1", "--pairs=1", f"--policy={policy}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert re.search(r"pair 1, policy: [\d,]+ steps/s, [01]/1 lifted, last step ", result.stdout)
+    assert re.search(r"pair 1, random: [\d,]+ steps/s, [01]/1 lifted, last step ", result.stdout)
+    assert "last step, policy / random: median " in result.stdout
 
 
 def test_sac_speed_times_our_learner_alone():

@@ -56,6 +56,7 @@ def test_the_resume_rules_and_the_help_read_the_fields_marks():
     assert schema.resumable(Config) == {
         "total_steps",
         "overlap",
+        "intra_op_threads",
         "deterministic",
         "logdir",
         "staging_dir",

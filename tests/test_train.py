@@ -88,11 +88,13 @@ def test_resume_continues_from_the_checkpoint(tmp_path):
     flags = [f"--logdir={tmp_path}", "--run=resume", *TINY_FLAGS]
     first = run_task(*flags, "--total_steps=300")
     assert first.returncode == 0, first.stderr[-3000:]
-    assert "Learning on the CPU (no GPU visible)" in first.stderr  # no GPU on these machines
+    # No GPU on these machines; PPO keeps TensorFlow's own threads.
+    assert "Learning on the CPU (no GPU visible), one per core" in first.stderr
     created = open(tmp_path / "resume" / "config.json").read()
-    # Strictly alternating collection and learning is a resumable choice.
-    second = run_task(*flags, "--total_steps=600", "--nooverlap")
+    # Strictly alternating collection and learning, and the threads, are resumable choices.
+    second = run_task(*flags, "--total_steps=600", "--nooverlap", "--intra_op_threads=1")
     assert second.returncode == 0, second.stderr[-3000:]
+    assert "Learning on the CPU (no GPU visible), 1 intra-op thread\n" in second.stderr
     assert "from env step 300" in second.stderr
     run_dir = tmp_path / "resume"
     assert json.load(open(run_dir / "eval.json"))["env_steps"] == 600

@@ -8,6 +8,7 @@ checks that the numpy actor matches the TF policy's distribution.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import weakref
@@ -78,10 +79,20 @@ def for_pool(cfg: Config, pool):
     return agent, train_step, env_steps
 
 
-def devices() -> str:
-    """What the learner's TensorFlow ops run on: the GPUs TensorFlow sees, else the CPU."""
+def start_tensorflow(intra_op_threads: int) -> str:
+    """Sets TensorFlow's intra-op threads (0: its own count) unless it has started, and
+    says what the learner's ops run on: the GPUs TensorFlow sees, else the CPU."""
+    threading = tf.config.threading
+    if threading.get_intra_op_parallelism_threads() != intra_op_threads:
+        # TensorFlow may have started (a caller in-process: a test, a bench): the line says
+        # the count in force.
+        with contextlib.suppress(RuntimeError):
+            threading.set_intra_op_parallelism_threads(intra_op_threads)
     gpus = tf.config.list_physical_devices("GPU")
-    return ", ".join(gpu.name for gpu in gpus) if gpus else "the CPU (no GPU visible)"
+    where = ", ".join(gpu.name for gpu in gpus) if gpus else "the CPU (no GPU visible)"
+    threads = threading.get_intra_op_parallelism_threads()
+    said = f"{threads} intra-op thread{'s' if threads > 1 else ''}" if threads else "one per core"
+    return f"{where}, {said}"
 
 
 def greedy_policy(agent):

@@ -121,7 +121,11 @@ def train(
         # TensorFlow loads only once the input is known good.
         from trainer import agents, train
 
-        print(f"Learning on {agents.devices()}", file=sys.stderr, flush=True)
+        print(
+            f"Learning on {agents.start_tensorflow(cfg.intra_op_threads)}",
+            file=sys.stderr,
+            flush=True,
+        )
         syncer = None
         if mirror is not None:
             from trainer import storage
