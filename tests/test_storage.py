@@ -21,7 +21,7 @@ from google.api_core import exceptions as api_exceptions
 from bench.common import TINY_FLAGS
 from tests.conftest import ROOT, run_task
 from tests.fakes import gcs_proxy
-from trainer import evaluate, storage
+from trainer import evaluate, rundir, storage
 from trainer.rundir import RunDir
 
 emulator = pytest.importorskip("gcp_storage_emulator.server")
@@ -339,16 +339,56 @@ def test_a_pointer_rewritten_during_an_upload_never_names_a_file_it_left_out(
     assert f"r/{data.format(2)}" in objects
 
 
-def test_a_file_growing_faster_than_its_check_still_gets_the_run_its_marker(
-    gcs, tmp_path, monkeypatch
-):
+def _export(policy_dir, number: int) -> None:
+    """A policy export as the trainer makes it: written beside, then swapped in."""
+
+    def write(staging_dir):
+        _write(os.path.join(staging_dir, "saved_model.pb"), f"graph {number}")
+        _write(os.path.join(staging_dir, "variables", "variables.index"), f"index {number}")
+
+    rundir.export_dir(str(policy_dir), write)
+
+
+def test_files_changing_during_an_upload_still_get_the_run_its_marker(gcs, tmp_path, monkeypatch):
     """A run changes files while they go up: TensorBoard appends to its events file,
     and each checkpoint re-exports policy/. Checked against the files as they were by
     then, a full upload failed "still lacks ... after upload" whenever one changed
     between its upload and the check: a tiny gs:// run beside a training (load 2-3)
     trained 106,200 steps in 152 s with no SYNCED.json, every upload retried, so a new
-    machine would have found nothing to resume. The bucket must hold what was sent; the
-    changed file goes up with the next upload."""
+    machine would have found nothing to resume. An upload sends the files as listed;
+    an export swapped in meanwhile goes up whole with the next upload, never mixed."""
+    _, client = gcs
+    client.create_bucket("runs")
+    local = tmp_path / "run"
+    events = local / "train" / "events.out.tfevents.1"
+    _write(events, "record 1;")
+    _export(local / "policy", 1)
+    mirror = storage.RunMirror(client, str(local), "gs://runs/r")
+    put, exports = mirror._put, iter(range(2, 100))
+
+    def training_goes_on(names):  # every send is followed by a record and an export
+        with open(events, "a") as f:
+            f.write(" record;")
+        _export(local / "policy", next(exports))
+        return put(names)
+
+    monkeypatch.setattr(mirror, "_put", training_goes_on)
+    mirror.upload()
+    objects = _objects(client, "runs", "r/")
+    assert json.loads(objects["r/SYNCED.json"].download_as_text())["verified"]
+    assert objects["r/train/events.out.tfevents.1"].download_as_text().startswith("record 1;")
+    assert objects["r/policy/saved_model.pb"].download_as_text() == "graph 1"
+    assert objects["r/policy/variables/variables.index"].download_as_text() == "index 1"
+    assert set(mirror.pending()) >= {"policy/saved_model.pb", "policy/variables/variables.index"}
+    monkeypatch.setattr(mirror, "_put", put)
+    mirror.upload()  # the run stopped writing: now the bucket matches the local files
+    objects = _objects(client, "runs", "r/")
+    for name in ("train/events.out.tfevents.1", "policy/saved_model.pb"):
+        assert objects[f"r/{name}"].download_as_text() == (local / name).read_text()
+    assert mirror.pending() == []
+
+
+def test_a_file_the_bucket_holds_otherwise_than_sent_is_sent_again(gcs, tmp_path):
     _, client = gcs
     client.create_bucket("runs")
     local = tmp_path / "run"
@@ -356,29 +396,16 @@ def test_a_file_growing_faster_than_its_check_still_gets_the_run_its_marker(
     _write(events, "record 1;")
     _write(local / "checkpoints" / "ckpt-1.index", "one")
     mirror = storage.RunMirror(client, str(local), "gs://runs/r")
-    put = mirror._put
-
-    def training_goes_on(names):  # every send is followed by one more record
-        vanished = put(names)
-        with open(events, "a") as f:
-            f.write(" record;")
-        return vanished
-
-    monkeypatch.setattr(mirror, "_put", training_goes_on)
     mirror.upload()
-    objects = _objects(client, "runs", "r/")
-    assert json.loads(objects["r/SYNCED.json"].download_as_text())["verified"]
-    assert objects["r/train/events.out.tfevents.1"].download_as_text() == "record 1;"
-    assert mirror.pending() == ["train/events.out.tfevents.1"]  # the grown file waits
-    monkeypatch.setattr(mirror, "_put", put)
-    mirror.upload()  # the run stopped writing: now the bucket matches the local files
-    blob = client.bucket("runs").blob("r/train/events.out.tfevents.1")
-    assert blob.download_as_text() == events.read_text() and mirror.pending() == []
-    # A file the bucket holds otherwise than it was sent is still found and sent again.
-    checkpoint = client.bucket("runs").blob("r/checkpoints/ckpt-1.index")
-    checkpoint.upload_from_string("torn")
+    bucket = client.bucket("runs")
+    bucket.blob("r/checkpoints/ckpt-1.index").upload_from_string("torn")
+    bucket.blob("r/train/events.out.tfevents.1").upload_from_string("record 2;")  # no prefix
     mirror.upload()
-    assert checkpoint.download_as_text() == "one"
+    assert bucket.blob("r/checkpoints/ckpt-1.index").download_as_text() == "one"
+    assert bucket.blob("r/train/events.out.tfevents.1").download_as_text() == "record 1;"
+    bucket.blob("r/train/events.out.tfevents.1").upload_from_string("record")  # shorter
+    mirror.upload()
+    assert bucket.blob("r/train/events.out.tfevents.1").download_as_text() == "record 1;"
 
 
 def test_a_mirror_deletes_only_what_it_uploaded(gcs, tmp_path):

@@ -3,7 +3,7 @@
 Training writes locally (TensorFlow 2.15's own gs:// file system cannot be pointed
 at a test server), and a `Syncer` (sync.py) uploads the run in the background through mirror.py;
 bucket.py checks buckets and parses gs:// URLs; lease.py keeps one writer per run;
-staging.py is the local side of a mirrored run.
+staging.py is the local side of a mirrored run; transfer.py uploads many files at once.
 """
 
 import warnings

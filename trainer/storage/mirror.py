@@ -3,9 +3,10 @@
 Each upload sends data files first, the pointers that name them after them
 (TensorFlow's `checkpoints/checkpoint`, a camera run's `dagger.json`: staging.POINTERS)
 and the `SYNCED.json` marker last, so a pointer on GCS never names a file that is
-missing, and a run without the marker was never completely uploaded. Before the marker,
-the bucket is checked against what was sent (a file the run changed since goes up with
-the next upload), and anything missing or different is sent again. The lease object
+missing, and a run without the marker was never completely uploaded. An upload sends
+the data files as they were listed (hard links: the run goes on meanwhile), checks the
+bucket against them before the marker, and sends again anything missing or different;
+a file the run changed since goes up with the next upload. The lease object
 (lease.py) is the bucket's alone: the mirror never downloads, uploads or deletes it,
 and renews it before every upload.
 """
@@ -16,17 +17,13 @@ import json
 import os
 import shutil
 import sys
-import threading
 import time
 
-from google.api_core import exceptions as api_exceptions
 from google.cloud.storage import transfer_manager
 
-from trainer.storage import bucket, staging
+from trainer.storage import bucket, staging, transfer
 from trainer.storage.bucket import MARKER, OutOfTime, StorageError, crc32c, describe
 from trainer.storage.lease import LEASE, RELEASE_SECONDS, Lease
-
-_WORKERS = 8  # files uploaded at once
 
 
 class RunMirror:
@@ -38,8 +35,8 @@ class RunMirror:
         self._bucket = client.bucket(self._bucket_name)
         self._retry_deadline = retry_deadline
         self._sent: dict[str, tuple[int, int]] = {}
-        # (size, CRC32C) of each data file as the bucket answered its upload.
-        self._uploaded: dict[str, tuple[int, str]] = {}
+        # An upload's data files, hard-linked as listed (staging.freeze).
+        self._frozen = local_dir.rstrip(os.sep) + ".upload.tmp"
         # The pointers as this upload read them, before listing the files (_snapshot).
         self._pointers: dict[str, tuple[bytes, tuple[int, int]]] = {}
         self._deadline: float | None = None  # time.monotonic() after which nothing starts
@@ -126,6 +123,11 @@ class RunMirror:
     def _stat(self, relative: str) -> tuple[int, int] | None:
         return staging.stat(self.local_dir, relative)
 
+    def _source(self, relative: str) -> str:
+        """Where an upload reads `relative` from: its frozen link, else the run's file."""
+        frozen = os.path.join(self._frozen, relative)
+        return frozen if os.path.exists(frozen) else os.path.join(self.local_dir, relative)
+
     def _remember(self, relative: str) -> None:
         stat = self._stat(relative)
         if stat is not None:
@@ -146,8 +148,8 @@ class RunMirror:
 
     def _send(self, names: list[str]) -> None:
         """Uploads `names`: data first, then the pointers that name them, as snapshot."""
-        data = [f for f in names if not staging.is_pointer(f)]
-        stats = {f: self._stat(f) for f in data}
+        data = [f for f in names if not staging.is_pointer(f) and self._stat(f) is not None]
+        stats = {f: staging.stat(self._source(f)) for f in data}  # what goes up
         stats = {f: stat for f, stat in stats.items() if stat is not None}
         if stats:
             vanished = self._put(list(stats))
@@ -162,75 +164,47 @@ class RunMirror:
                 self._sent[name] = stat
 
     def _put(self, names: list[str]) -> set[str]:
-        """Uploads `names` in parallel; returns those the run deleted meanwhile; OutOfTime,
-        naming the rest, once the deadline passes.
-
-        Daemon threads rather than transfer_manager's pool: a pool is joined at exit,
-        so an upload under way would hold up the exit past the deadline.
-        """
-        todo, failed, done, lock = list(reversed(names)), [], set(), threading.Lock()
-        vanished: set[str] = set()
-
-        def work():
-            while self._left() > 0:
-                with lock:
-                    if not todo:
-                        return
-                    name = todo.pop()
-                blob = self._bucket.blob(self._name(name))
-                try:
-                    blob.upload_from_filename(
-                        os.path.join(self.local_dir, name),
-                        retry=self._retry(),
-                        timeout=self._timeout(),
-                    )
-                    self._uploaded[name] = (blob.size, blob.crc32c)
-                    done.add(name)
-                except FileNotFoundError:  # deleted by the run since it was listed
-                    vanished.add(name)
-                    done.add(name)
-                except (api_exceptions.GoogleAPIError, OSError, ValueError) as e:
-                    failed.append(e)
-
-        threads = [threading.Thread(target=work, daemon=True) for _ in names[:_WORKERS]]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=None if self._deadline is None else max(0.0, self._left()))
-        if failed:
-            raise StorageError(
-                f"upload of {self.url} failed: {type(failed[0]).__name__}: {failed[0]}"
-            )
-        if len(done) < len(names):
-            raise OutOfTime(self.url, [n for n in names if n not in done])
-        return vanished
+        """Uploads `names` as frozen (transfer.put); returns those the run deleted meanwhile."""
+        return transfer.put(
+            {name: (self._bucket.blob(self._name(name)), self._source(name)) for name in names},
+            self.url,
+            self._left,
+            lambda: {"retry": self._retry(), "timeout": self._timeout()},
+        )
 
     def _unverified(self, files: list[str]) -> list[str]:
-        """Local files the bucket lacks, or holds with another size or CRC32C."""
+        """Local files the bucket lacks, or holds otherwise than this mirror sent them."""
         self._in_time()
         remote = self._listing()
         wrong = []
         for name in files:
             self._in_time()  # a CRC32C of every file takes a while
-            blob, stat = remote.get(name), self._stat(name)
-            if stat is None or (staging.is_pointer(name) and name not in self._pointers):
+            if self._stat(name) is None or (
+                staging.is_pointer(name) and name not in self._pointers
+            ):
                 continue  # deleted by the run, or a pointer new since the snapshot: the next
             try:
-                if name in self._pointers:  # the pointer as this upload read it
-                    content = self._pointers[name][0]
-                    size, crc = len(content), crc32c(data=content)
-                elif name in self._uploaded and stat != self._sent.get(name):
-                    # Changed since it was sent: the bucket must hold what was sent. Against
-                    # the file as it is now, a file growing faster than an upload and its
-                    # check take would never pass, and the run never got its marker.
-                    size, crc = self._uploaded[name]
-                else:
-                    size, crc = stat[0], crc32c(os.path.join(self.local_dir, name))
+                if not self._holds(remote.get(name), name):
+                    wrong.append(name)
             except FileNotFoundError:
                 continue
-            if blob is None or blob.size != size or blob.crc32c != crc:
-                wrong.append(name)
         return wrong
+
+    def _holds(self, blob, name: str) -> bool:
+        """Whether `blob` is `name` as sent: a pointer as read; a data file as frozen, or
+        as it grew since (an events file TensorBoard appends to: the bucket holds its first
+        bytes, at least as many as were listed when it was sent). Against the files as they
+        are by then, a file changing faster than an upload and its check take never passed,
+        and the run never got its marker."""
+        if blob is None:
+            return False
+        if name in self._pointers:
+            content = self._pointers[name][0]
+            return blob.size == len(content) and blob.crc32c == crc32c(data=content)
+        source = self._source(name)
+        size = os.path.getsize(source)
+        listed = self._sent[name][0] if name in self._sent else size
+        return listed <= blob.size <= size and blob.crc32c == crc32c(source, size=blob.size)
 
     def _seed(self, files: list[str]) -> None:
         """Before a mirror's first upload: what the bucket already holds counts as sent.
@@ -246,13 +220,22 @@ class RunMirror:
     def upload(self, only: str = "") -> int:
         """Uploads new and changed files: data, then pointers, then the marker; returns a count.
 
-        A full upload (no `only`) checks the bucket (names, sizes, CRC32C) against the
-        local files, or against what it sent of those changed since, before it writes the
-        marker, and sends again whatever is missing or different, so the marker never
-        vouches for a file that is not there.
+        The data files are hard-linked as listed (staging.freeze) and sent from there.
+        A full upload (no `only`) checks the bucket (names, sizes, CRC32C) against what
+        it sent before it writes the marker, and sends again whatever is missing or
+        different, so the marker never vouches for a file that is not there.
         """
         self._snapshot(only)
         files = self._local_files(only)
+        staging.freeze(
+            self.local_dir, [f for f in files if not staging.is_pointer(f)], self._frozen
+        )
+        try:
+            return self._upload(only, files)
+        finally:
+            shutil.rmtree(self._frozen, ignore_errors=True)
+
+    def _upload(self, only: str, files: list[str]) -> int:
         if not only and not self._sent:
             self._seed(files)
         changed = self._changed(files)
@@ -310,4 +293,3 @@ class RunMirror:
                     retry=self._retry(), timeout=self._timeout()
                 )
                 self._sent.pop(name, None)
-                self._uploaded.pop(name, None)

@@ -3,7 +3,9 @@ finished download into place."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 
 from trainer.rundir import RunDir
 from trainer.storage.bucket import MARKER
@@ -42,6 +44,37 @@ def pointers(local_dir: str, names: list[str]) -> dict[str, tuple[bytes, tuple[i
     return out
 
 
+def freeze(local_dir: str, names: list[str], into: str) -> None:
+    """Hard-links `names` (relative to `local_dir`) into the directory `into`, so that an
+    upload sends and checks them as they were listed while the run goes on: TensorFlow
+    replaces checkpoints and exports by renaming, which leaves a link alone (an events
+    file appended to grows in both). A directory swapped while its files were linked (an
+    export, rundir.export_dir) is linked again, so that its files come from one export.
+    A file that cannot be linked (another file system) is not frozen."""
+    shutil.rmtree(into, ignore_errors=True)
+    for _ in range(3):
+        folders = {os.path.dirname(name) for name in names}
+        before = {folder: _inode(local_dir, folder) for folder in folders}
+        for name in names:
+            target = os.path.join(into, name)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(target)
+            with contextlib.suppress(OSError):
+                os.link(os.path.join(local_dir, name), target)
+        swapped = {folder for folder in folders if _inode(local_dir, folder) != before[folder]}
+        names = [name for name in names if os.path.dirname(name) in swapped]
+        if not names:
+            return
+
+
+def _inode(local_dir: str, folder: str) -> int | None:
+    try:
+        return os.stat(os.path.join(local_dir, folder)).st_ino
+    except FileNotFoundError:
+        return None
+
+
 def files(local_dir: str, only: str = "") -> list[str]:
     """The files under `local_dir`/`only`, relative with "/", sorted."""
     found = []
@@ -54,10 +87,11 @@ def files(local_dir: str, only: str = "") -> list[str]:
     return sorted(found)
 
 
-def stat(local_dir: str, relative: str) -> tuple[int, int] | None:
-    """(size, mtime) of a local file; None once the run deleted it (an old checkpoint)."""
+def stat(local_dir: str, relative: str = "") -> tuple[int, int] | None:
+    """(size, mtime) of a local file (`local_dir` itself without `relative`); None once
+    the run deleted it (an old checkpoint)."""
     try:
-        found = os.stat(os.path.join(local_dir, relative))
+        found = os.stat(os.path.join(local_dir, relative) if relative else local_dir)
     except FileNotFoundError:
         return None
     return found.st_size, found.st_mtime_ns
