@@ -11,7 +11,7 @@ times instead our learner's gradient steps with no env process beside it: the ce
 of B, whatever the loop around it does. Usage:
 
     python -m bench.sac_speed --pairs 3 --steps 3000
-    python -m bench.sac_speed --learner_alone --seconds 25
+    python -m bench.sac_speed --learner_alone --seconds 25 [--intra_op_threads 0]
 """
 
 from __future__ import annotations
@@ -91,10 +91,11 @@ def ours(env_id: str, steps: int, learning_starts: int) -> float:
     return speed
 
 
-def learner_alone(seconds: float, queue) -> None:
+def learner_alone(seconds: float, threads: int | None, queue) -> None:
     """Gradient steps/s of our SAC learner fed random [2, 32] segments, 64 gradient steps
     per `learn` after 512 steps in its buffer (sampling costs the same from any size)
-    and 3 more calls to trace, in a process of its own; puts the rate on `queue`."""
+    and 3 more calls to trace, with `threads` intra-op threads (None: SAC's default), in
+    a process of its own; puts the rate on `queue`."""
     import numpy as np
     import tensorflow as tf
     from tf_agents.specs import array_spec, tensor_spec
@@ -105,7 +106,7 @@ def learner_alone(seconds: float, queue) -> None:
     observation = array_spec.BoundedArraySpec((9,), np.float32, -100, 100, name="observation")
     action = array_spec.BoundedArraySpec((3,), np.float32, -1, 1, name="action")
     cfg = config.for_agent("sac", learning_starts=512)
-    agents.start_tensorflow(cfg.intra_op_threads)
+    agents.start_tensorflow(cfg.intra_op_threads if threads is None else threads)
     agent = agents.create(
         cfg,
         tensor_spec.from_spec(ts.time_step_spec(observation)),
@@ -149,11 +150,18 @@ def main() -> None:
     parser.add_argument(
         "--seconds", type=float, default=25, help="with --learner_alone: seconds per measurement"
     )
+    parser.add_argument(
+        "--intra_op_threads",
+        type=int,
+        default=None,
+        help="with --learner_alone: TensorFlow's intra-op threads (0: its own; default SAC's)",
+    )
     args = parser.parse_args()
     from bench import throughput
 
     if args.learner_alone:
-        rates = [throughput.in_processes(learner_alone, [(args.seconds,)])[0] for _ in range(3)]
+        alone = (args.seconds, args.intra_op_threads)
+        rates = [throughput.in_processes(learner_alone, [alone])[0] for _ in range(3)]
         print(f"our SAC learner alone: {', '.join(f'{r:.0f}' for r in rates)} gradient steps/s")
         return
 

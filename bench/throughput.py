@@ -136,8 +136,7 @@ def _training_with_threads(threads: int, args: tuple, changes: dict, queue) -> N
     threads (0: TensorFlow's own count), set before TensorFlow runs anything."""
     import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    speed = training_speed(*args, **changes)
+    speed = training_speed(*args, intra_op_threads=threads, **changes)
     queue.put((speed, tf.config.threading.get_intra_op_parallelism_threads()))
 
 

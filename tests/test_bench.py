@@ -205,8 +205,14 @@ def test_envs_pairs_an_exported_policy_with_random_actions(tiny_run):
     policy = os.path.join(tiny_run, "policy")
     result = run_module("bench.envs", "--episodes=1", "--pairs=1", f"--policy={policy}")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert re.search(r"pair 1, policy: [\d,]+ steps/s, [01]/1 lifted, last step ", result.stdout)
-    assert re.search(r"pair 1, random: [\d,]+ steps/s, [01]/1 lifted, last step ", result.stdout)
+    assert re.search(
+        r"pair 1, policy: [\d,]+ steps/s with its actions' time, [01]/1 lifted, last step ",
+        result.stdout,
+    )
+    assert re.search(
+        r"pair 1, random: [\d,]+ steps/s with its actions' time, [01]/1 lifted, last step ",
+        result.stdout,
+    )
     assert "last step, policy / random: median " in result.stdout
 
 
@@ -216,7 +222,7 @@ def test_sac_speed_times_our_learner_alone():
     from bench import sac_speed
 
     rates = queue.Queue()
-    sac_speed.learner_alone(0.5, rates)
+    sac_speed.learner_alone(0.5, None, rates)
     assert rates.get_nowait() > 0
 
 

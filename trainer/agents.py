@@ -8,9 +8,9 @@ checks that the numpy actor matches the TF policy's distribution.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import inspect
+import sys
 import weakref
 from typing import Any
 
@@ -84,15 +84,23 @@ def start_tensorflow(intra_op_threads: int) -> str:
     says what the learner's ops run on: the GPUs TensorFlow sees, else the CPU."""
     threading = tf.config.threading
     if threading.get_intra_op_parallelism_threads() != intra_op_threads:
-        # TensorFlow may have started (a caller in-process: a test, a bench): the line says
-        # the count in force.
-        with contextlib.suppress(RuntimeError):
+        try:
             threading.set_intra_op_parallelism_threads(intra_op_threads)
+        except RuntimeError:  # started already, in-process: a test, a bench
+            print(
+                f"warning: TensorFlow has started with {_threads(threading)}; "
+                f"--intra_op_threads={intra_op_threads} applies from a new process",
+                file=sys.stderr,
+                flush=True,
+            )
     gpus = tf.config.list_physical_devices("GPU")
     where = ", ".join(gpu.name for gpu in gpus) if gpus else "the CPU (no GPU visible)"
-    threads = threading.get_intra_op_parallelism_threads()
-    said = f"{threads} intra-op thread{'s' if threads > 1 else ''}" if threads else "one per core"
-    return f"{where}, {said}"
+    return f"{where}, {_threads(threading)}"
+
+
+def _threads(threading) -> str:
+    count = threading.get_intra_op_parallelism_threads()
+    return f"{count} intra-op thread{'s' if count > 1 else ''}" if count else "one per core"
 
 
 def greedy_policy(agent):

@@ -20,8 +20,10 @@ from trainer.config import Config
 
 
 def seed(cfg: Config) -> None:
-    """Seeds Python, numpy and TensorFlow (unseeded Keras initializers draw from Python's
-    random), and makes TensorFlow's ops deterministic when the run asks for it."""
+    """Sets TensorFlow's threads, seeds Python, numpy and TensorFlow (unseeded Keras
+    initializers draw from Python's random), and makes TensorFlow's ops deterministic
+    when the run asks for it."""
+    agents.start_tensorflow(cfg.intra_op_threads)
     tf.keras.utils.set_random_seed(cfg.seed)
     if cfg.deterministic:
         tf.config.experimental.enable_op_determinism()
