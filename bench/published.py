@@ -103,30 +103,51 @@ def main() -> None:
         parser.error(f"unknown envs {', '.join(unknown)}; known: {', '.join(PUBLISHED)}")
     data = common.saved_path(parser, args.out)
     steps = {env: args.steps or PUBLISHED[env][0] for env in envs}
+    plan = [
+        (env, seed, _command(args, env, seed, steps[env]))
+        for seed in range(args.seeds)
+        for env in envs
+    ]
+    commands = [common.shown(command) for _, _, command in plan]
+    saved = common.load_saved(data)
+    for env, seed, command in plan:
+        run = run_name(env, seed)
+        run_dir = os.path.join(_logdir(args, steps[env]), run)
+        entry = common.finished_entry(saved, run, command, run_dir, train=not args.report)
+        if entry is None:
+            continue
+        saved[run] = entry
+        common.write_saved(data, saved)
+        # Every finished run of the plan, not only those before this one: a sitting that
+        # resumes at a later seed rewrites the whole table.
+        common.write_report(args.out, report(args, _finals(plan, saved, envs), commands, steps))
+    print(report(args, _finals(plan, saved, envs), commands, steps))
+
+
+def _logdir(args, steps: int) -> str:
+    return os.path.join(args.logdir, f"{steps // 1000}k")
+
+
+def _command(args, env: str, seed: int, steps: int) -> list[str]:
+    flags = [
+        *("--agent=sac", f"--env_id={env}", f"--seed={seed}"),
+        f"--total_steps={steps}",
+        f"--eval_interval={max(steps // args.evals, 1)}",
+        f"--eval_episodes={PUBLISHED[env][2]}",
+        *args.extra,
+    ]
+    return common.trainer_command(_logdir(args, steps), run_name(env, seed), flags)
+
+
+def _finals(plan, saved: dict, envs: list[str]) -> dict[str, list[float]]:
+    """Each env's final mean returns, in seed order, of the runs trained with the plan's
+    command."""
     finals: dict[str, list[float]] = {env: [] for env in envs}
-    saved, commands = common.load_saved(data), []
-    for seed in range(args.seeds):
-        for env in envs:
-            run = run_name(env, seed)
-            flags = [
-                *("--agent=sac", f"--env_id={env}", f"--seed={seed}"),
-                f"--total_steps={steps[env]}",
-                f"--eval_interval={max(steps[env] // args.evals, 1)}",
-                f"--eval_episodes={PUBLISHED[env][2]}",
-                *args.extra,
-            ]
-            logdir = os.path.join(args.logdir, f"{steps[env] // 1000}k")
-            command = common.trainer_command(logdir, run, flags)
-            commands.append(common.shown(command))
-            run_dir = os.path.join(logdir, run)
-            entry = common.finished_entry(saved, run, command, run_dir, train=not args.report)
-            if entry is None:
-                continue
+    for env, seed, command in plan:
+        entry = saved.get(run_name(env, seed))
+        if entry and entry["command"] == common.shown(command):
             finals[env].append(entry["result"]["mean_return"])
-            saved[run] = entry
-            common.write_saved(data, saved)
-            common.write_report(args.out, report(args, finals, commands, steps))
-    print(report(args, finals, commands, steps))
+    return finals
 
 
 if __name__ == "__main__":
