@@ -388,6 +388,45 @@ def test_files_changing_during_an_upload_still_get_the_run_its_marker(gcs, tmp_p
     assert mirror.pending() == []
 
 
+def test_a_checkpoint_deleted_during_an_upload_still_goes_up_with_its_pointer(
+    gcs, tmp_path, monkeypatch
+):
+    """A tiny run beside a training (775 steps/s, a checkpoint every 300) saved three
+    more checkpoints during its first upload, and TensorFlow deleted the one the pointer
+    named: the upload skipped its files, sent the pointer, and wrote the marker. A pod
+    resuming there found "no checkpoint ... restores: ckpt-300". The files as listed go
+    up, deleted or not."""
+    _, client = gcs
+    client.create_bucket("runs")
+    local = tmp_path / "run"
+    _write(local / "checkpoints" / "ckpt-1.index", "one")
+    _write(local / "checkpoints" / "checkpoint", 'model_checkpoint_path: "ckpt-1"')
+    mirror = storage.RunMirror(client, str(local), "gs://runs/r")
+    seed = mirror._seed
+
+    def training_goes_on(files):  # after the listing, before anything is sent
+        _write(local / "checkpoints" / "ckpt-4.index", "four")
+        _write(local / "checkpoints" / "checkpoint", 'model_checkpoint_path: "ckpt-4"')
+        os.remove(local / "checkpoints" / "ckpt-1.index")  # max_to_keep
+        return seed(files)
+
+    monkeypatch.setattr(mirror, "_seed", training_goes_on)
+    mirror.upload()
+    objects = _objects(client, "runs", "r/")
+    assert (
+        objects["r/checkpoints/checkpoint"].download_as_text() == 'model_checkpoint_path: "ckpt-1"'
+    )
+    assert objects["r/checkpoints/ckpt-1.index"].download_as_text() == "one"
+    assert json.loads(objects["r/SYNCED.json"].download_as_text())["verified"]
+    monkeypatch.setattr(mirror, "_seed", seed)
+    mirror.upload()  # the new pointer goes up, and the checkpoint it no longer names goes
+    objects = _objects(client, "runs", "r/")
+    assert (
+        objects["r/checkpoints/checkpoint"].download_as_text() == 'model_checkpoint_path: "ckpt-4"'
+    )
+    assert "r/checkpoints/ckpt-4.index" in objects and "r/checkpoints/ckpt-1.index" not in objects
+
+
 def test_a_file_the_bucket_holds_otherwise_than_sent_is_sent_again(gcs, tmp_path):
     _, client = gcs
     client.create_bucket("runs")

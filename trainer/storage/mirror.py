@@ -121,7 +121,10 @@ class RunMirror:
         return [f for f in staging.files(self.local_dir, only) if staging.mirrored(f)]
 
     def _stat(self, relative: str) -> tuple[int, int] | None:
-        return staging.stat(self.local_dir, relative)
+        """(size, mtime) of `relative` as an upload sees it: a file the run deleted since
+        it was listed is still sent (an old checkpoint that a pointer read before the
+        listing names), and checked."""
+        return staging.stat(self._source(relative))
 
     def _source(self, relative: str) -> str:
         """Where an upload reads `relative` from: its frozen link, else the run's file."""
@@ -148,8 +151,8 @@ class RunMirror:
 
     def _send(self, names: list[str]) -> None:
         """Uploads `names`: data first, then the pointers that name them, as snapshot."""
-        data = [f for f in names if not staging.is_pointer(f) and self._stat(f) is not None]
-        stats = {f: staging.stat(self._source(f)) for f in data}  # what goes up
+        data = [f for f in names if not staging.is_pointer(f)]
+        stats = {f: self._stat(f) for f in data}
         stats = {f: stat for f, stat in stats.items() if stat is not None}
         if stats:
             vanished = self._put(list(stats))
