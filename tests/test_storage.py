@@ -427,6 +427,26 @@ def test_a_checkpoint_deleted_during_an_upload_still_goes_up_with_its_pointer(
     assert "r/checkpoints/ckpt-4.index" in objects and "r/checkpoints/ckpt-1.index" not in objects
 
 
+def test_half_written_files_and_dead_uploads_leftovers_are_not_mirrored(tmp_path):
+    """An upload's hard links would keep a half-written file alive past its rename, so
+    none is mirrored; a frozen copy a killed process left inside the run is removed."""
+    from trainer.storage import staging
+
+    for name in ("config.json.tmp", "checkpoints/checkpoint.tmp3f9a", "student/r.npz.tmp.npz"):
+        assert not staging.mirrored(name)
+    assert not staging.mirrored("checkpoints/ckpt-600_temp/part-00000-of-00001.index")
+    assert staging.mirrored("checkpoints/ckpt-600.index")
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    left = tmp_path / f".upload-{dead.stdout.strip()}.tmp"
+    _write(left / "checkpoints" / "ckpt-1.index", "kept alive")
+    mine = staging.frozen_dir(str(tmp_path))
+    assert not left.exists() and mine == str(tmp_path / f".upload-{os.getpid()}.tmp")
+    _write(os.path.join(mine, "config.json"), "{}")
+    assert staging.files(str(tmp_path)) == []  # a frozen copy is never one of the run's files
+
+
 def test_a_file_the_bucket_holds_otherwise_than_sent_is_sent_again(gcs, tmp_path):
     _, client = gcs
     client.create_bucket("runs")

@@ -35,8 +35,9 @@ class RunMirror:
         self._bucket = client.bucket(self._bucket_name)
         self._retry_deadline = retry_deadline
         self._sent: dict[str, tuple[int, int]] = {}
-        # An upload's data files, hard-linked as listed (staging.freeze).
-        self._frozen = local_dir.rstrip(os.sep) + ".upload.tmp"
+        # While an upload runs, its data files hard-linked as listed (staging.freeze).
+        self._frozen: str | None = None
+        self._unlinked_said = False
         # The pointers as this upload read them, before listing the files (_snapshot).
         self._pointers: dict[str, tuple[bytes, tuple[int, int]]] = {}
         self._deadline: float | None = None  # time.monotonic() after which nothing starts
@@ -128,8 +129,11 @@ class RunMirror:
 
     def _source(self, relative: str) -> str:
         """Where an upload reads `relative` from: its frozen link, else the run's file."""
-        frozen = os.path.join(self._frozen, relative)
-        return frozen if os.path.exists(frozen) else os.path.join(self.local_dir, relative)
+        if self._frozen is not None:
+            frozen = os.path.join(self._frozen, relative)
+            if os.path.exists(frozen):
+                return frozen
+        return os.path.join(self.local_dir, relative)
 
     def _remember(self, relative: str) -> None:
         stat = self._stat(relative)
@@ -195,10 +199,9 @@ class RunMirror:
 
     def _holds(self, blob, name: str) -> bool:
         """Whether `blob` is `name` as sent: a pointer as read; a data file as frozen, or
-        as it grew since (an events file TensorBoard appends to: the bucket holds its first
-        bytes, at least as many as were listed when it was sent). Against the files as they
-        are by then, a file changing faster than an upload and its check take never passed,
-        and the run never got its marker."""
+        as it grew since (an events file: the bucket holds at least its bytes when sent).
+        Against the files as they were by then, a file changing faster than an upload and
+        its check never passed, and the run never got its marker."""
         if blob is None:
             return False
         if name in self._pointers:
@@ -230,13 +233,20 @@ class RunMirror:
         """
         self._snapshot(only)
         files = self._local_files(only)
-        staging.freeze(
-            self.local_dir, [f for f in files if not staging.is_pointer(f)], self._frozen
-        )
+        self._freeze([f for f in files if not staging.is_pointer(f)])
         try:
             return self._upload(only, files)
         finally:
-            shutil.rmtree(self._frozen, ignore_errors=True)
+            frozen, self._frozen = self._frozen, None
+            shutil.rmtree(frozen, ignore_errors=True)
+
+    def _freeze(self, names: list[str]) -> None:
+        self._frozen = staging.frozen_dir(self.local_dir)
+        unlinked = staging.freeze(self.local_dir, names, self._frozen)
+        if unlinked and not self._unlinked_said:
+            self._unlinked_said = True
+            said = f"{unlinked} file(s) of {self.local_dir} cannot be hard-linked"
+            print(f"warning: {said}: they go up as read, maybe mixed", file=sys.stderr)
 
     def _upload(self, only: str, files: list[str]) -> int:
         if not only and not self._sent:

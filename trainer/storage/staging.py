@@ -3,8 +3,8 @@ finished download into place."""
 
 from __future__ import annotations
 
-import contextlib
 import os
+import re
 import shutil
 
 from trainer.rundir import RunDir
@@ -26,6 +26,10 @@ def mirrored(name: str) -> bool:
     """Whether a run's file is kept in step: not the marker (each upload writes it), not
     the lease nor its clock probes (their writers' alone: a downloaded lease sent back
     would change its generation under its holder)."""
+    # Half-written files (rundir.write_atomic's X.tmp, TensorFlow's checkpoint.tmp* and
+    # ckpt-N_temp/) would be kept alive by an upload's hard links; none is ever needed.
+    if ".tmp" in name or "_temp/" in name:
+        return False
     return name != MARKER and not name.startswith(LEASE)
 
 
@@ -44,28 +48,70 @@ def pointers(local_dir: str, names: list[str]) -> dict[str, tuple[bytes, tuple[i
     return out
 
 
-def freeze(local_dir: str, names: list[str], into: str) -> None:
+def frozen_dir(local_dir: str) -> str:
+    """This process's directory for freeze, inside the run (files() skips it), after
+    removing those that processes no longer running left behind (a crash, a SIGKILL)."""
+    for name in os.listdir(local_dir) if os.path.isdir(local_dir) else []:
+        found = re.fullmatch(r"\.upload-(\d+)\.tmp", name)
+        if found and not _running(int(found.group(1))):
+            shutil.rmtree(os.path.join(local_dir, name), ignore_errors=True)
+    return os.path.join(local_dir, f".upload-{os.getpid()}.tmp")
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
+
+
+def freeze(local_dir: str, names: list[str], into: str) -> int:
     """Hard-links `names` (relative to `local_dir`) into the directory `into`, so that an
     upload sends and checks them as they were listed while the run goes on: TensorFlow
     replaces checkpoints and exports by renaming, which leaves a link alone (an events
-    file appended to grows in both). A directory swapped while its files were linked (an
-    export, rundir.export_dir) is linked again, so that its files come from one export.
-    A file that cannot be linked (another file system) is not frozen."""
+    file appended to grows in both). A top-level directory any of whose folders was
+    swapped while it was linked (an export, rundir.export_dir) is linked again, up to
+    twice, so that its files come from one export. Returns how many files could not be
+    linked (another file system): those are read where they are."""
     shutil.rmtree(into, ignore_errors=True)
+    unlinked = set()
     for _ in range(3):
-        folders = {os.path.dirname(name) for name in names}
-        before = {folder: _inode(local_dir, folder) for folder in folders}
-        for name in names:
-            target = os.path.join(into, name)
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(target)
-            with contextlib.suppress(OSError):
-                os.link(os.path.join(local_dir, name), target)
-        swapped = {folder for folder in folders if _inode(local_dir, folder) != before[folder]}
-        names = [name for name in names if os.path.dirname(name) in swapped]
+        before = _folders(local_dir, names)
+        unlinked = {name for name in names if not _link(local_dir, name, into)}
+        after = _folders(local_dir, names)
+        # Gone since (a folder deleted): its links stay as they were.
+        swapped = {
+            top for top, inodes in after.items() if inodes != before[top] and None not in inodes
+        }
+        names = [name for name in names if name.split("/")[0] in swapped]
         if not names:
-            return
+            break
+    return len(unlinked)
+
+
+def _link(local_dir: str, name: str, into: str) -> bool:
+    """Links `name` into `into`, replacing an earlier link only once the new one exists."""
+    target = os.path.join(into, name)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    try:
+        os.link(os.path.join(local_dir, name), target + ".new")
+    except FileNotFoundError:  # deleted since it was listed: an earlier link stays
+        return True
+    except OSError:
+        return False
+    os.replace(target + ".new", target)
+    return True
+
+
+def _folders(local_dir: str, names: list[str]) -> dict[str, tuple]:
+    """For each top-level directory of `names`, the inodes of its folders that hold them."""
+    folders: dict[str, set[str]] = {}
+    for name in names:
+        folders.setdefault(name.split("/")[0], set()).add(os.path.dirname(name))
+    return {top: tuple(_inode(local_dir, f) for f in sorted(held)) for top, held in folders.items()}
 
 
 def _inode(local_dir: str, folder: str) -> int | None:
