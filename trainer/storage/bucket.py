@@ -157,21 +157,17 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0][:200] if text else ""
 
 
-def crc32c(path: str | None = None, data: bytes = b"", size: int | None = None) -> str:
-    """The CRC32C of a file at `path` (of its first `size` bytes if given), or of `data`,
-    as Cloud Storage reports it (base64 of the big-endian digest)."""
+def crc32c(path: str | None = None, data: bytes = b"", size: int = 0) -> str:
+    """The CRC32C of `data`, or of the first `size` bytes of the file at `path`, as Cloud
+    Storage reports it (base64 of the big-endian digest)."""
     import google_crc32c
 
     checksum = google_crc32c.Checksum(data)
     if path is not None:
-        left = float("inf") if size is None else size
         with open(path, "rb") as f:
-            while left > 0:
-                chunk = f.read(int(min(1 << 20, left)))
-                if not chunk:
-                    break
+            while size > 0 and (chunk := f.read(min(1 << 20, size))):
                 checksum.update(chunk)
-                left -= len(chunk)
+                size -= len(chunk)
     return base64.b64encode(checksum.digest()).decode()
 
 

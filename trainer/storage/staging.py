@@ -63,8 +63,8 @@ def _running(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # another user's
-        return True
+    except PermissionError:  # another user's, running
+        pass
     return True
 
 
@@ -77,10 +77,12 @@ def freeze(local_dir: str, names: list[str], into: str) -> int:
     twice, so that its files come from one export. Returns how many files could not be
     linked (another file system): those are read where they are."""
     shutil.rmtree(into, ignore_errors=True)
-    unlinked = set()
+    unlinked: set[str] = set()
     for _ in range(3):
         before = _folders(local_dir, names)
-        unlinked = {name for name in names if not _link(local_dir, name, into)}
+        # A relinked file counts by its last pass.
+        unlinked -= set(names)
+        unlinked |= {name for name in names if not _link(local_dir, name, into)}
         after = _folders(local_dir, names)
         # Gone since (a folder deleted): its links stay as they were.
         swapped = {
