@@ -12,6 +12,7 @@ of B, whatever the loop around it does. Usage:
 
     python -m bench.sac_speed --pairs 3 --steps 3000
     python -m bench.sac_speed --learner_alone --seconds 25 [--intra_op_threads 0]
+    python -m bench.sac_speed --pairs 3 --steps 3000 --plain_intra_op_threads 1
 """
 
 from __future__ import annotations
@@ -24,16 +25,17 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
-def plain_tf_agents(env_id: str, steps: int, learning_starts: int) -> float:
+def plain_tf_agents(env_id: str, steps: int, learning_starts: int, threads: int = 0) -> float:
     """Env steps/s of tf-agents' own SAC loop over `steps` after the warm-up, in a process
-    of its own."""
+    of its own with `threads` intra-op threads (0: TensorFlow's own, as its users run it)."""
     from bench import throughput
 
-    (rate,) = throughput.in_processes(_plain_loop, [(env_id, steps, learning_starts)])
+    args = (env_id, steps, learning_starts, threads)
+    (rate,) = throughput.in_processes(_plain_loop, [args])
     return rate
 
 
-def _plain_loop(env_id: str, steps: int, learning_starts: int, queue) -> None:
+def _plain_loop(env_id: str, steps: int, learning_starts: int, threads: int, queue) -> None:
     import tensorflow as tf
     from tf_agents.drivers import dynamic_step_driver
     from tf_agents.environments import suite_gym, tf_py_environment
@@ -42,6 +44,7 @@ def _plain_loop(env_id: str, steps: int, learning_starts: int, queue) -> None:
 
     from trainer import agents, config, envs
 
+    agents.start_tensorflow(threads)
     envs.register()
     envs.silence_env_prints()
     cfg = config.for_agent("sac", env_id=env_id, num_envs=1)
@@ -156,6 +159,12 @@ def main() -> None:
         default=None,
         help="with --learner_alone: TensorFlow's intra-op threads (0: its own; default SAC's)",
     )
+    parser.add_argument(
+        "--plain_intra_op_threads",
+        type=int,
+        default=0,
+        help="TensorFlow's intra-op threads in tf-agents' loop (0: its own, as its users run it)",
+    )
     args = parser.parse_args()
     from bench import throughput
 
@@ -166,7 +175,9 @@ def main() -> None:
         return
 
     ratios = throughput.pairs(
-        lambda: plain_tf_agents(args.env_id, args.steps, args.learning_starts),
+        lambda: plain_tf_agents(
+            args.env_id, args.steps, args.learning_starts, args.plain_intra_op_threads
+        ),
         lambda: ours(args.env_id, args.steps, args.learning_starts),
         args.pairs,
         ("tf-agents' SAC loop", "ours"),
